@@ -1,0 +1,275 @@
+/*
+ * libsched: the whole C ABI of gpusched's native layer.
+ *
+ * Mechanism only: streams, events, device allocations, copies and
+ * completion notification. Policy (who may allocate what) lives in
+ * TypeScript. One library holds two backends with the same semantics,
+ * chosen at run time by sched_init():
+ *   - cuda: the CUDA runtime (linked statically) on a real device;
+ *   - host: the CPU. "Device memory" is heap memory counted against a
+ *     configured capacity, each stream is a worker thread running its
+ *     queue in order, events are completion points other streams wait on.
+ *
+ * Conventions
+ *   - Every function returns a sched_status (SCHED_OK = 0) unless noted.
+ *     On failure, sched_last_error() on the same thread gives the text.
+ *   - Handles (streams, events, memory pools) are 32-bit ids: 0 is never
+ *     valid, a destroyed handle is rejected with SCHED_ERR_INVALID_HANDLE
+ *     and never reaches freed memory.
+ *   - Device allocations are named by their base pointer; copies take a
+ *     base pointer plus a byte offset, so every range is bounds-checked.
+ *   - Out-parameters are written only on success.
+ *   - All functions are thread-safe, except sched_init/sched_shutdown,
+ *     which must not race any other call.
+ */
+#ifndef GPUSCHED_SCHED_H
+#define GPUSCHED_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SCHED_API __declspec(dllexport)
+#else
+#define SCHED_API __attribute__((visibility("default")))
+#endif
+
+/** ABI version; bumped on any incompatible change. */
+#define SCHED_ABI_VERSION 1
+
+typedef enum sched_status {
+  SCHED_OK = 0,
+  SCHED_ERR_INVALID_ARGUMENT = 1, /* a null, zero, negative or too large value */
+  SCHED_ERR_INVALID_HANDLE = 2,   /* unknown, destroyed or wrong-kind handle/pointer */
+  SCHED_ERR_OUT_OF_MEMORY = 3,    /* device, pool or pinned host memory exhausted */
+  SCHED_ERR_NOT_READY = 4,        /* query: work still pending (not a failure) */
+  SCHED_ERR_NOT_INITIALIZED = 5,  /* call before sched_init or after sched_shutdown */
+  SCHED_ERR_ALREADY_INITIALIZED = 6,
+  SCHED_ERR_NO_DEVICE = 7,        /* backend unusable: no driver, no device, bad index */
+  SCHED_ERR_UNSUPPORTED = 8,      /* not available on this backend or device */
+  SCHED_ERR_BACKEND = 9           /* any other failure reported by the backend */
+} sched_status;
+
+typedef enum sched_backend {
+  SCHED_BACKEND_NONE = 0,
+  SCHED_BACKEND_CUDA = 1,
+  SCHED_BACKEND_HOST = 2
+} sched_backend;
+
+typedef enum sched_copy_kind {
+  SCHED_COPY_HOST_TO_DEVICE = 1,
+  SCHED_COPY_DEVICE_TO_HOST = 2,
+  SCHED_COPY_DEVICE_TO_DEVICE = 3
+} sched_copy_kind;
+
+/** Event flags for sched_event_create. */
+#define SCHED_EVENT_TIMING 1u /* record timestamps for sched_event_elapsed_ms */
+
+/** What sched_device_info reports. Fixed layout: read it field by field. */
+typedef struct sched_device_info {
+  char name[256];
+  uint64_t total_memory;      /* bytes */
+  uint64_t free_memory;       /* bytes, at the time of the call */
+  int32_t sm_count;           /* streaming multiprocessors (host: worker slots) */
+  int32_t priority_least;     /* numerically largest stream priority (lowest) */
+  int32_t priority_greatest;  /* numerically smallest stream priority (highest) */
+  int32_t compute_major;      /* compute capability; 0 on host */
+  int32_t compute_minor;
+  int32_t sm_granularity;     /* SM partition granularity; 0 when unsupported */
+} sched_device_info;
+
+/** Host function run in stream order (sched_launch_host_func). */
+typedef void (*sched_host_fn)(void *user_data);
+
+/** Called from the notifier thread when completions are ready to drain. */
+typedef void (*sched_notify_fn)(void);
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/** ABI version of the loaded library (SCHED_ABI_VERSION). Never fails. */
+SCHED_API int32_t sched_abi_version(void);
+
+/**
+ * Starts a backend on one device. backend: SCHED_BACKEND_CUDA or
+ * SCHED_BACKEND_HOST. host_capacity: simulated device memory in bytes for
+ * the host backend (ignored by cuda). Fails with SCHED_ERR_NO_DEVICE when
+ * the backend cannot run here (message says why: no driver, no device).
+ */
+SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capacity);
+
+/**
+ * Waits for all streams, then destroys every stream, event, pool and
+ * allocation the backend still holds. Safe to call when not initialized.
+ * Completion tokens still pending are completed (status SCHED_OK) first.
+ */
+SCHED_API int32_t sched_shutdown(void);
+
+/** The active backend (sched_backend); SCHED_BACKEND_NONE when not initialized. */
+SCHED_API int32_t sched_backend_active(void);
+
+/**
+ * Copies the calling thread's last error text into buf (NUL-terminated,
+ * truncated to len) and returns the full text length. Never fails.
+ */
+SCHED_API uint32_t sched_last_error(char *buf, uint32_t len);
+
+/* ------------------------------------------------------------------ devices */
+
+/**
+ * Number of devices the given backend can use (host: 1). Works before
+ * sched_init. cuda without a driver: SCHED_ERR_NO_DEVICE with the CUDA text.
+ */
+SCHED_API int32_t sched_device_count(int32_t backend, int32_t *out_count);
+
+/** Describes the initialized device. */
+SCHED_API int32_t sched_device_info_get(sched_device_info *out);
+
+/** Free and total bytes of the initialized device. */
+SCHED_API int32_t sched_mem_info(uint64_t *out_free, uint64_t *out_total);
+
+/* ------------------------------------------------------------------ streams */
+
+/**
+ * Creates a non-blocking stream with a priority, clamped to the device's
+ * range [priority_greatest, priority_least]. The effective priority is
+ * written to out_priority (may be NULL).
+ */
+SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t *out_stream, int32_t *out_priority);
+
+/** Destroys a stream. Work already queued still completes. */
+SCHED_API int32_t sched_stream_destroy(uint32_t stream);
+
+/** SCHED_OK when all queued work is done, SCHED_ERR_NOT_READY otherwise. */
+SCHED_API int32_t sched_stream_query(uint32_t stream);
+
+/** Blocks the calling thread until all queued work is done. */
+SCHED_API int32_t sched_stream_synchronize(uint32_t stream);
+
+/**
+ * The backend's native stream: cudaStream_t on cuda, an opaque pointer on
+ * host that sched_launch_host_func accepts. Users pass it to their own kernels.
+ */
+SCHED_API int32_t sched_stream_native(uint32_t stream, void **out_native);
+
+/** Makes all future work of stream wait for the event's latest record (GPU-side). */
+SCHED_API int32_t sched_stream_wait_event(uint32_t stream, uint32_t event);
+
+/**
+ * Runs fn(user_data) in stream order (cudaLaunchHostFunc on cuda). fn must
+ * not call libsched or CUDA. On host, this is how "kernels" run on a stream.
+ */
+SCHED_API int32_t sched_launch_host_func(uint32_t stream, sched_host_fn fn, void *user_data);
+
+/** Same as sched_launch_host_func, naming the stream by its native pointer. */
+SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_fn fn, void *user_data);
+
+/* ------------------------------------------------------------------- events */
+
+/** Creates an event (flags: SCHED_EVENT_TIMING or 0). */
+SCHED_API int32_t sched_event_create(uint32_t flags, uint32_t *out_event);
+
+/** Destroys an event; streams already waiting on it are unaffected. */
+SCHED_API int32_t sched_event_destroy(uint32_t event);
+
+/** Records the event at the current tail of stream. */
+SCHED_API int32_t sched_event_record(uint32_t event, uint32_t stream);
+
+/** SCHED_OK when the latest record completed (or none was made), else NOT_READY. */
+SCHED_API int32_t sched_event_query(uint32_t event);
+
+/** Blocks the calling thread until the latest record has completed. */
+SCHED_API int32_t sched_event_synchronize(uint32_t event);
+
+/** Milliseconds between two completed records of timing events. */
+SCHED_API int32_t sched_event_elapsed_ms(uint32_t start, uint32_t end, float *out_ms);
+
+/* ------------------------------------------------------------------- memory */
+
+/**
+ * Creates a stream-ordered memory pool on the device. max_bytes caps what
+ * it may hold (0: no cap). Freed memory up to release_threshold bytes stays
+ * reserved in the pool for fast reuse; the rest is returned to the device
+ * at the next synchronization.
+ */
+SCHED_API int32_t sched_pool_create(uint64_t max_bytes, uint64_t release_threshold, uint32_t *out_pool);
+
+/** Destroys a pool. Fails with INVALID_ARGUMENT while it has live allocations. */
+SCHED_API int32_t sched_pool_destroy(uint32_t pool);
+
+/** Releases unused memory the pool keeps, down to keep_bytes. */
+SCHED_API int32_t sched_pool_trim(uint32_t pool, uint64_t keep_bytes);
+
+/** Bytes in live allocations, and bytes the pool holds from the device. */
+SCHED_API int32_t sched_pool_usage(uint32_t pool, uint64_t *out_used, uint64_t *out_reserved);
+
+/**
+ * Allocates bytes from pool, ordered on stream (cudaMallocAsync): the
+ * memory may be used by work on stream queued after this call, and by
+ * other streams once they have waited on an event recorded after it.
+ */
+SCHED_API int32_t sched_malloc_async(uint32_t pool, uint32_t stream, uint64_t bytes, void **out_ptr);
+
+/** Frees ptr (from sched_malloc_async) once stream reaches this point. */
+SCHED_API int32_t sched_free_async(void *ptr, uint32_t stream);
+
+/** Synchronous allocation outside any pool (cudaMalloc). */
+SCHED_API int32_t sched_malloc(uint64_t bytes, void **out_ptr);
+
+/** Frees ptr from sched_malloc; waits for the device like cudaFree. */
+SCHED_API int32_t sched_free(void *ptr);
+
+/** Page-locked host memory for fast, asynchronous copies. */
+SCHED_API int32_t sched_host_alloc(uint64_t bytes, void **out_ptr);
+
+/** Frees memory from sched_host_alloc. */
+SCHED_API int32_t sched_host_free(void *ptr);
+
+/**
+ * Copies bytes in stream order. Device sides are named by an allocation's
+ * base pointer plus an offset and are bounds-checked; host sides are raw
+ * pointers the caller keeps valid until the copy completes.
+ *   H2D: dst = device base, dst_offset; src = host pointer (src_offset added)
+ *   D2H: dst = host pointer (dst_offset added); src = device base, src_offset
+ *   D2D: both device bases with offsets
+ */
+SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void *src, uint64_t src_offset,
+                                     uint64_t bytes, int32_t kind, uint32_t stream);
+
+/** Sets bytes of a device allocation to value, in stream order. */
+SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, uint64_t bytes, uint32_t stream);
+
+/* -------------------------------------------------------------- completions */
+
+/**
+ * Installs the function the notifier thread calls when completions are
+ * waiting to be drained (one call per batch: it is not called again until
+ * sched_completions_drain has emptied the queue). The notifier is process
+ * wide and outlives sched_shutdown, so fn must stay callable for the life
+ * of the process once installed. Passing NULL stops notifications.
+ */
+SCHED_API int32_t sched_notifier_install(sched_notify_fn fn);
+
+/**
+ * Asks for token to complete when all work queued on stream so far is done.
+ * Never blocks. The token comes back through sched_completions_drain.
+ */
+SCHED_API int32_t sched_stream_notify(uint32_t stream, uint32_t token);
+
+/** Asks for token to complete when the event's latest record completes. */
+SCHED_API int32_t sched_event_notify(uint32_t event, uint32_t token);
+
+/**
+ * Moves up to capacity completed tokens (with their statuses) into the
+ * arrays and returns how many were moved. Never blocks.
+ */
+SCHED_API uint32_t sched_completions_drain(uint32_t *tokens, int32_t *statuses, uint32_t capacity);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPUSCHED_SCHED_H */

@@ -1,0 +1,82 @@
+/*
+ * The table of functions each backend implements. The dispatch layer
+ * (sched.c) validates handles, pointers and ranges before calling in, so
+ * a backend receives only live objects and in-bounds ranges. Objects are
+ * the backend's own opaque pointers; the dispatch layer maps handles to them.
+ */
+#ifndef GPUSCHED_BACKEND_H
+#define GPUSCHED_BACKEND_H
+
+#include "../include/sched.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct backend_ops {
+  const char *name;
+  /* Works before init. */
+  int32_t (*device_count)(int32_t *out_count);
+  int32_t (*init)(int32_t device, uint64_t host_capacity);
+  /* Called after the dispatch layer destroyed every object. */
+  void (*shutdown)(void);
+  int32_t (*device_info)(sched_device_info *out);
+  int32_t (*mem_info)(uint64_t *out_free, uint64_t *out_total);
+
+  /* priority already clamped to the device range. */
+  int32_t (*stream_create)(int32_t priority, void **out_stream);
+  int32_t (*stream_destroy)(void *stream);
+  int32_t (*stream_query)(void *stream);
+  int32_t (*stream_synchronize)(void *stream);
+  void *(*stream_native)(void *stream);
+  int32_t (*stream_wait_event)(void *stream, void *event);
+  int32_t (*launch_host_func)(void *stream, sched_host_fn fn, void *user_data);
+  /* native: what stream_native returned for a live stream, or anything else. */
+  int32_t (*launch_host_func_native)(void *native, sched_host_fn fn, void *user_data);
+  int32_t (*stream_notify)(void *stream, uint32_t token);
+
+  int32_t (*event_create)(uint32_t flags, void **out_event);
+  int32_t (*event_destroy)(void *event);
+  int32_t (*event_record)(void *event, void *stream);
+  int32_t (*event_query)(void *event);
+  int32_t (*event_synchronize)(void *event);
+  int32_t (*event_elapsed_ms)(void *start, void *end, float *out_ms);
+  int32_t (*event_notify)(void *event, uint32_t token);
+
+  int32_t (*pool_create)(uint64_t max_bytes, uint64_t release_threshold, void **out_pool);
+  int32_t (*pool_destroy)(void *pool);
+  int32_t (*pool_trim)(void *pool, uint64_t keep_bytes);
+  int32_t (*pool_reserved)(void *pool, uint64_t *out_reserved);
+  int32_t (*malloc_async)(void *pool, void *stream, uint64_t bytes, void **out_ptr);
+  int32_t (*free_async)(void *ptr, void *stream);
+  int32_t (*malloc_sync)(uint64_t bytes, void **out_ptr);
+  int32_t (*free_sync)(void *ptr);
+  int32_t (*host_alloc)(uint64_t bytes, void **out_ptr);
+  int32_t (*host_free)(void *ptr);
+  /* dst/src already include offsets. */
+  int32_t (*memcpy_async)(void *dst, const void *src, uint64_t bytes, int32_t kind, void *stream);
+  int32_t (*memset_async)(void *dst, uint8_t value, uint64_t bytes, void *stream);
+} backend_ops;
+
+/* Defined by each backend. cuda_backend_ops() returns NULL when the CUDA
+ * backend was not built. */
+const backend_ops *host_backend_ops(void);
+const backend_ops *cuda_backend_ops(void);
+
+/* Shared services (errors.c, completions.c) that backends call. */
+
+/** Records the calling thread's last error and returns status. printf-style. */
+int32_t sched_fail(int32_t status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/** Queues a completed token; callable from any thread, including CUDA's callback thread. */
+void completions_push(uint32_t token, int32_t status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPUSCHED_BACKEND_H */

@@ -1,0 +1,71 @@
+/*
+ * The host backend: a CPU stand-in for a GPU with the same ordering and
+ * error semantics, so every test and example runs without a device.
+ *   - a stream is a worker thread draining a FIFO of operations;
+ *   - an event is a generation counter: a record bumps the wanted
+ *     generation at enqueue time and the worker marks it done when reached;
+ *   - device memory is heap memory counted against a fixed capacity.
+ * Priorities are recorded and reported, not enforced (the OS schedules the
+ * workers); green-context SM partitions do not exist here.
+ */
+#ifndef GPUSCHED_HOST_H
+#define GPUSCHED_HOST_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "../backend.h"
+
+typedef struct host_op host_op;
+typedef void (*host_op_run)(host_op *op);
+
+/* One queued operation; the worker runs it and frees it. */
+struct host_op {
+  host_op *next;
+  host_op_run run;
+  union {
+    struct { void *dst; const void *src; uint64_t bytes; } copy;
+    struct { void *dst; uint8_t value; uint64_t bytes; } set;
+    struct { sched_host_fn fn; void *user_data; } func;
+    struct { struct host_event *event; uint64_t generation; } event;
+    struct { uint32_t token; } notify;
+    struct { void *ptr; } block;
+  } u;
+};
+
+typedef struct host_stream {
+  pthread_mutex_t lock;
+  pthread_cond_t has_work;
+  pthread_cond_t progressed;
+  host_op *head, *tail;
+  uint64_t enqueued, completed;
+  int exiting;
+  int32_t priority;
+  struct host_stream *next_live; /* in the backend's list of live streams */
+} host_stream;
+
+typedef struct host_event {
+  uint32_t flags;
+  uint64_t recorded;     /* generation of the latest record enqueued */
+  uint64_t done;         /* highest generation whose record ran */
+  double done_at_ms;     /* monotonic time when `done` was reached */
+  int refs;              /* owner + queued records/waits */
+  struct event_waiter *waiters;
+} host_event;
+
+/* host_stream.c */
+host_op *host_op_new(host_op_run run);
+/* Appends op to the stream's FIFO; the worker runs and frees it. */
+int32_t host_stream_enqueue(host_stream *s, host_op *op);
+int32_t host_streams_synchronize_all(void);
+void host_streams_wait_exit(void);
+
+
+/* host_memory.c */
+void host_memory_reset(uint64_t capacity);
+uint64_t host_memory_used(void);
+uint64_t host_memory_capacity(void);
+
+double host_now_ms(void);
+
+#endif /* GPUSCHED_HOST_H */

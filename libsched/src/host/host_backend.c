@@ -1,0 +1,65 @@
+/* The host backend's table, lifecycle and device description. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host.h"
+
+void host_stream_ops(backend_ops *ops);
+void host_event_ops(backend_ops *ops);
+void host_memory_ops(backend_ops *ops);
+
+/* Mirrors the range of H100/H200 so priorities mean the same on both backends. */
+#define HOST_PRIORITY_LEAST 0
+#define HOST_PRIORITY_GREATEST (-5)
+
+static int32_t device_count(int32_t *out_count) {
+  *out_count = 1;
+  return SCHED_OK;
+}
+
+static int32_t init(int32_t device, uint64_t host_capacity) {
+  if (device != 0) return sched_fail(SCHED_ERR_NO_DEVICE, "Host device %d does not exist: the host backend has one device, 0", device);
+  host_memory_reset(host_capacity);
+  return SCHED_OK;
+}
+
+static void shutdown_backend(void) {
+  host_streams_wait_exit();
+  host_memory_reset(0);
+}
+
+static int32_t device_info(sched_device_info *out) {
+  memset(out, 0, sizeof *out);
+  snprintf(out->name, sizeof out->name, "Host CPU (simulated device)");
+  out->total_memory = host_memory_capacity();
+  out->free_memory = host_memory_capacity() - host_memory_used();
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  out->sm_count = cpus > 0 ? (int32_t)cpus : 1;
+  out->priority_least = HOST_PRIORITY_LEAST;
+  out->priority_greatest = HOST_PRIORITY_GREATEST;
+  return SCHED_OK;
+}
+
+static int32_t mem_info(uint64_t *out_free, uint64_t *out_total) {
+  *out_total = host_memory_capacity();
+  *out_free = *out_total - host_memory_used();
+  return SCHED_OK;
+}
+
+static backend_ops table;
+
+const backend_ops *host_backend_ops(void) {
+  if (table.name == NULL) {
+    table.device_count = device_count;
+    table.init = init;
+    table.shutdown = shutdown_backend;
+    table.device_info = device_info;
+    table.mem_info = mem_info;
+    host_stream_ops(&table);
+    host_event_ops(&table);
+    host_memory_ops(&table);
+    table.name = "host";
+  }
+  return &table;
+}

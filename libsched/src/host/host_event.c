@@ -1,0 +1,177 @@
+/*
+ * Host events. A record bumps `recorded` when enqueued and the stream's
+ * worker raises `done` to that generation when it reaches it, so "the latest
+ * record completed" is `done >= recorded`, as cudaEventQuery defines it.
+ * Events are refcounted: queued records and waits keep a destroyed event
+ * alive until they ran, as CUDA allows destroying an event in use.
+ */
+#include <stdlib.h>
+
+#include "host.h"
+
+typedef struct event_waiter {
+  struct event_waiter *next;
+  uint64_t generation;
+  uint32_t token;
+} event_waiter;
+
+static pthread_mutex_t events_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t events_progressed = PTHREAD_COND_INITIALIZER;
+
+
+/* Caller holds events_lock. */
+static void unref(host_event *e) {
+  if (--e->refs == 0) free(e);
+}
+
+static int32_t event_create(uint32_t flags, void **out_event) {
+  host_event *e = calloc(1, sizeof *e);
+  if (e == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating an event");
+  e->flags = flags;
+  e->refs = 1;
+  *out_event = e;
+  return SCHED_OK;
+}
+
+static int32_t event_destroy(void *event) {
+  pthread_mutex_lock(&events_lock);
+  unref(event);
+  pthread_mutex_unlock(&events_lock);
+  return SCHED_OK;
+}
+
+static void run_record(host_op *op) {
+  host_event *e = op->u.event.event;
+  event_waiter *ready = NULL;
+  pthread_mutex_lock(&events_lock);
+  if (op->u.event.generation > e->done) {
+    e->done = op->u.event.generation;
+    e->done_at_ms = host_now_ms();
+  }
+  for (event_waiter **p = &e->waiters; *p != NULL;) {
+    event_waiter *w = *p;
+    if (w->generation <= e->done) {
+      *p = w->next;
+      w->next = ready;
+      ready = w;
+    } else {
+      p = &w->next;
+    }
+  }
+  pthread_cond_broadcast(&events_progressed);
+  unref(e);
+  pthread_mutex_unlock(&events_lock);
+  while (ready != NULL) {
+    event_waiter *w = ready;
+    ready = w->next;
+    completions_push(w->token, SCHED_OK);
+    free(w);
+  }
+}
+
+static int32_t event_record(void *event, void *stream) {
+  host_event *e = event;
+  host_op *op = host_op_new(run_record);
+  if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory recording an event");
+  op->u.event.event = e;
+  pthread_mutex_lock(&events_lock);
+  op->u.event.generation = ++e->recorded;
+  e->refs++;
+  pthread_mutex_unlock(&events_lock);
+  return host_stream_enqueue(stream, op);
+}
+
+static void run_wait(host_op *op) {
+  host_event *e = op->u.event.event;
+  pthread_mutex_lock(&events_lock);
+  while (e->done < op->u.event.generation) pthread_cond_wait(&events_progressed, &events_lock);
+  unref(e);
+  pthread_mutex_unlock(&events_lock);
+}
+
+static int32_t stream_wait_event(void *stream, void *event) {
+  host_event *e = event;
+  pthread_mutex_lock(&events_lock);
+  uint64_t generation = e->recorded;
+  /* Nothing recorded, or already complete: CUDA makes this a no-op too. */
+  if (generation <= e->done) {
+    pthread_mutex_unlock(&events_lock);
+    return SCHED_OK;
+  }
+  host_op *op = host_op_new(run_wait);
+  if (op == NULL) {
+    pthread_mutex_unlock(&events_lock);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing an event wait");
+  }
+  op->u.event.event = e;
+  op->u.event.generation = generation;
+  e->refs++;
+  pthread_mutex_unlock(&events_lock);
+  return host_stream_enqueue(stream, op);
+}
+
+static int32_t event_query(void *event) {
+  host_event *e = event;
+  pthread_mutex_lock(&events_lock);
+  int complete = e->done >= e->recorded;
+  pthread_mutex_unlock(&events_lock);
+  return complete ? SCHED_OK : SCHED_ERR_NOT_READY;
+}
+
+static int32_t event_synchronize(void *event) {
+  host_event *e = event;
+  pthread_mutex_lock(&events_lock);
+  uint64_t target = e->recorded;
+  while (e->done < target) pthread_cond_wait(&events_progressed, &events_lock);
+  pthread_mutex_unlock(&events_lock);
+  return SCHED_OK;
+}
+
+static int32_t event_elapsed_ms(void *start, void *end, float *out_ms) {
+  host_event *a = start, *b = end;
+  int32_t status = SCHED_OK;
+  pthread_mutex_lock(&events_lock);
+  if (!(a->flags & SCHED_EVENT_TIMING) || !(b->flags & SCHED_EVENT_TIMING)) {
+    status = sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Elapsed time needs events created with SCHED_EVENT_TIMING");
+  } else if (a->recorded == 0 || b->recorded == 0) {
+    status = sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Elapsed time needs both events recorded");
+  } else if (a->done < a->recorded || b->done < b->recorded) {
+    status = SCHED_ERR_NOT_READY;
+  } else {
+    *out_ms = (float)(b->done_at_ms - a->done_at_ms);
+  }
+  pthread_mutex_unlock(&events_lock);
+  return status;
+}
+
+static int32_t event_notify(void *event, uint32_t token) {
+  host_event *e = event;
+  pthread_mutex_lock(&events_lock);
+  if (e->done >= e->recorded) {
+    pthread_mutex_unlock(&events_lock);
+    completions_push(token, SCHED_OK);
+    return SCHED_OK;
+  }
+  event_waiter *w = malloc(sizeof *w);
+  if (w == NULL) {
+    pthread_mutex_unlock(&events_lock);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory registering an event waiter");
+  }
+  w->generation = e->recorded;
+  w->token = token;
+  w->next = e->waiters;
+  e->waiters = w;
+  pthread_mutex_unlock(&events_lock);
+  return SCHED_OK;
+}
+
+void host_event_ops(backend_ops *ops) {
+  ops->event_create = event_create;
+  ops->event_destroy = event_destroy;
+  ops->event_record = event_record;
+  ops->event_query = event_query;
+  ops->event_synchronize = event_synchronize;
+  ops->event_elapsed_ms = event_elapsed_ms;
+  ops->event_notify = event_notify;
+  ops->stream_wait_event = stream_wait_event;
+}

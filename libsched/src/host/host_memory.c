@@ -1,0 +1,197 @@
+/*
+ * Host "device" memory: heap blocks counted against the configured
+ * capacity. Each block carries a small header (its pool and size) in front
+ * of the pointer handed out, so a stream-ordered free needs no lookup.
+ * Frees are stream-ordered like cudaFreeAsync: the bytes return to the
+ * capacity when the stream reaches the free.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+
+/* Device pointers are 256-byte aligned, as cudaMalloc guarantees. */
+#define BLOCK_ALIGN 256
+
+typedef struct host_pool {
+  _Atomic uint64_t reserved; /* bytes held by live blocks, freed in stream order */
+  _Atomic int refs;          /* owner + live blocks */
+} host_pool;
+
+typedef struct block_header {
+  host_pool *pool; /* NULL for synchronous allocations */
+  uint64_t size;
+} block_header;
+
+static _Atomic uint64_t capacity, used;
+
+void host_memory_reset(uint64_t bytes) {
+  atomic_store(&capacity, bytes);
+  atomic_store(&used, 0);
+}
+
+uint64_t host_memory_used(void) { return atomic_load(&used); }
+uint64_t host_memory_capacity(void) { return atomic_load(&capacity); }
+
+static block_header *header_of(void *ptr) { return (block_header *)((char *)ptr - BLOCK_ALIGN); }
+
+static void pool_unref(host_pool *p) {
+  if (atomic_fetch_sub(&p->refs, 1) == 1) free(p);
+}
+
+/* Charges bytes against the capacity; 0 on success. */
+static int charge(uint64_t bytes) {
+  uint64_t current = atomic_load(&used);
+  do {
+    if (bytes > capacity || current > capacity - bytes) return -1;
+  } while (!atomic_compare_exchange_weak(&used, &current, current + bytes));
+  return 0;
+}
+
+static int32_t out_of_memory(uint64_t bytes) {
+  return sched_fail(SCHED_ERR_OUT_OF_MEMORY,
+                    "Host device out of memory: cannot allocate %llu bytes, %llu of %llu bytes in use",
+                    (unsigned long long)bytes, (unsigned long long)atomic_load(&used),
+                    (unsigned long long)atomic_load(&capacity));
+}
+
+static int32_t allocate(host_pool *pool, uint64_t bytes, void **out_ptr) {
+  if (charge(bytes) != 0) return out_of_memory(bytes);
+  void *base = NULL;
+  if (bytes > UINT64_MAX - BLOCK_ALIGN || posix_memalign(&base, BLOCK_ALIGN, BLOCK_ALIGN + bytes) != 0) {
+    atomic_fetch_sub(&used, bytes);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Host device out of memory: the heap refused %llu bytes",
+                      (unsigned long long)bytes);
+  }
+  block_header *h = base;
+  h->pool = pool;
+  h->size = bytes;
+  if (pool != NULL) {
+    atomic_fetch_add(&pool->refs, 1);
+    atomic_fetch_add(&pool->reserved, bytes);
+  }
+  *out_ptr = (char *)base + BLOCK_ALIGN;
+  return SCHED_OK;
+}
+
+static void release(void *ptr) {
+  block_header *h = header_of(ptr);
+  atomic_fetch_sub(&used, h->size);
+  if (h->pool != NULL) {
+    atomic_fetch_sub(&h->pool->reserved, h->size);
+    pool_unref(h->pool);
+  }
+  free(h);
+}
+
+static int32_t pool_create(uint64_t max_bytes, uint64_t release_threshold, void **out_pool) {
+  /* The cap is enforced by the dispatch layer; blocks are not cached here
+   * (gpusched's TypeScript pool caches), so the threshold has nothing to keep. */
+  (void)max_bytes;
+  (void)release_threshold;
+  host_pool *p = calloc(1, sizeof *p);
+  if (p == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a pool");
+  atomic_store(&p->refs, 1);
+  *out_pool = p;
+  return SCHED_OK;
+}
+
+static int32_t pool_destroy(void *pool) {
+  pool_unref(pool);
+  return SCHED_OK;
+}
+
+static int32_t pool_trim(void *pool, uint64_t keep_bytes) {
+  (void)pool;
+  (void)keep_bytes;
+  return SCHED_OK;
+}
+
+static int32_t pool_reserved(void *pool, uint64_t *out_reserved) {
+  *out_reserved = atomic_load(&((host_pool *)pool)->reserved);
+  return SCHED_OK;
+}
+
+static int32_t malloc_async(void *pool, void *stream, uint64_t bytes, void **out_ptr) {
+  int32_t status = allocate(pool, bytes, out_ptr);
+  if (status != SCHED_ERR_OUT_OF_MEMORY) return status;
+  /* Like cudaMallocAsync, memory freed earlier on this same stream is
+   * reusable now in stream order: let those frees land, then retry. */
+  host_stream *s = stream;
+  pthread_mutex_lock(&s->lock);
+  uint64_t target = s->enqueued;
+  while (s->completed < target) pthread_cond_wait(&s->progressed, &s->lock);
+  pthread_mutex_unlock(&s->lock);
+  return allocate(pool, bytes, out_ptr);
+}
+
+static void run_free(host_op *op) { release(op->u.block.ptr); }
+
+static int32_t free_async(void *ptr, void *stream) {
+  host_op *op = host_op_new(run_free);
+  if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a free");
+  op->u.block.ptr = ptr;
+  return host_stream_enqueue(stream, op);
+}
+
+static int32_t malloc_sync(uint64_t bytes, void **out_ptr) { return allocate(NULL, bytes, out_ptr); }
+
+static int32_t free_sync(void *ptr) {
+  /* cudaFree waits for the device; do the same so no queued copy touches freed memory. */
+  int32_t status = host_streams_synchronize_all();
+  if (status != SCHED_OK) return status;
+  release(ptr);
+  return SCHED_OK;
+}
+
+static int32_t host_alloc(uint64_t bytes, void **out_ptr) {
+  void *p = NULL;
+  if (posix_memalign(&p, 4096, bytes) != 0)
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory allocating %llu pinned bytes", (unsigned long long)bytes);
+  *out_ptr = p;
+  return SCHED_OK;
+}
+
+static int32_t host_free(void *ptr) {
+  free(ptr);
+  return SCHED_OK;
+}
+
+static void run_copy(host_op *op) { memmove(op->u.copy.dst, op->u.copy.src, op->u.copy.bytes); }
+
+static int32_t memcpy_async(void *dst, const void *src, uint64_t bytes, int32_t kind, void *stream) {
+  (void)kind;
+  host_op *op = host_op_new(run_copy);
+  if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a copy");
+  op->u.copy.dst = dst;
+  op->u.copy.src = src;
+  op->u.copy.bytes = bytes;
+  return host_stream_enqueue(stream, op);
+}
+
+static void run_set(host_op *op) { memset(op->u.set.dst, op->u.set.value, op->u.set.bytes); }
+
+static int32_t memset_async(void *dst, uint8_t value, uint64_t bytes, void *stream) {
+  host_op *op = host_op_new(run_set);
+  if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a memset");
+  op->u.set.dst = dst;
+  op->u.set.value = value;
+  op->u.set.bytes = bytes;
+  return host_stream_enqueue(stream, op);
+}
+
+void host_memory_ops(backend_ops *ops) {
+  ops->pool_create = pool_create;
+  ops->pool_destroy = pool_destroy;
+  ops->pool_trim = pool_trim;
+  ops->pool_reserved = pool_reserved;
+  ops->malloc_async = malloc_async;
+  ops->free_async = free_async;
+  ops->malloc_sync = malloc_sync;
+  ops->free_sync = free_sync;
+  ops->host_alloc = host_alloc;
+  ops->host_free = host_free;
+  ops->memcpy_async = memcpy_async;
+  ops->memset_async = memset_async;
+}

@@ -1,0 +1,580 @@
+/*
+ * The dispatch layer: every exported function lands here first.
+ *
+ * It owns what both backends share: the handle tables (so stale handles
+ * are rejected before a backend sees them), the registry of live device
+ * allocations (so frees and copy ranges are checked), per-pool byte caps,
+ * and teardown order. Backends get only live objects and in-bounds ranges.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "handles.h"
+#include "registry.h"
+
+typedef struct pool_entry {
+  void *backend_pool;
+  uint64_t max_bytes; /* 0: no cap */
+  uint64_t used;      /* bytes in live allocations; guarded by pools_lock */
+  uint64_t live;      /* live allocations; a pool with any cannot be destroyed */
+} pool_entry;
+
+typedef struct stream_entry {
+  void *backend_stream;
+  void *native;
+} stream_entry;
+
+static const backend_ops *B; /* NULL when not initialized */
+static int32_t active_backend;
+static int32_t priority_least, priority_greatest;
+static handle_table streams, events, pools;
+static registry device_allocations, pinned_allocations;
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define REQUIRE_INIT()                                                                          \
+  do {                                                                                          \
+    if (B == NULL)                                                                              \
+      return sched_fail(SCHED_ERR_NOT_INITIALIZED, "libsched is not initialized: call sched_init first"); \
+  } while (0)
+
+static int32_t bad_handle(const char *kind, uint32_t handle) {
+  return sched_fail(SCHED_ERR_INVALID_HANDLE, "Unknown %s handle %" PRIu32 ": never created or already destroyed",
+                    kind, handle);
+}
+
+#define LOOKUP(table, kind, handle, var)            \
+  void *var = handles_get(&(table), (handle));      \
+  if (var == NULL) return bad_handle(kind, handle)
+
+#define LOOKUP_STREAM(handle, var)                                  \
+  stream_entry *var##_entry = handles_get(&streams, (handle));      \
+  if (var##_entry == NULL) return bad_handle("stream", handle);     \
+  void *var = var##_entry->backend_stream
+
+static const backend_ops *ops_for(int32_t backend) {
+  switch (backend) {
+    case SCHED_BACKEND_HOST: return host_backend_ops();
+    case SCHED_BACKEND_CUDA: return cuda_backend_ops();
+    default: return NULL;
+  }
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+SCHED_API int32_t sched_abi_version(void) { return SCHED_ABI_VERSION; }
+
+SCHED_API int32_t sched_backend_active(void) { return B ? active_backend : SCHED_BACKEND_NONE; }
+
+SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capacity) {
+  if (B != NULL) return sched_fail(SCHED_ERR_ALREADY_INITIALIZED, "libsched is already initialized: call sched_shutdown first");
+  if (backend != SCHED_BACKEND_CUDA && backend != SCHED_BACKEND_HOST)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown backend %" PRId32 ": expected 1 (cuda) or 2 (host)", backend);
+  if (device < 0) return sched_fail(SCHED_ERR_NO_DEVICE, "Device index must not be negative, got %" PRId32, device);
+  if (backend == SCHED_BACKEND_HOST && host_capacity == 0)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Host backend capacity must be positive, got 0");
+  const backend_ops *ops = ops_for(backend);
+  if (ops == NULL) return sched_fail(SCHED_ERR_UNSUPPORTED, "libsched was built without the CUDA backend (CMake found no CUDA toolkit)");
+  int32_t status = ops->init(device, host_capacity);
+  if (status != SCHED_OK) return status;
+  sched_device_info info;
+  status = ops->device_info(&info);
+  if (status != SCHED_OK) {
+    ops->shutdown();
+    return status;
+  }
+  priority_least = info.priority_least;
+  priority_greatest = info.priority_greatest;
+  handles_init(&streams);
+  handles_init(&events);
+  handles_init(&pools);
+  registry_init(&device_allocations);
+  registry_init(&pinned_allocations);
+  active_backend = backend;
+  B = ops;
+  return SCHED_OK;
+}
+
+static void sync_stream(void *object, void *unused) {
+  (void)unused;
+  B->stream_synchronize(((stream_entry *)object)->backend_stream);
+}
+static void free_device_allocation(const allocation *a, void *unused) {
+  (void)unused;
+  B->free_sync(a->ptr);
+}
+static void free_pinned_allocation(const allocation *a, void *unused) {
+  (void)unused;
+  B->host_free(a->ptr);
+}
+static void destroy_event(void *object, void *unused) {
+  (void)unused;
+  B->event_destroy(object);
+}
+static void destroy_stream(void *object, void *unused) {
+  (void)unused;
+  B->stream_destroy(((stream_entry *)object)->backend_stream);
+  free(object);
+}
+static void destroy_pool(void *object, void *unused) {
+  (void)unused;
+  B->pool_destroy(((pool_entry *)object)->backend_pool);
+  free(object);
+}
+
+SCHED_API int32_t sched_shutdown(void) {
+  if (B == NULL) return SCHED_OK;
+  /* Finish queued work first so stream-ordered frees, copies and pending
+   * completion tokens all land before their objects go away. */
+  handles_each(&streams, sync_stream, NULL);
+  registry_clear(&device_allocations, free_device_allocation, NULL);
+  registry_clear(&pinned_allocations, free_pinned_allocation, NULL);
+  handles_clear(&events, destroy_event, NULL);
+  handles_clear(&streams, destroy_stream, NULL);
+  handles_clear(&pools, destroy_pool, NULL);
+  B->shutdown();
+  handles_destroy(&streams);
+  handles_destroy(&events);
+  handles_destroy(&pools);
+  registry_destroy(&device_allocations);
+  registry_destroy(&pinned_allocations);
+  B = NULL;
+  active_backend = SCHED_BACKEND_NONE;
+  return SCHED_OK;
+}
+
+/* ------------------------------------------------------------------ devices */
+
+SCHED_API int32_t sched_device_count(int32_t backend, int32_t *out_count) {
+  if (out_count == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_count must not be NULL");
+  const backend_ops *ops = ops_for(backend);
+  if (ops == NULL) {
+    if (backend == SCHED_BACKEND_CUDA) {
+      *out_count = 0;
+      return sched_fail(SCHED_ERR_UNSUPPORTED, "libsched was built without the CUDA backend (CMake found no CUDA toolkit)");
+    }
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown backend %" PRId32 ": expected 1 (cuda) or 2 (host)", backend);
+  }
+  return ops->device_count(out_count);
+}
+
+SCHED_API int32_t sched_device_info_get(sched_device_info *out) {
+  REQUIRE_INIT();
+  if (out == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out must not be NULL");
+  return B->device_info(out);
+}
+
+SCHED_API int32_t sched_mem_info(uint64_t *out_free, uint64_t *out_total) {
+  REQUIRE_INIT();
+  if (out_free == NULL || out_total == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_free and out_total must not be NULL");
+  return B->mem_info(out_free, out_total);
+}
+
+/* ------------------------------------------------------------------ streams */
+
+SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t *out_stream, int32_t *out_priority) {
+  REQUIRE_INIT();
+  if (out_stream == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_stream must not be NULL");
+  /* CUDA clamps silently too; report the effective value so callers can see it. */
+  if (priority > priority_least) priority = priority_least;
+  if (priority < priority_greatest) priority = priority_greatest;
+  stream_entry *entry = malloc(sizeof *entry);
+  if (entry == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a stream");
+  int32_t status = B->stream_create(priority, &entry->backend_stream);
+  if (status != SCHED_OK) {
+    free(entry);
+    return status;
+  }
+  entry->native = B->stream_native(entry->backend_stream);
+  uint32_t handle = handles_add(&streams, entry);
+  if (handle == 0) {
+    B->stream_destroy(entry->backend_stream);
+    free(entry);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Too many streams: the handle table is full");
+  }
+  *out_stream = handle;
+  if (out_priority != NULL) *out_priority = priority;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_stream_destroy(uint32_t stream) {
+  REQUIRE_INIT();
+  stream_entry *entry = handles_remove(&streams, stream);
+  if (entry == NULL) return bad_handle("stream", stream);
+  int32_t status = B->stream_destroy(entry->backend_stream);
+  free(entry);
+  return status;
+}
+
+SCHED_API int32_t sched_stream_query(uint32_t stream) {
+  REQUIRE_INIT();
+  LOOKUP_STREAM(stream, s);
+  return B->stream_query(s);
+}
+
+SCHED_API int32_t sched_stream_synchronize(uint32_t stream) {
+  REQUIRE_INIT();
+  LOOKUP_STREAM(stream, s);
+  return B->stream_synchronize(s);
+}
+
+SCHED_API int32_t sched_stream_native(uint32_t stream, void **out_native) {
+  REQUIRE_INIT();
+  if (out_native == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_native must not be NULL");
+  stream_entry *entry = handles_get(&streams, stream);
+  if (entry == NULL) return bad_handle("stream", stream);
+  *out_native = entry->native;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_stream_wait_event(uint32_t stream, uint32_t event) {
+  REQUIRE_INIT();
+  LOOKUP_STREAM(stream, s);
+  LOOKUP(events, "event", event, e);
+  return B->stream_wait_event(s, e);
+}
+
+SCHED_API int32_t sched_launch_host_func(uint32_t stream, sched_host_fn fn, void *user_data) {
+  REQUIRE_INIT();
+  if (fn == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Host function must not be NULL");
+  LOOKUP_STREAM(stream, s);
+  return B->launch_host_func(s, fn, user_data);
+}
+
+typedef struct native_search {
+  void *native;
+  void *found;
+} native_search;
+
+static void match_native(void *object, void *arg) {
+  native_search *search = arg;
+  stream_entry *entry = object;
+  if (entry->native == search->native) search->found = entry->backend_stream;
+}
+
+SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_fn fn, void *user_data) {
+  REQUIRE_INIT();
+  if (fn == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Host function must not be NULL");
+  /* A linear scan: streams are few, and a pointer from user code must be
+   * proven live before the host backend dereferences it. */
+  native_search search = {native_stream, NULL};
+  if (native_stream != NULL) handles_each(&streams, match_native, &search);
+  if (search.found == NULL)
+    return sched_fail(SCHED_ERR_INVALID_HANDLE, "Native stream %p is not a live libsched stream", native_stream);
+  return B->launch_host_func(search.found, fn, user_data);
+}
+
+/* ------------------------------------------------------------------- events */
+
+SCHED_API int32_t sched_event_create(uint32_t flags, uint32_t *out_event) {
+  REQUIRE_INIT();
+  if (out_event == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_event must not be NULL");
+  if (flags & ~SCHED_EVENT_TIMING) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown event flags 0x%" PRIx32, flags);
+  void *e;
+  int32_t status = B->event_create(flags, &e);
+  if (status != SCHED_OK) return status;
+  uint32_t handle = handles_add(&events, e);
+  if (handle == 0) {
+    B->event_destroy(e);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Too many events: the handle table is full");
+  }
+  *out_event = handle;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_event_destroy(uint32_t event) {
+  REQUIRE_INIT();
+  void *e = handles_remove(&events, event);
+  if (e == NULL) return bad_handle("event", event);
+  return B->event_destroy(e);
+}
+
+SCHED_API int32_t sched_event_record(uint32_t event, uint32_t stream) {
+  REQUIRE_INIT();
+  LOOKUP(events, "event", event, e);
+  LOOKUP_STREAM(stream, s);
+  return B->event_record(e, s);
+}
+
+SCHED_API int32_t sched_event_query(uint32_t event) {
+  REQUIRE_INIT();
+  LOOKUP(events, "event", event, e);
+  return B->event_query(e);
+}
+
+SCHED_API int32_t sched_event_synchronize(uint32_t event) {
+  REQUIRE_INIT();
+  LOOKUP(events, "event", event, e);
+  return B->event_synchronize(e);
+}
+
+SCHED_API int32_t sched_event_elapsed_ms(uint32_t start, uint32_t end, float *out_ms) {
+  REQUIRE_INIT();
+  if (out_ms == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_ms must not be NULL");
+  LOOKUP(events, "event", start, s);
+  LOOKUP(events, "event", end, e);
+  return B->event_elapsed_ms(s, e, out_ms);
+}
+
+/* ------------------------------------------------------------------- memory */
+
+SCHED_API int32_t sched_pool_create(uint64_t max_bytes, uint64_t release_threshold, uint32_t *out_pool) {
+  REQUIRE_INIT();
+  if (out_pool == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_pool must not be NULL");
+  pool_entry *entry = calloc(1, sizeof *entry);
+  if (entry == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a pool");
+  int32_t status = B->pool_create(max_bytes, release_threshold, &entry->backend_pool);
+  if (status != SCHED_OK) {
+    free(entry);
+    return status;
+  }
+  entry->max_bytes = max_bytes;
+  uint32_t handle = handles_add(&pools, entry);
+  if (handle == 0) {
+    B->pool_destroy(entry->backend_pool);
+    free(entry);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Too many pools: the handle table is full");
+  }
+  *out_pool = handle;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_pool_destroy(uint32_t pool) {
+  REQUIRE_INIT();
+  pthread_mutex_lock(&pools_lock);
+  pool_entry *entry = handles_get(&pools, pool);
+  if (entry == NULL) {
+    pthread_mutex_unlock(&pools_lock);
+    return bad_handle("pool", pool);
+  }
+  if (entry->live > 0) {
+    uint64_t live = entry->live;
+    pthread_mutex_unlock(&pools_lock);
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Pool %" PRIu32 " still has %" PRIu64 " live allocation(s): free them first",
+                      pool, live);
+  }
+  handles_remove(&pools, pool);
+  pthread_mutex_unlock(&pools_lock);
+  int32_t status = B->pool_destroy(entry->backend_pool);
+  free(entry);
+  return status;
+}
+
+SCHED_API int32_t sched_pool_trim(uint32_t pool, uint64_t keep_bytes) {
+  REQUIRE_INIT();
+  pool_entry *entry = handles_get(&pools, pool);
+  if (entry == NULL) return bad_handle("pool", pool);
+  return B->pool_trim(entry->backend_pool, keep_bytes);
+}
+
+SCHED_API int32_t sched_pool_usage(uint32_t pool, uint64_t *out_used, uint64_t *out_reserved) {
+  REQUIRE_INIT();
+  if (out_used == NULL || out_reserved == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_used and out_reserved must not be NULL");
+  pool_entry *entry = handles_get(&pools, pool);
+  if (entry == NULL) return bad_handle("pool", pool);
+  uint64_t reserved;
+  int32_t status = B->pool_reserved(entry->backend_pool, &reserved);
+  if (status != SCHED_OK) return status;
+  pthread_mutex_lock(&pools_lock);
+  *out_used = entry->used;
+  pthread_mutex_unlock(&pools_lock);
+  *out_reserved = reserved;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_malloc_async(uint32_t pool, uint32_t stream, uint64_t bytes, void **out_ptr) {
+  REQUIRE_INIT();
+  if (out_ptr == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_ptr must not be NULL");
+  if (bytes == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Allocation size must be positive, got 0");
+  LOOKUP_STREAM(stream, s);
+  pthread_mutex_lock(&pools_lock);
+  pool_entry *entry = handles_get(&pools, pool);
+  if (entry == NULL) {
+    pthread_mutex_unlock(&pools_lock);
+    return bad_handle("pool", pool);
+  }
+  /* Charge before the backend call so two threads cannot both pass the cap. */
+  if (entry->max_bytes != 0 && (bytes > entry->max_bytes || entry->used > entry->max_bytes - bytes)) {
+    uint64_t used = entry->used, max = entry->max_bytes;
+    pthread_mutex_unlock(&pools_lock);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY,
+                      "Pool %" PRIu32 " cannot allocate %" PRIu64 " bytes: %" PRIu64 " of its %" PRIu64 " bytes in use",
+                      pool, bytes, used, max);
+  }
+  entry->used += bytes;
+  entry->live++;
+  pthread_mutex_unlock(&pools_lock);
+  void *ptr = NULL;
+  int32_t status = B->malloc_async(entry->backend_pool, s, bytes, &ptr);
+  if (status == SCHED_OK && registry_insert(&device_allocations, (allocation){ptr, bytes, pool}) != 0) {
+    B->free_async(ptr, s);
+    status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a device allocation");
+  }
+  if (status != SCHED_OK) {
+    pthread_mutex_lock(&pools_lock);
+    entry->used -= bytes;
+    entry->live--;
+    pthread_mutex_unlock(&pools_lock);
+    return status;
+  }
+  *out_ptr = ptr;
+  return SCHED_OK;
+}
+
+static void uncharge_pool(const allocation *a) {
+  if (a->pool == 0) return;
+  pthread_mutex_lock(&pools_lock);
+  pool_entry *entry = handles_get(&pools, a->pool);
+  if (entry != NULL) {
+    entry->used -= a->size;
+    entry->live--;
+  }
+  pthread_mutex_unlock(&pools_lock);
+}
+
+static int32_t unknown_device_pointer(const void *ptr) {
+  return sched_fail(SCHED_ERR_INVALID_HANDLE, "Device pointer %p is not a live allocation: never allocated, already freed, or not a base pointer", ptr);
+}
+
+SCHED_API int32_t sched_free_async(void *ptr, uint32_t stream) {
+  REQUIRE_INIT();
+  LOOKUP_STREAM(stream, s);
+  /* Remove first: of two racing frees of one pointer, exactly one proceeds. */
+  allocation a;
+  if (registry_remove(&device_allocations, ptr, &a) != 0) return unknown_device_pointer(ptr);
+  if (a.pool == 0) {
+    registry_insert(&device_allocations, a);
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Pointer %p came from sched_malloc: free it with sched_free", ptr);
+  }
+  int32_t status = B->free_async(ptr, s);
+  if (status != SCHED_OK) {
+    registry_insert(&device_allocations, a);
+    return status;
+  }
+  uncharge_pool(&a);
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_malloc(uint64_t bytes, void **out_ptr) {
+  REQUIRE_INIT();
+  if (out_ptr == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_ptr must not be NULL");
+  if (bytes == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Allocation size must be positive, got 0");
+  void *ptr = NULL;
+  int32_t status = B->malloc_sync(bytes, &ptr);
+  if (status != SCHED_OK) return status;
+  if (registry_insert(&device_allocations, (allocation){ptr, bytes, 0}) != 0) {
+    B->free_sync(ptr);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a device allocation");
+  }
+  *out_ptr = ptr;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_free(void *ptr) {
+  REQUIRE_INIT();
+  allocation a;
+  if (registry_remove(&device_allocations, ptr, &a) != 0) return unknown_device_pointer(ptr);
+  if (a.pool != 0) {
+    registry_insert(&device_allocations, a);
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Pointer %p came from a pool: free it with sched_free_async", ptr);
+  }
+  int32_t status = B->free_sync(ptr);
+  if (status != SCHED_OK) registry_insert(&device_allocations, a);
+  return status;
+}
+
+SCHED_API int32_t sched_host_alloc(uint64_t bytes, void **out_ptr) {
+  REQUIRE_INIT();
+  if (out_ptr == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_ptr must not be NULL");
+  if (bytes == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Allocation size must be positive, got 0");
+  void *ptr = NULL;
+  int32_t status = B->host_alloc(bytes, &ptr);
+  if (status != SCHED_OK) return status;
+  if (registry_insert(&pinned_allocations, (allocation){ptr, bytes, 0}) != 0) {
+    B->host_free(ptr);
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a pinned allocation");
+  }
+  *out_ptr = ptr;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_host_free(void *ptr) {
+  REQUIRE_INIT();
+  allocation a;
+  if (registry_remove(&pinned_allocations, ptr, &a) != 0)
+    return sched_fail(SCHED_ERR_INVALID_HANDLE, "Host pointer %p is not a live pinned allocation", ptr);
+  int32_t status = B->host_free(ptr);
+  if (status != SCHED_OK) registry_insert(&pinned_allocations, a);
+  return status;
+}
+
+/* Resolves base + offset for a device range, checking it lies inside one live allocation. */
+static int32_t device_range(void *base, uint64_t offset, uint64_t bytes, const char *side, char **out) {
+  allocation a;
+  if (registry_find(&device_allocations, base, &a) != 0) return unknown_device_pointer(base);
+  if (offset > a.size || bytes > a.size - offset)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
+                      "Copy %s range [%" PRIu64 ", %" PRIu64 " + %" PRIu64 ") is outside the %" PRIu64 "-byte allocation",
+                      side, offset, offset, bytes, a.size);
+  *out = (char *)base + offset;
+  return SCHED_OK;
+}
+
+static int32_t host_range(const void *base, uint64_t offset, const char *side, char **out) {
+  if (base == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Copy %s host pointer must not be NULL", side);
+  *out = (char *)base + offset;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void *src, uint64_t src_offset,
+                                     uint64_t bytes, int32_t kind, uint32_t stream) {
+  REQUIRE_INIT();
+  LOOKUP_STREAM(stream, s);
+  char *d = NULL, *from = NULL;
+  int32_t status;
+  switch (kind) {
+    case SCHED_COPY_HOST_TO_DEVICE:
+      status = device_range(dst, dst_offset, bytes, "destination", &d);
+      if (status == SCHED_OK) status = host_range(src, src_offset, "source", &from);
+      break;
+    case SCHED_COPY_DEVICE_TO_HOST:
+      status = host_range(dst, dst_offset, "destination", &d);
+      if (status == SCHED_OK) status = device_range((void *)src, src_offset, bytes, "source", &from);
+      break;
+    case SCHED_COPY_DEVICE_TO_DEVICE:
+      status = device_range(dst, dst_offset, bytes, "destination", &d);
+      if (status == SCHED_OK) status = device_range((void *)src, src_offset, bytes, "source", &from);
+      break;
+    default:
+      return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown copy kind %" PRId32 ": expected 1 (H2D), 2 (D2H) or 3 (D2D)", kind);
+  }
+  if (status != SCHED_OK) return status;
+  if (bytes == 0) return SCHED_OK;
+  return B->memcpy_async(d, from, bytes, kind, s);
+}
+
+SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, uint64_t bytes, uint32_t stream) {
+  REQUIRE_INIT();
+  LOOKUP_STREAM(stream, s);
+  char *d = NULL;
+  int32_t status = device_range(dst, offset, bytes, "destination", &d);
+  if (status != SCHED_OK) return status;
+  if (bytes == 0) return SCHED_OK;
+  return B->memset_async(d, value, bytes, s);
+}
+
+/* -------------------------------------------------------------- completions */
+
+SCHED_API int32_t sched_stream_notify(uint32_t stream, uint32_t token) {
+  REQUIRE_INIT();
+  LOOKUP_STREAM(stream, s);
+  return B->stream_notify(s, token);
+}
+
+SCHED_API int32_t sched_event_notify(uint32_t event, uint32_t token) {
+  REQUIRE_INIT();
+  LOOKUP(events, "event", event, e);
+  return B->event_notify(e, token);
+}

@@ -1,0 +1,47 @@
+/**
+ * gpusched: several AI models sharing NVIDIA GPUs safely inside one Deno
+ * process. Each model gets an execution context with its own streams, a
+ * VRAM budget and a QoS class; libsched (C/CUDA, loaded with `Deno.dlopen`)
+ * does the device work, on CUDA or on a host (CPU) backend with the same
+ * semantics.
+ *
+ * A short tour:
+ * - `initialize()` / `shutdown()` start and stop the scheduler on a backend.
+ * - `Scheduler.createStream()` and `Scheduler.createEvent()` give ordered
+ *   queues of device work and completion points; `await stream.synchronize()`
+ *   never blocks the event loop.
+ *
+ * @example
+ * ```ts
+ * import { initialize, shutdown } from "@gpusched/core";
+ * const sched = initialize({ backend: "host" });
+ * const stream = sched.createStream();
+ * await stream.synchronize();
+ * shutdown();
+ * ```
+ *
+ * @module
+ */
+
+export { GB, KB, MB } from "./src/units.ts";
+export {
+  AdmissionError,
+  NativeError,
+  NoActiveSessionError,
+  SchedulerError,
+  VramBudgetExceededError,
+} from "./src/errors.ts";
+export {
+  type BackendName,
+  cudaUnavailableReason,
+  type EventOptions,
+  getScheduler,
+  initialize,
+  type InitializeOptions,
+  Scheduler,
+  shutdown,
+  type StreamOptions,
+} from "./src/scheduler.ts";
+export type { DeviceInfo, MemoryInfo } from "./src/device.ts";
+export { Stream } from "./src/stream.ts";
+export { GpuEvent } from "./src/event.ts";

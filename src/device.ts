@@ -1,0 +1,65 @@
+/**
+ * What the scheduler knows about its device.
+ *
+ * @module
+ */
+
+import { lib } from "./native/loader.ts";
+import { unwrap } from "./native/unwrap.ts";
+
+/** A description of the device a scheduler runs on. */
+export interface DeviceInfo {
+  /** Device index within its backend. */
+  readonly id: number;
+  /** e.g. `"NVIDIA H100 80GB HBM3"` or `"Host CPU (simulated device)"`. */
+  readonly name: string;
+  /** Bytes of device memory. */
+  readonly totalMemory: number;
+  /** Streaming multiprocessors (host: CPU cores). */
+  readonly smCount: number;
+  /** Stream priorities: `least` is the lowest (numerically largest), `greatest` the highest. */
+  readonly priorityRange: { readonly least: number; readonly greatest: number };
+  /** Compute capability `[major, minor]`; `[0, 0]` on the host backend. */
+  readonly computeCapability: readonly [number, number];
+  /** SMs per partition step for green contexts; 0 when SM partitions are unsupported. */
+  readonly smGranularity: number;
+}
+
+/** Free and total bytes of a device at one moment. */
+export interface MemoryInfo {
+  /** Bytes the device could still allocate. */
+  readonly free: number;
+  /** Bytes of device memory. */
+  readonly total: number;
+}
+
+// Layout of sched_device_info (sched.h): char name[256]; uint64 total, free;
+// int32 sm_count, priority_least, priority_greatest, major, minor, granularity.
+const INFO_SIZE = 296;
+const decoder = new TextDecoder();
+
+/** Reads sched_device_info for the initialized device. */
+export function readDeviceInfo(id: number): DeviceInfo {
+  const raw = new Uint8Array(INFO_SIZE);
+  unwrap(lib().sched_device_info_get(raw), "Cannot describe the device");
+  const view = new DataView(raw.buffer);
+  const nul = raw.indexOf(0);
+  return {
+    id,
+    name: decoder.decode(raw.subarray(0, nul < 0 ? 256 : Math.min(nul, 256))),
+    totalMemory: Number(view.getBigUint64(256, true)),
+    smCount: view.getInt32(272, true),
+    priorityRange: { least: view.getInt32(276, true), greatest: view.getInt32(280, true) },
+    computeCapability: [view.getInt32(284, true), view.getInt32(288, true)],
+    smGranularity: view.getInt32(292, true),
+  };
+}
+
+const freeOut = new BigUint64Array(1);
+const totalOut = new BigUint64Array(1);
+
+/** Free and total bytes of the initialized device. */
+export function readMemoryInfo(): MemoryInfo {
+  unwrap(lib().sched_mem_info(freeOut, totalOut), "Cannot read device memory");
+  return { free: Number(freeOut[0]), total: Number(totalOut[0]) };
+}

@@ -1,0 +1,117 @@
+/**
+ * Error classes that callers are expected to catch. Argument mistakes use
+ * the built-in `TypeError` and `RangeError` instead.
+ *
+ * @module
+ */
+
+import { statusName } from "./native/status_codes.ts";
+
+/**
+ * Base class of every error gpusched raises on purpose.
+ *
+ * @example Catching any scheduler failure
+ * ```ts
+ * import { SchedulerError } from "@gpusched/core";
+ * const err = new SchedulerError("Scheduler is not initialized: call initialize() first");
+ * console.assert(err instanceof Error && err.name === "SchedulerError");
+ * ```
+ */
+export class SchedulerError extends Error {
+  override name = "SchedulerError";
+}
+
+/**
+ * A reservation (context, partition, QoS task) could not be admitted.
+ *
+ * @example
+ * ```ts
+ * import { AdmissionError, SchedulerError } from "@gpusched/core";
+ * const err = new AdmissionError("Cannot reserve 4 GiB: 1 GiB unreserved");
+ * console.assert(err instanceof SchedulerError && err.name === "AdmissionError");
+ * ```
+ */
+export class AdmissionError extends SchedulerError {
+  override name = "AdmissionError";
+}
+
+/**
+ * An allocation would exceed its context's budget or what the device can give it.
+ *
+ * @example
+ * ```ts
+ * import { VramBudgetExceededError } from "@gpusched/core";
+ * const err = new VramBudgetExceededError("llm", 2048, 1024);
+ * console.assert(err.requested === 2048 && err.available === 1024);
+ * ```
+ */
+export class VramBudgetExceededError extends SchedulerError {
+  override name = "VramBudgetExceededError";
+  /** Name of the context that asked. */
+  readonly context: string;
+  /** Bytes asked for. */
+  readonly requested: number;
+  /** Bytes that could have been given. */
+  readonly available: number;
+
+  /**
+   * @param context name of the context that asked
+   * @param requested bytes asked for
+   * @param available bytes that could have been given
+   * @param options standard error options (`cause`)
+   */
+  constructor(context: string, requested: number, available: number, options?: ErrorOptions) {
+    super(
+      `Context "${context}" cannot allocate ${requested} bytes: ${available} bytes available`,
+      options,
+    );
+    this.context = context;
+    this.requested = requested;
+    this.available = available;
+  }
+}
+
+/**
+ * `alloc()` (or another session-scoped call) ran outside any context session.
+ *
+ * @example
+ * ```ts
+ * import { NoActiveSessionError } from "@gpusched/core";
+ * console.assert(new NoActiveSessionError("No active session").name === "NoActiveSessionError");
+ * ```
+ */
+export class NoActiveSessionError extends SchedulerError {
+  override name = "NoActiveSessionError";
+}
+
+/**
+ * A failure reported by libsched: the CUDA runtime's or the host backend's
+ * message, with libsched's status code.
+ *
+ * @example
+ * ```ts
+ * import { NativeError } from "@gpusched/core";
+ * const err = new NativeError(3, "cudaMallocAsync of 64 bytes failed: out of memory");
+ * console.assert(err.code === 3 && err.codeName === "OUT_OF_MEMORY");
+ * ```
+ */
+export class NativeError extends SchedulerError {
+  override name = "NativeError";
+  /** libsched status code (`sched_status` in sched.h). */
+  readonly code: number;
+
+  /**
+   * @param code libsched status code
+   * @param message the backend's message
+   * @param options standard error options (`cause`)
+   */
+  constructor(code: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+
+  /** The status code's name, e.g. `"OUT_OF_MEMORY"`. */
+  get codeName(): string {
+    return statusName(this.code);
+  }
+}

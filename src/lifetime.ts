@@ -1,0 +1,31 @@
+/**
+ * Lifetimes of native objects. A Stream or GpuEvent belongs to the
+ * scheduler that made it; when that scheduler shuts down, libsched has
+ * destroyed the native object, and its handle number may be reused by the
+ * next scheduler, so every wrapper must refuse use afterwards.
+ *
+ * @module
+ */
+
+import { SchedulerError } from "./errors.ts";
+
+/** Something a scheduler must invalidate at shutdown. */
+export interface Owned {
+  /** Marks the object dead without calling native code (libsched already freed it). */
+  invalidate(): void;
+}
+
+/** What a native wrapper needs from its scheduler. */
+export interface Owner {
+  /** Throws when the scheduler has shut down. */
+  assertActive(doing: string): void;
+  /** Registers an object to invalidate at shutdown. */
+  adopt(object: Owned): void;
+  /** Forgets an object destroyed by its owner's user. */
+  release(object: Owned): void;
+}
+
+/** The error for using an object after it or its scheduler is gone. */
+export function destroyedError(what: string, doing: string): SchedulerError {
+  return new SchedulerError(`Cannot ${doing}: ${what} was destroyed`);
+}

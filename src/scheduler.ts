@@ -1,0 +1,287 @@
+/**
+ * Scheduler lifecycle: one initialized scheduler per process, bound to one
+ * backend (CUDA or host) and device, owning every native object made
+ * through it.
+ *
+ * @module
+ */
+
+import { type DeviceInfo, type MemoryInfo, readDeviceInfo, readMemoryInfo } from "./device.ts";
+import { SchedulerError } from "./errors.ts";
+import { GpuEvent } from "./event.ts";
+import type { Owned, Owner } from "./lifetime.ts";
+import { lib } from "./native/loader.ts";
+import { BackendId, Status } from "./native/status_codes.ts";
+import { lastError, unwrap } from "./native/unwrap.ts";
+import { Stream } from "./stream.ts";
+import { GB, MB } from "./units.ts";
+import {
+  requireBoolean,
+  requireIntegerIn,
+  requireNonNegativeInteger,
+  requireOneOf,
+  requireOptions,
+  requirePositiveInteger,
+} from "./validate.ts";
+
+/** Which implementation of libsched runs the work. */
+export type BackendName = "cuda" | "host";
+
+/** Options of `initialize()`. */
+export interface InitializeOptions {
+  /** `"auto"` (default) picks CUDA when a device is usable, else `"host"`. */
+  backend?: "auto" | BackendName;
+  /** Device index (default 0). */
+  deviceId?: number;
+  /** Size of the host backend's simulated device in bytes (default 8 GiB). */
+  hostMemory?: number;
+  /**
+   * Cap on the device memory the scheduler manages. Default: the device's
+   * free memory at start, less a margin (CUDA: 2% of total, at least
+   * 256 MiB, for the CUDA context and other processes; host: none).
+   */
+  memoryLimit?: number;
+}
+
+/** Options of `Scheduler.createStream()`. */
+export interface StreamOptions {
+  /** CUDA stream priority within `device.priorityRange` (default: least urgent). */
+  priority?: number;
+}
+
+/** Options of `Scheduler.createEvent()`. */
+export interface EventOptions {
+  /** Record timestamps so `elapsedMs` works (default false; costs a little per record). */
+  timing?: boolean;
+}
+
+const DEFAULT_HOST_MEMORY = 8 * GB;
+const INIT = "Cannot initialize the scheduler";
+
+let active: Scheduler | undefined;
+
+/**
+ * An initialized scheduler. Get one from `initialize()`.
+ *
+ * @example
+ * ```ts
+ * import { initialize, shutdown } from "@gpusched/core";
+ * const sched = initialize({ backend: "host", hostMemory: 1024 ** 3 });
+ * console.log(sched.backend, sched.device.name, sched.memoryLimit);
+ * shutdown();
+ * ```
+ */
+export class Scheduler implements Owner {
+  /** The backend in use. */
+  readonly backend: BackendName;
+  /** The device it runs on. */
+  readonly device: DeviceInfo;
+  /** Bytes of device memory this scheduler manages. */
+  readonly memoryLimit: number;
+  #live = new Set<Owned>();
+  #nextStreamId = 1;
+  #active = true;
+
+  /** @internal Use `initialize()`. */
+  constructor(backend: BackendName, device: DeviceInfo, memoryLimit: number) {
+    this.backend = backend;
+    this.device = device;
+    this.memoryLimit = memoryLimit;
+  }
+
+  /** False once shut down. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** @internal */
+  assertActive(doing: string): void {
+    if (!this.#active) {
+      throw new SchedulerError(`Cannot ${doing}: the scheduler was shut down`);
+    }
+  }
+
+  /** @internal */
+  adopt(object: Owned): void {
+    this.#live.add(object);
+  }
+
+  /** @internal */
+  release(object: Owned): void {
+    this.#live.delete(object);
+  }
+
+  /** Free and total bytes of the device right now. */
+  memoryInfo(): MemoryInfo {
+    this.assertActive("read device memory");
+    return readMemoryInfo();
+  }
+
+  /**
+   * A new stream. Priorities outside the device range are clamped, as CUDA does.
+   *
+   * @example
+   * ```ts
+   * import { initialize, shutdown } from "@gpusched/core";
+   * const sched = initialize({ backend: "host" });
+   * using urgent = sched.createStream({ priority: sched.device.priorityRange.greatest });
+   * console.assert(urgent.priority === -5);
+   * shutdown();
+   * ```
+   */
+  createStream(options?: StreamOptions): Stream {
+    const doing = "Cannot create a stream";
+    const opts = requireOptions<StreamOptions>(options, doing);
+    const priority = opts.priority === undefined
+      ? this.device.priorityRange.least
+      : requireIntegerIn(opts.priority, -(2 ** 31), 2 ** 31 - 1, "priority", doing);
+    return new Stream(this, this.#nextStreamId++, priority);
+  }
+
+  /**
+   * A new event.
+   *
+   * @example
+   * ```ts
+   * import { initialize, shutdown } from "@gpusched/core";
+   * const sched = initialize({ backend: "host" });
+   * const s = sched.createStream();
+   * const start = sched.createEvent({ timing: true }).record(s);
+   * const end = sched.createEvent({ timing: true }).record(s);
+   * await end.synchronize();
+   * console.assert(start.elapsedMs(end)! >= 0);
+   * shutdown();
+   * ```
+   */
+  createEvent(options?: EventOptions): GpuEvent {
+    const doing = "Cannot create an event";
+    const opts = requireOptions<EventOptions>(options, doing);
+    const timing = opts.timing === undefined ? false : requireBoolean(opts.timing, "timing", doing);
+    return new GpuEvent(this, timing);
+  }
+
+  /** Shuts this scheduler down (see `shutdown()`). Idempotent. */
+  shutdown(): void {
+    if (!this.#active) return;
+    this.#active = false;
+    for (const object of this.#live) object.invalidate();
+    this.#live.clear();
+    if (active === this) active = undefined;
+    unwrap(lib().sched_shutdown(), "Cannot shut down libsched");
+  }
+
+  /** Same as `shutdown()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.shutdown();
+  }
+}
+
+const countOut = new Int32Array(1);
+
+/** Why CUDA is not usable here, or undefined when it is (device `deviceId` exists). */
+export function cudaUnavailableReason(deviceId = 0): string | undefined {
+  const status = lib().sched_device_count(BackendId.CUDA, countOut);
+  if (status !== Status.OK) return lastError();
+  if (countOut[0]! <= deviceId) {
+    return `CUDA device ${deviceId} does not exist: ${countOut[0]} device(s) present`;
+  }
+  return undefined;
+}
+
+/**
+ * Starts the scheduler. Synchronous. Throws when one is already running.
+ *
+ * @example Forcing the CPU backend
+ * ```ts
+ * import { GB, initialize, shutdown } from "@gpusched/core";
+ * const sched = initialize({ backend: "host", hostMemory: 8 * GB });
+ * console.assert(sched.backend === "host" && sched.device.totalMemory === 8 * GB);
+ * shutdown();
+ * ```
+ * @throws {SchedulerError} when already initialized, or `backend: "cuda"` has no usable device
+ * @throws {TypeError | RangeError} for bad options
+ */
+export function initialize(options?: InitializeOptions): Scheduler {
+  const opts = requireOptions<InitializeOptions>(options, INIT);
+  const backendChoice = opts.backend === undefined
+    ? "auto"
+    : requireOneOf(opts.backend, ["auto", "cuda", "host"] as const, "backend", INIT);
+  const deviceId = opts.deviceId === undefined
+    ? 0
+    : requireNonNegativeInteger(opts.deviceId, "deviceId", INIT);
+  const hostMemory = opts.hostMemory === undefined
+    ? DEFAULT_HOST_MEMORY
+    : requirePositiveInteger(opts.hostMemory, "hostMemory", INIT);
+  const memoryLimit = opts.memoryLimit === undefined
+    ? undefined
+    : requirePositiveInteger(opts.memoryLimit, "memoryLimit", INIT);
+  if (active) {
+    throw new SchedulerError(`${INIT}: it is already initialized, call shutdown() first`);
+  }
+
+  let backend: BackendName;
+  if (backendChoice === "host") {
+    backend = "host";
+  } else {
+    const reason = cudaUnavailableReason(deviceId);
+    if (reason === undefined) backend = "cuda";
+    else if (backendChoice === "auto") backend = "host";
+    else throw new SchedulerError(`${INIT}: no usable CUDA device: ${reason}`);
+  }
+  const status = lib().sched_init(
+    backend === "cuda" ? BackendId.CUDA : BackendId.HOST,
+    backend === "host" ? 0 : deviceId,
+    BigInt(hostMemory),
+  );
+  if (status === Status.ALREADY_INITIALIZED) {
+    throw new SchedulerError(`${INIT}: libsched is already initialized by another user of it`);
+  }
+  unwrap(status, `${INIT} (${backend} backend)`);
+
+  try {
+    const device = readDeviceInfo(backend === "host" ? 0 : deviceId);
+    const memory = readMemoryInfo();
+    const margin = backend === "cuda" ? Math.max(256 * MB, Math.floor(memory.total * 0.02)) : 0;
+    const available = Math.max(0, memory.free - margin);
+    if (memoryLimit !== undefined && memoryLimit > memory.total) {
+      throw new RangeError(
+        `${INIT}: memoryLimit must not exceed the device's ${memory.total} bytes, got ${memoryLimit}`,
+      );
+    }
+    active = new Scheduler(backend, device, memoryLimit ?? available);
+    return active;
+  } catch (error) {
+    lib().sched_shutdown();
+    throw error;
+  }
+}
+
+/**
+ * Destroys every stream, event and allocation of the initialized scheduler
+ * and frees its device memory. `initialize()` may follow. Does nothing when
+ * none is running.
+ *
+ * @example
+ * ```ts
+ * import { initialize, shutdown } from "@gpusched/core";
+ * initialize({ backend: "host" });
+ * shutdown();
+ * initialize({ backend: "host" }); // allowed again
+ * shutdown();
+ * ```
+ */
+export function shutdown(): void {
+  active?.shutdown();
+}
+
+/**
+ * The initialized scheduler.
+ *
+ * @throws {SchedulerError} when `initialize()` has not been called
+ */
+export function getScheduler(): Scheduler {
+  if (!active) {
+    throw new SchedulerError("Scheduler is not initialized: call initialize() first");
+  }
+  return active;
+}

@@ -1,0 +1,123 @@
+/**
+ * Streams: ordered queues of device work (a CUDA stream, or a host worker).
+ *
+ * @module
+ */
+
+import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
+import { drainCompletions, waitForCompletion } from "./native/completions.ts";
+import { lib } from "./native/loader.ts";
+import { Status } from "./native/status_codes.ts";
+import { nativeError, unwrap } from "./native/unwrap.ts";
+
+const handleOut = new Uint32Array(1);
+const priorityOut = new Int32Array(1);
+const pointerOut = new BigUint64Array(1);
+
+/**
+ * A stream of device work. Work queued on it runs in order; work on
+ * different streams may overlap.
+ *
+ * @example Waiting for a stream without blocking the event loop
+ * ```ts
+ * import { initialize, shutdown } from "@gpusched/core";
+ * const sched = initialize({ backend: "host" });
+ * const stream = sched.createStream();
+ * await stream.synchronize();
+ * console.assert(stream.query());
+ * shutdown();
+ * ```
+ */
+export class Stream implements Owned {
+  /** Small integer, unique per scheduler. */
+  readonly id: number;
+  /** The priority it was created with (device range; lower is more urgent). */
+  readonly priority: number;
+  /** The native stream (`cudaStream_t` on CUDA) for the user's own kernels. */
+  readonly handle: Deno.PointerValue;
+  #native: number;
+  #owner: Owner;
+
+  /** @internal Use `Scheduler.createStream()`. */
+  constructor(owner: Owner, id: number, priority: number) {
+    owner.assertActive("create a stream");
+    unwrap(lib().sched_stream_create(priority, handleOut, priorityOut), "Cannot create a stream");
+    this.#native = handleOut[0]!;
+    this.priority = priorityOut[0]!;
+    this.id = id;
+    this.#owner = owner;
+    unwrap(lib().sched_stream_native(this.#native, pointerOut), "Cannot read the native stream");
+    this.handle = Deno.UnsafePointer.create(pointerOut[0]!);
+    owner.adopt(this);
+  }
+
+  /** @internal The libsched handle; throws when destroyed. */
+  nativeHandle(doing: string): number {
+    if (this.#native === 0) throw destroyedError(`stream ${this.id}`, doing);
+    return this.#native;
+  }
+
+  /** True once the stream was destroyed or its scheduler shut down. */
+  get destroyed(): boolean {
+    return this.#native === 0;
+  }
+
+  /**
+   * True when all work queued so far is done.
+   *
+   * @throws {SchedulerError} when the stream was destroyed
+   */
+  query(): boolean {
+    const status = lib().sched_stream_query(this.nativeHandle("query a stream"));
+    if (status === Status.OK) return true;
+    if (status === Status.NOT_READY) return false;
+    throw nativeError(status, `Cannot query stream ${this.id}`);
+  }
+
+  /**
+   * Resolves when all work queued so far is done. Never blocks the event
+   * loop and holds no thread while waiting; an idle stream resolves at once.
+   *
+   * @throws {SchedulerError} (rejects) when the stream was destroyed
+   */
+  synchronize(): Promise<void> {
+    try {
+      if (this.query()) return Promise.resolve();
+      const native = this.#native;
+      return waitForCompletion(
+        (token) => lib().sched_stream_notify(native, token),
+        `Cannot wait for stream ${this.id}`,
+      );
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Blocks the calling thread until all queued work is done. */
+  synchronizeSync(): void {
+    unwrap(
+      lib().sched_stream_synchronize(this.nativeHandle("synchronize a stream")),
+      `Cannot synchronize stream ${this.id}`,
+    );
+    drainCompletions();
+  }
+
+  /** Destroys the stream; queued work still completes. Idempotent. */
+  destroy(): void {
+    if (this.#native === 0) return;
+    const native = this.#native;
+    this.#native = 0;
+    this.#owner.release(this);
+    unwrap(lib().sched_stream_destroy(native), `Cannot destroy stream ${this.id}`);
+  }
+
+  /** Same as `destroy()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.destroy();
+  }
+
+  /** @internal Called at scheduler shutdown. */
+  invalidate(): void {
+    this.#native = 0;
+  }
+}
