@@ -522,8 +522,9 @@ static int32_t device_range(void *base, uint64_t offset, uint64_t bytes, const c
   return SCHED_OK;
 }
 
-static int32_t host_range(const void *base, uint64_t offset, const char *side, char **out) {
-  if (base == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Copy %s host pointer must not be NULL", side);
+static int32_t host_range(const void *base, uint64_t offset, uint64_t bytes, const char *side, char **out) {
+  /* An empty typed array arrives as NULL; an empty copy touches nothing. */
+  if (base == NULL && bytes > 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Copy %s host pointer must not be NULL", side);
   *out = (char *)base + offset;
   return SCHED_OK;
 }
@@ -537,10 +538,10 @@ SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void 
   switch (kind) {
     case SCHED_COPY_HOST_TO_DEVICE:
       status = device_range(dst, dst_offset, bytes, "destination", &d);
-      if (status == SCHED_OK) status = host_range(src, src_offset, "source", &from);
+      if (status == SCHED_OK) status = host_range(src, src_offset, bytes, "source", &from);
       break;
     case SCHED_COPY_DEVICE_TO_HOST:
-      status = host_range(dst, dst_offset, "destination", &d);
+      status = host_range(dst, dst_offset, bytes, "destination", &d);
       if (status == SCHED_OK) status = device_range((void *)src, src_offset, bytes, "source", &from);
       break;
     case SCHED_COPY_DEVICE_TO_DEVICE:

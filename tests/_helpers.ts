@@ -1,0 +1,145 @@
+/**
+ * Test helpers: run a test on every backend (CUDA ones reported as ignored,
+ * with the reason, when no device is usable), thin wrappers over raw
+ * libsched calls, and the sample kernel libraries.
+ */
+
+import assert from "node:assert/strict";
+import { cudaUnavailableReason, initialize, type Scheduler, shutdown } from "../mod.ts";
+import { lib, localLibraryPath } from "../src/native/loader.ts";
+import { Status, statusName } from "../src/native/status_codes.ts";
+import { lastError } from "../src/native/unwrap.ts";
+import type { BackendName } from "../src/scheduler.ts";
+
+export { lib, Status };
+
+/** Why CUDA tests are skipped here, or undefined when they run. */
+export const cudaSkipReason: string | undefined = cudaUnavailableReason();
+
+/** Backends a test file runs against, with the reason a backend is skipped. */
+export const BACKENDS: readonly { name: BackendName; skip: string | undefined }[] = [
+  { name: "host", skip: undefined },
+  { name: "cuda", skip: cudaSkipReason },
+];
+
+/**
+ * Registers `fn` once per backend, with a scheduler initialized for it and
+ * shut down afterwards (also on failure).
+ */
+export function backendTest(
+  name: string,
+  fn: (sched: Scheduler) => void | Promise<void>,
+  options: { hostMemory?: number } = {},
+): void {
+  for (const backend of BACKENDS) {
+    Deno.test({
+      name: `[${backend.name}] ${name}${backend.skip ? ` (skipped: ${backend.skip})` : ""}`,
+      ignore: backend.skip !== undefined,
+      async fn() {
+        const sched = initialize({ backend: backend.name, ...options });
+        try {
+          await fn(sched);
+        } finally {
+          shutdown();
+        }
+      },
+    });
+  }
+}
+
+/** Asserts a raw status, showing libsched's message when it differs. */
+export function expectStatus(actual: number, expected: number, what = "status"): void {
+  if (actual !== expected) {
+    assert.fail(
+      `${what}: expected ${statusName(expected)}, got ${statusName(actual)}: ${lastError()}`,
+    );
+  }
+}
+
+const u32Out = new Uint32Array(1);
+const ptrOut = new BigUint64Array(1);
+
+/** Creates a raw libsched stream and returns its handle. */
+export function rawStream(priority = 0): number {
+  expectStatus(lib().sched_stream_create(priority, u32Out, new Int32Array(1)), Status.OK);
+  return u32Out[0]!;
+}
+
+/** Creates a raw event and returns its handle. */
+export function rawEvent(flags = 0): number {
+  expectStatus(lib().sched_event_create(flags, u32Out), Status.OK);
+  return u32Out[0]!;
+}
+
+/** Creates a raw pool and returns its handle. */
+export function rawPool(maxBytes = 0, releaseThreshold = 0): number {
+  expectStatus(
+    lib().sched_pool_create(BigInt(maxBytes), BigInt(releaseThreshold), u32Out),
+    Status.OK,
+  );
+  return u32Out[0]!;
+}
+
+/** Allocates from a pool on a stream; returns the device pointer. */
+export function rawMallocAsync(pool: number, stream: number, bytes: number): Deno.PointerObject {
+  expectStatus(lib().sched_malloc_async(pool, stream, BigInt(bytes), ptrOut), Status.OK);
+  return Deno.UnsafePointer.create(ptrOut[0]!)!;
+}
+
+/** Allocates synchronously; returns the device pointer. */
+export function rawMalloc(bytes: number): Deno.PointerObject {
+  expectStatus(lib().sched_malloc(BigInt(bytes), ptrOut), Status.OK);
+  return Deno.UnsafePointer.create(ptrOut[0]!)!;
+}
+
+/** Host to device copy on a raw stream. */
+export function h2d(dst: Deno.PointerValue, src: Uint8Array, stream: number, dstOffset = 0): number {
+  return lib().sched_memcpy_h2d(dst, BigInt(dstOffset), src, 0n, BigInt(src.byteLength), 1, stream);
+}
+
+/** Device to host copy on a raw stream. */
+export function d2h(dst: Uint8Array, src: Deno.PointerValue, stream: number, srcOffset = 0): number {
+  return lib().sched_memcpy_d2h(dst, 0n, src, BigInt(srcOffset), BigInt(dst.byteLength), 2, stream);
+}
+
+/** Deterministic pseudo-random bytes (never all zeros). */
+export function randomBytes(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const kernelSymbols = {
+  gs_fill_u32: { parameters: ["pointer", "pointer", "u32", "u64"], result: "i32" },
+  gs_spin_ns: { parameters: ["pointer", "u64", "i32"], result: "i32" },
+} as const;
+
+type Kernels = Deno.DynamicLibrary<typeof kernelSymbols>["symbols"];
+const kernelLibs = new Map<BackendName, Kernels>();
+
+/**
+ * The sample kernel library for a backend, opened the way a user opens
+ * their own: `gs_fill_u32(stream.handle, buf, value, count)` and
+ * `gs_spin_ns(stream.handle, ns, blocks)`.
+ */
+export function kernels(backend: BackendName): Kernels {
+  let k = kernelLibs.get(backend);
+  if (!k) {
+    const file = backend === "cuda" ? "libgskernels.so" : "libgskernels_host.so";
+    k = Deno.dlopen(localLibraryPath(file), kernelSymbols).symbols;
+    kernelLibs.set(backend, k);
+  }
+  return k;
+}
+
+/** Keeps a stream busy for `ms` milliseconds of device (or worker) time. */
+export function spin(backend: BackendName, stream: Deno.PointerValue, ms: number): void {
+  const status = kernels(backend).gs_spin_ns(stream, BigInt(Math.round(ms * 1e6)), 1);
+  assert.equal(status, 0, "gs_spin_ns failed");
+}
