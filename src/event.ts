@@ -40,7 +40,10 @@ export class GpuEvent implements Owned {
   /** @internal Use `Scheduler.createEvent()`. */
   constructor(owner: Owner, timing: boolean) {
     owner.assertActive("create an event");
-    unwrap(lib().sched_event_create(timing ? EVENT_TIMING : 0, handleOut), "Cannot create an event");
+    unwrap(
+      lib().sched_event_create(timing ? EVENT_TIMING : 0, handleOut),
+      "Cannot create an event",
+    );
     this.#native = handleOut[0]!;
     this.timing = timing;
     this.#owner = owner;

@@ -74,9 +74,9 @@ export function requireOneOf<T extends string>(
   }
   if (!(allowed as readonly string[]).includes(value)) {
     throw new RangeError(
-      `${doing}: ${option} must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}, got ${
-        show(value)
-      }`,
+      `${doing}: ${option} must be one of ${
+        allowed.map((a) => JSON.stringify(a)).join(", ")
+      }, got ${show(value)}`,
     );
   }
   return value as T;

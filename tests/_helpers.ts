@@ -93,12 +93,22 @@ export function rawMalloc(bytes: number): Deno.PointerObject {
 }
 
 /** Host to device copy on a raw stream. */
-export function h2d(dst: Deno.PointerValue, src: Uint8Array, stream: number, dstOffset = 0): number {
+export function h2d(
+  dst: Deno.PointerValue,
+  src: Uint8Array,
+  stream: number,
+  dstOffset = 0,
+): number {
   return lib().sched_memcpy_h2d(dst, BigInt(dstOffset), src, 0n, BigInt(src.byteLength), 1, stream);
 }
 
 /** Device to host copy on a raw stream. */
-export function d2h(dst: Uint8Array, src: Deno.PointerValue, stream: number, srcOffset = 0): number {
+export function d2h(
+  dst: Uint8Array,
+  src: Deno.PointerValue,
+  stream: number,
+  srcOffset = 0,
+): number {
   return lib().sched_memcpy_d2h(dst, 0n, src, BigInt(srcOffset), BigInt(dst.byteLength), 2, stream);
 }
 

@@ -11,12 +11,18 @@ Deno.test("libsched reports its ABI version", () => {
 
 Deno.test("every call before sched_init fails with NOT_INITIALIZED and a message", () => {
   assert.equal(lib().sched_backend_active(), BackendId.NONE);
-  expectStatus(lib().sched_stream_create(0, new Uint32Array(1), new Int32Array(1)), Status.NOT_INITIALIZED);
+  expectStatus(
+    lib().sched_stream_create(0, new Uint32Array(1), new Int32Array(1)),
+    Status.NOT_INITIALIZED,
+  );
   assert.match(lastError(), /not initialized/);
   expectStatus(lib().sched_stream_query(1), Status.NOT_INITIALIZED);
   expectStatus(lib().sched_event_create(0, new Uint32Array(1)), Status.NOT_INITIALIZED);
   expectStatus(lib().sched_malloc(16n, new BigUint64Array(1)), Status.NOT_INITIALIZED);
-  expectStatus(lib().sched_mem_info(new BigUint64Array(1), new BigUint64Array(1)), Status.NOT_INITIALIZED);
+  expectStatus(
+    lib().sched_mem_info(new BigUint64Array(1), new BigUint64Array(1)),
+    Status.NOT_INITIALIZED,
+  );
   expectStatus(lib().sched_device_info_get(new Uint8Array(296)), Status.NOT_INITIALIZED);
   expectStatus(lib().sched_shutdown(), Status.OK, "shutdown when not initialized");
 });
@@ -40,7 +46,11 @@ Deno.test("sched_init twice fails until sched_shutdown, then works again", () =>
     expectStatus(lib().sched_shutdown(), Status.OK);
     expectStatus(lib().sched_stream_query(stream), Status.NOT_INITIALIZED, "stream after shutdown");
     expectStatus(lib().sched_init(BackendId.HOST, 0, BigInt(GiB)), Status.OK);
-    expectStatus(lib().sched_stream_query(stream), Status.INVALID_HANDLE, "old handle in a new session");
+    expectStatus(
+      lib().sched_stream_query(stream),
+      Status.INVALID_HANDLE,
+      "old handle in a new session",
+    );
   } finally {
     lib().sched_shutdown();
   }

@@ -7,11 +7,11 @@ import {
   expectStatus,
   h2d,
   lib,
+  randomBytes,
   rawMalloc,
   rawMallocAsync,
   rawPool,
   rawStream,
-  randomBytes,
   Status,
 } from "./_helpers.ts";
 
@@ -82,33 +82,48 @@ backendTest("copy ranges, pointers and kinds are checked before anything is queu
     Status.INVALID_ARGUMENT,
     "null host destination",
   );
-  expectStatus(lib().sched_memcpy_async(dev, 0n, dev, 0n, 16n, 9, s), Status.INVALID_ARGUMENT, "kind");
+  expectStatus(
+    lib().sched_memcpy_async(dev, 0n, dev, 0n, 16n, 9, s),
+    Status.INVALID_ARGUMENT,
+    "kind",
+  );
   expectStatus(h2d(dev, host, 0), Status.INVALID_HANDLE, "stream 0");
-  expectStatus(lib().sched_memset_async(dev, 4000n, 0, 100n, s), Status.INVALID_ARGUMENT, "memset range");
+  expectStatus(
+    lib().sched_memset_async(dev, 4000n, 0, 100n, s),
+    Status.INVALID_ARGUMENT,
+    "memset range",
+  );
   expectStatus(h2d(dev, new Uint8Array(0), s), Status.OK, "an empty copy is a no-op");
   expectStatus(lib().sched_stream_synchronize(s), Status.OK);
 });
 
-backendTest("allocations of zero bytes fail; frees of unknown, foreign or freed pointers fail", () => {
-  const s = rawStream();
-  const pool = rawPool();
-  expectStatus(lib().sched_malloc_async(pool, s, 0n, ptrOut), Status.INVALID_ARGUMENT, "0 bytes");
-  expectStatus(lib().sched_malloc(0n, ptrOut), Status.INVALID_ARGUMENT, "0 bytes sync");
-  expectStatus(lib().sched_host_alloc(0n, ptrOut), Status.INVALID_ARGUMENT, "0 pinned bytes");
-  expectStatus(lib().sched_malloc_async(0, s, 16n, ptrOut), Status.INVALID_HANDLE, "pool 0");
-  expectStatus(lib().sched_malloc_async(pool, 0, 16n, ptrOut), Status.INVALID_HANDLE, "stream 0");
-  const p = rawMallocAsync(pool, s, 1024);
-  const q = rawMalloc(1024);
-  expectStatus(lib().sched_free(p), Status.INVALID_ARGUMENT, "pool pointer through sched_free");
-  expectStatus(lib().sched_free_async(q, s), Status.INVALID_ARGUMENT, "sync pointer through free_async");
-  expectStatus(lib().sched_free_async(p, s), Status.OK);
-  expectStatus(lib().sched_free_async(p, s), Status.INVALID_HANDLE, "double free");
-  expectStatus(lib().sched_free(q), Status.OK);
-  expectStatus(lib().sched_free(q), Status.INVALID_HANDLE, "double sync free");
-  expectStatus(lib().sched_free(Deno.UnsafePointer.create(0xdead000n)), Status.INVALID_HANDLE);
-  expectStatus(h2d(p, new Uint8Array(16), s), Status.INVALID_HANDLE, "copy into a freed block");
-  expectStatus(lib().sched_stream_synchronize(s), Status.OK);
-});
+backendTest(
+  "allocations of zero bytes fail; frees of unknown, foreign or freed pointers fail",
+  () => {
+    const s = rawStream();
+    const pool = rawPool();
+    expectStatus(lib().sched_malloc_async(pool, s, 0n, ptrOut), Status.INVALID_ARGUMENT, "0 bytes");
+    expectStatus(lib().sched_malloc(0n, ptrOut), Status.INVALID_ARGUMENT, "0 bytes sync");
+    expectStatus(lib().sched_host_alloc(0n, ptrOut), Status.INVALID_ARGUMENT, "0 pinned bytes");
+    expectStatus(lib().sched_malloc_async(0, s, 16n, ptrOut), Status.INVALID_HANDLE, "pool 0");
+    expectStatus(lib().sched_malloc_async(pool, 0, 16n, ptrOut), Status.INVALID_HANDLE, "stream 0");
+    const p = rawMallocAsync(pool, s, 1024);
+    const q = rawMalloc(1024);
+    expectStatus(lib().sched_free(p), Status.INVALID_ARGUMENT, "pool pointer through sched_free");
+    expectStatus(
+      lib().sched_free_async(q, s),
+      Status.INVALID_ARGUMENT,
+      "sync pointer through free_async",
+    );
+    expectStatus(lib().sched_free_async(p, s), Status.OK);
+    expectStatus(lib().sched_free_async(p, s), Status.INVALID_HANDLE, "double free");
+    expectStatus(lib().sched_free(q), Status.OK);
+    expectStatus(lib().sched_free(q), Status.INVALID_HANDLE, "double sync free");
+    expectStatus(lib().sched_free(Deno.UnsafePointer.create(0xdead000n)), Status.INVALID_HANDLE);
+    expectStatus(h2d(p, new Uint8Array(16), s), Status.INVALID_HANDLE, "copy into a freed block");
+    expectStatus(lib().sched_stream_synchronize(s), Status.OK);
+  },
+);
 
 backendTest("a huge allocation fails with OUT_OF_MEMORY and leaks nothing", (sched) => {
   const s = rawStream();
@@ -131,7 +146,11 @@ backendTest("pools enforce their cap, report usage, and refuse destruction while
   const s = rawStream();
   const pool = rawPool(4 * MiB);
   const a = rawMallocAsync(pool, s, 3 * MiB);
-  expectStatus(lib().sched_malloc_async(pool, s, BigInt(2 * MiB), ptrOut), Status.OUT_OF_MEMORY, "cap");
+  expectStatus(
+    lib().sched_malloc_async(pool, s, BigInt(2 * MiB), ptrOut),
+    Status.OUT_OF_MEMORY,
+    "cap",
+  );
   const used = new BigUint64Array(1), reserved = new BigUint64Array(1);
   expectStatus(lib().sched_pool_usage(pool, used, reserved), Status.OK);
   assert.equal(used[0], BigInt(3 * MiB));

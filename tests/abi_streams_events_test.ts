@@ -3,7 +3,6 @@ import {
   backendTest,
   d2h,
   expectStatus,
-  h2d,
   kernels,
   lib,
   rawEvent,
@@ -20,31 +19,37 @@ function nativeOf(stream: number): Deno.PointerValue {
   return Deno.UnsafePointer.create(nativeOut[0]!);
 }
 
-backendTest("sched_stream_create clamps priorities to the device range and reports them", (sched) => {
-  const { least, greatest } = sched.device.priorityRange;
-  const out = new Uint32Array(1), prio = new Int32Array(1);
-  expectStatus(lib().sched_stream_create(greatest - 100, out, prio), Status.OK);
-  assert.equal(prio[0], greatest);
-  expectStatus(lib().sched_stream_create(least + 100, out, prio), Status.OK);
-  assert.equal(prio[0], least);
-  assert.notEqual(out[0], 0);
-});
+backendTest(
+  "sched_stream_create clamps priorities to the device range and reports them",
+  (sched) => {
+    const { least, greatest } = sched.device.priorityRange;
+    const out = new Uint32Array(1), prio = new Int32Array(1);
+    expectStatus(lib().sched_stream_create(greatest - 100, out, prio), Status.OK);
+    assert.equal(prio[0], greatest);
+    expectStatus(lib().sched_stream_create(least + 100, out, prio), Status.OK);
+    assert.equal(prio[0], least);
+    assert.notEqual(out[0], 0);
+  },
+);
 
-backendTest("stream handles that are zero, unknown or destroyed are rejected without a crash", () => {
-  for (const bad of [0, 12345, 0xffffffff]) {
-    expectStatus(lib().sched_stream_query(bad), Status.INVALID_HANDLE, `query ${bad}`);
-    expectStatus(lib().sched_stream_synchronize(bad), Status.INVALID_HANDLE, `sync ${bad}`);
-    expectStatus(lib().sched_stream_destroy(bad), Status.INVALID_HANDLE, `destroy ${bad}`);
-  }
-  const s = rawStream();
-  expectStatus(lib().sched_stream_destroy(s), Status.OK);
-  expectStatus(lib().sched_stream_destroy(s), Status.INVALID_HANDLE, "double destroy");
-  expectStatus(lib().sched_stream_query(s), Status.INVALID_HANDLE, "query after destroy");
-  expectStatus(lib().sched_stream_notify(s, 1), Status.INVALID_HANDLE, "notify after destroy");
-  const reused = rawStream();
-  assert.notEqual(reused, s, "a reused slot gets a new generation");
-  expectStatus(lib().sched_stream_query(s), Status.INVALID_HANDLE, "old handle stays dead");
-});
+backendTest(
+  "stream handles that are zero, unknown or destroyed are rejected without a crash",
+  () => {
+    for (const bad of [0, 12345, 0xffffffff]) {
+      expectStatus(lib().sched_stream_query(bad), Status.INVALID_HANDLE, `query ${bad}`);
+      expectStatus(lib().sched_stream_synchronize(bad), Status.INVALID_HANDLE, `sync ${bad}`);
+      expectStatus(lib().sched_stream_destroy(bad), Status.INVALID_HANDLE, `destroy ${bad}`);
+    }
+    const s = rawStream();
+    expectStatus(lib().sched_stream_destroy(s), Status.OK);
+    expectStatus(lib().sched_stream_destroy(s), Status.INVALID_HANDLE, "double destroy");
+    expectStatus(lib().sched_stream_query(s), Status.INVALID_HANDLE, "query after destroy");
+    expectStatus(lib().sched_stream_notify(s, 1), Status.INVALID_HANDLE, "notify after destroy");
+    const reused = rawStream();
+    assert.notEqual(reused, s, "a reused slot gets a new generation");
+    expectStatus(lib().sched_stream_query(s), Status.INVALID_HANDLE, "old handle stays dead");
+  },
+);
 
 backendTest("work on one stream runs in order", async (sched) => {
   const s = rawStream();
@@ -69,22 +74,25 @@ backendTest("work on one stream runs in order", async (sched) => {
   await Promise.resolve();
 });
 
-backendTest("a stream waiting on an event runs only after the event's stream reached it", (sched) => {
-  const producer = rawStream(), consumer = rawStream();
-  const pool = rawPool();
-  const buf = rawMallocAsync(pool, producer, 4096);
-  expectStatus(lib().sched_memset_async(buf, 0n, 1, 4096n, producer), Status.OK);
-  expectStatus(lib().sched_stream_synchronize(producer), Status.OK);
-  const ready = rawEvent();
-  spin(sched.backend, nativeOf(producer), 30);
-  expectStatus(lib().sched_memset_async(buf, 0n, 2, 4096n, producer), Status.OK);
-  expectStatus(lib().sched_event_record(ready, producer), Status.OK);
-  expectStatus(lib().sched_stream_wait_event(consumer, ready), Status.OK);
-  const seen = new Uint8Array(4096);
-  expectStatus(d2h(seen, buf, consumer), Status.OK);
-  expectStatus(lib().sched_stream_synchronize(consumer), Status.OK);
-  assert.ok(seen.every((b) => b === 2), "the consumer saw the producer's second memset");
-});
+backendTest(
+  "a stream waiting on an event runs only after the event's stream reached it",
+  (sched) => {
+    const producer = rawStream(), consumer = rawStream();
+    const pool = rawPool();
+    const buf = rawMallocAsync(pool, producer, 4096);
+    expectStatus(lib().sched_memset_async(buf, 0n, 1, 4096n, producer), Status.OK);
+    expectStatus(lib().sched_stream_synchronize(producer), Status.OK);
+    const ready = rawEvent();
+    spin(sched.backend, nativeOf(producer), 30);
+    expectStatus(lib().sched_memset_async(buf, 0n, 2, 4096n, producer), Status.OK);
+    expectStatus(lib().sched_event_record(ready, producer), Status.OK);
+    expectStatus(lib().sched_stream_wait_event(consumer, ready), Status.OK);
+    const seen = new Uint8Array(4096);
+    expectStatus(d2h(seen, buf, consumer), Status.OK);
+    expectStatus(lib().sched_stream_synchronize(consumer), Status.OK);
+    assert.ok(seen.every((b) => b === 2), "the consumer saw the producer's second memset");
+  },
+);
 
 backendTest("events report completion, time, and reject bad handles", (sched) => {
   const s = rawStream();
@@ -95,7 +103,11 @@ backendTest("events report completion, time, and reject bad handles", (sched) =>
 
   const start = rawEvent(1), end = rawEvent(1);
   const ms = new Float32Array(1);
-  expectStatus(lib().sched_event_elapsed_ms(start, end, ms), Status.INVALID_ARGUMENT, "never recorded");
+  expectStatus(
+    lib().sched_event_elapsed_ms(start, end, ms),
+    Status.INVALID_ARGUMENT,
+    "never recorded",
+  );
   expectStatus(lib().sched_event_record(start, s), Status.OK);
   spin(sched.backend, nativeOf(s), 20);
   expectStatus(lib().sched_event_record(end, s), Status.OK);
@@ -151,7 +163,10 @@ backendTest("host functions run in stream order, by handle and by native stream"
     (p) => void order.push(Number(Deno.UnsafePointer.value(p))),
   );
   try {
-    expectStatus(lib().sched_launch_host_func(s, cb.pointer, Deno.UnsafePointer.create(1n)), Status.OK);
+    expectStatus(
+      lib().sched_launch_host_func(s, cb.pointer, Deno.UnsafePointer.create(1n)),
+      Status.OK,
+    );
     const native = nativeOf(s);
     const launchNative = Deno.dlopen(
       (await import("../src/native/loader.ts")).libraryPath(),

@@ -5,7 +5,11 @@ import { cudaSkipReason } from "./_helpers.ts";
 const MiB = 1024 ** 2;
 
 Deno.test("initialize validates every option, naming it and the value", () => {
-  const cases: [unknown, ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor, RegExp][] = [
+  const cases: [
+    unknown,
+    ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor,
+    RegExp,
+  ][] = [
     [null, TypeError, /options must be an object, got null/],
     [42, TypeError, /options must be an object, got 42/],
     [{ backend: "gpu" }, RangeError, /backend must be one of "auto", "cuda", "host", got "gpu"/],
@@ -14,7 +18,11 @@ Deno.test("initialize validates every option, naming it and the value", () => {
     [{ deviceId: 1.5 }, RangeError, /deviceId .* got 1.5/],
     [{ deviceId: NaN }, RangeError, /deviceId .* got NaN/],
     [{ deviceId: "0" }, TypeError, /deviceId must be a number, got "0"/],
-    [{ backend: "host", hostMemory: 0 }, RangeError, /hostMemory must be a positive integer, got 0/],
+    [
+      { backend: "host", hostMemory: 0 },
+      RangeError,
+      /hostMemory must be a positive integer, got 0/,
+    ],
     [{ backend: "host", hostMemory: Infinity }, RangeError, /hostMemory .* got Infinity/],
     [{ backend: "host", hostMemory: 8n }, TypeError, /hostMemory must be a number, got 8n/],
     [{ backend: "host", memoryLimit: -5 }, RangeError, /memoryLimit .* got -5/],
