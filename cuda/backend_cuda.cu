@@ -8,225 +8,14 @@
  * ranges, so functions here receive live objects and in-bounds ranges and
  * only have to translate to CUDA and translate CUDA's errors back.
  *
- * Completion notification never blocks and never needs a thread per waiter:
- * a token is carried through cudaLaunchHostFunc in the void * argument, and
- * the host function (run on CUDA's callback thread) only pushes it onto the
- * completion queue.
- *
- * Synchronization uses <atomic> only: the critical sections are a few
- * pointer operations and never cover a CUDA call.
+ * Completion notification (stream_notify, event_notify) is the watcher's
+ * job: see watcher.cu.
  */
-#include <cuda_runtime.h>
-
-#include <atomic>
 #include <inttypes.h>
-#include <new>
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "../libsched/src/backend.h"
-
-/* ------------------------------------------------------------------ errors */
-
-/* Maps a CUDA error to the sched_status the ABI promises for it. */
-static int32_t map_cuda_error(cudaError_t err) {
-  switch (err) {
-    case cudaSuccess:
-      return SCHED_OK;
-    case cudaErrorMemoryAllocation:
-      return SCHED_ERR_OUT_OF_MEMORY;
-    case cudaErrorNotReady:
-      return SCHED_ERR_NOT_READY;
-    case cudaErrorInvalidValue:
-      return SCHED_ERR_INVALID_ARGUMENT;
-    case cudaErrorInvalidResourceHandle:
-      return SCHED_ERR_INVALID_HANDLE;
-    /* All of these mean "CUDA cannot run here", which is what makes the
-     * library fall back to the host backend. A stub libcuda (containers
-     * without the driver mounted) and a kernel-module/userspace driver
-     * mismatch are that case too, not a backend malfunction. */
-    case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
-    case cudaErrorInvalidDevice:
-    case cudaErrorStubLibrary:
-    case cudaErrorSystemDriverMismatch:
-      return SCHED_ERR_NO_DEVICE;
-    default:
-      return SCHED_ERR_BACKEND;
-  }
-}
-
-/*
- * Turns a failed CUDA call into a sched_status and records the message
- * "<what> failed: <CUDA text> (<CUDA error name>)" for sched_last_error.
- * fmt/... describe the operation, e.g. "cudaMallocHost of %" PRIu64 " bytes".
- */
-static int32_t cuda_fail(cudaError_t err, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static int32_t cuda_fail(cudaError_t err, const char *fmt, ...) {
-  /* The runtime also remembers a non-sticky error as the thread's "last
-   * error". We have reported it, so clear it: otherwise the next
-   * cudaGetLastError() on this thread (for instance after a user's kernel
-   * launch) would return our stale error. Only clear it if it is ours, so
-   * an unrelated pending error of the caller is left alone. */
-  if (cudaPeekAtLastError() == err) {
-    (void)cudaGetLastError();
-  }
-
-  /* "Not ready" only comes from queries, where it is an answer and not a
-   * failure: no error text is recorded for it. */
-  if (err == cudaErrorNotReady) {
-    return SCHED_ERR_NOT_READY;
-  }
-
-  char what[160];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(what, sizeof what, fmt, ap);
-  va_end(ap);
-  return sched_fail(map_cuda_error(err), "%s failed: %s (%s)", what, cudaGetErrorString(err),
-                    cudaGetErrorName(err));
-}
-
-/* Runs a CUDA call; on failure, returns from the enclosing function with the
- * mapped status after recording the message. The trailing arguments are the
- * printf-style description of the operation. */
-#define CUDA_CHECK(call, ...)                    \
-  do {                                           \
-    cudaError_t check_err_ = (call);             \
-    if (check_err_ != cudaSuccess) {             \
-      return cuda_fail(check_err_, __VA_ARGS__); \
-    }                                            \
-  } while (0)
-
-/* ------------------------------------------------------------------- state */
-
-/* What init learned about the device. Written only by init and shutdown,
- * which by contract never race any other call, so reads need no lock. */
-static struct {
-  int device;
-  bool ready;
-  cudaDeviceProp prop;
-  int priority_least;
-  int priority_greatest;
-} g_cuda;
-
-/*
- * The CUDA runtime's current device is per host thread and defaults to 0,
- * while libsched is called from arbitrary threads. Every entry point that
- * creates or uses device resources binds the initialized device first;
- * cudaSetDevice on an already-current device is a cheap thread-local check.
- */
-static int32_t bind_device(void) {
-  CUDA_CHECK(cudaSetDevice(g_cuda.device), "cudaSetDevice(%d)", g_cuda.device);
-  return SCHED_OK;
-}
-
-#define BIND_DEVICE()                  \
-  do {                                 \
-    int32_t bind_st_ = bind_device();  \
-    if (bind_st_ != SCHED_OK) {        \
-      return bind_st_;                 \
-    }                                  \
-  } while (0)
-
-/* ----------------------------------------------------------------- objects */
-
-/* A spin lock for critical sections of a few instructions (no CUDA calls,
- * no allocation inside), where a sleeping mutex would cost more than it
- * saves. */
-static void spin_lock(std::atomic_flag *flag) {
-  while (flag->test_and_set(std::memory_order_acquire)) {
-  }
-}
-
-static void spin_unlock(std::atomic_flag *flag) { flag->clear(std::memory_order_release); }
-
-/*
- * A stream, refcounted because events keep a reference to the stream they
- * were last recorded on: event_notify needs that stream's shadow stream
- * even after the owner destroyed the stream itself.
- */
-struct cuda_stream {
-  cudaStream_t s;
-  /* Created on first event_notify for an event recorded on s: a
-   * highest-priority stream that waits on those events and then runs the
-   * notification host function. One per source stream, because events
-   * recorded on one stream complete in order anyway, so sharing a shadow
-   * among them costs nothing, while one global shadow would make an
-   * event on an idle stream wait behind one on a busy stream. */
-  std::atomic<cudaStream_t> shadow;
-  /* One reference for the owner (dropped by stream_destroy), one for each
-   * event whose latest record was made on this stream. */
-  std::atomic<int> refcount;
-};
-
-struct cuda_event {
-  cudaEvent_t e;
-  uint32_t flags;
-  /* Guards `last`, so that event_notify can take a reference on it before
-   * a concurrent event_record drops the event's own reference. */
-  std::atomic_flag last_lock;
-  /* Stream of the latest record (holding a reference); NULL until the
-   * event is first recorded. */
-  cuda_stream *last;
-};
-
-/*
- * Objects live in calloc'd memory constructed in place rather than in
- * operator new'd memory: that keeps this file free of C++ runtime library
- * dependencies (the rest of libsched is C), and every member has a trivial
- * destructor, so free() is all that destruction takes.
- */
-template <typename T>
-static T *object_new(void) {
-  void *mem = calloc(1, sizeof(T));
-  return mem != NULL ? new (mem) T() : NULL;
-}
-
-static void stream_retain(cuda_stream *st) { st->refcount.fetch_add(1, std::memory_order_relaxed); }
-
-/* Drops one reference; the last one destroys the CUDA streams. Pending work
- * on them (including notification host functions still waiting) is not
- * lost: cudaStreamDestroy lets queued work complete before releasing. */
-static int32_t stream_release(cuda_stream *st) {
-  if (st->refcount.fetch_sub(1, std::memory_order_acq_rel) != 1) {
-    return SCHED_OK;
-  }
-  cudaError_t shadow_err = cudaSuccess;
-  cudaStream_t shadow = st->shadow.load(std::memory_order_acquire);
-  if (shadow != NULL) {
-    shadow_err = cudaStreamDestroy(shadow);
-  }
-  cudaError_t err = cudaStreamDestroy(st->s);
-  /* Nobody can reach the object any more, so it is freed even if CUDA
-   * complained; the first error is still reported. */
-  free(st);
-  if (shadow_err != cudaSuccess) {
-    return cuda_fail(shadow_err, "cudaStreamDestroy of a shadow stream");
-  }
-  if (err != cudaSuccess) {
-    return cuda_fail(err, "cudaStreamDestroy");
-  }
-  return SCHED_OK;
-}
-
-/* Host function that completes a notification token. It runs on CUDA's
- * callback thread, where CUDA calls are forbidden; completions_push makes
- * none. The token travels in the pointer itself, so nothing is allocated
- * per notification and nothing can leak if the callback never runs. */
-static void CUDART_CB complete_token(void *payload) {
-  completions_push((uint32_t)(uintptr_t)payload, SCHED_OK);
-}
-
-static void *token_payload(uint32_t token) { return (void *)(uintptr_t)token; }
+#include "cuda_common.h"
 
 /* ------------------------------------------------------------ device level */
 
@@ -268,6 +57,11 @@ static int32_t cuda_init(int32_t device, uint64_t host_capacity) {
   g_cuda.prop = prop;
   g_cuda.priority_least = least;
   g_cuda.priority_greatest = greatest;
+  st = watcher_start();
+  if (st != SCHED_OK) {
+    memset(&g_cuda, 0, sizeof g_cuda);
+    return st;
+  }
   g_cuda.ready = true;
   return SCHED_OK;
 }
@@ -291,6 +85,7 @@ static void cuda_shutdown(void) {
   } else {
     (void)cuda_fail(err, "cudaSetDevice(%d) at shutdown", g_cuda.device);
   }
+  watcher_stop();
   memset(&g_cuda, 0, sizeof g_cuda);
 }
 
@@ -341,7 +136,6 @@ static int32_t cuda_stream_create(int32_t priority, void **out_stream) {
     free(st);
     return cuda_fail(err, "cudaStreamCreateWithPriority with priority %d", priority);
   }
-  st->shadow.store(NULL, std::memory_order_relaxed);
   st->refcount.store(1, std::memory_order_relaxed);
   *out_stream = st;
   return SCHED_OK;
@@ -390,10 +184,7 @@ static int32_t cuda_launch_host_func_native(void *native, sched_host_fn fn, void
 }
 
 static int32_t cuda_stream_notify(void *stream, uint32_t token) {
-  BIND_DEVICE();
-  CUDA_CHECK(cudaLaunchHostFunc(((cuda_stream *)stream)->s, complete_token, token_payload(token)),
-             "cudaLaunchHostFunc for stream notification");
-  return SCHED_OK;
+  return watcher_stream_notify((cuda_stream *)stream, token);
 }
 
 /* ------------------------------------------------------------------ events */
@@ -471,54 +262,20 @@ static int32_t cuda_event_elapsed_ms(void *start, void *end, float *out_ms) {
   if (!(a->flags & SCHED_EVENT_TIMING) || !(b->flags & SCHED_EVENT_TIMING)) {
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Elapsed time needs events created with SCHED_EVENT_TIMING");
   }
+  /* Same answer as the host backend, rather than CUDA's resource-handle error. */
+  spin_lock(&a->last_lock);
+  bool a_recorded = a->last != NULL;
+  spin_unlock(&a->last_lock);
+  spin_lock(&b->last_lock);
+  bool b_recorded = b->last != NULL;
+  spin_unlock(&b->last_lock);
+  if (!a_recorded || !b_recorded) {
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Elapsed time needs both events recorded");
+  }
   BIND_DEVICE();
   float ms = 0.0f;
   CUDA_CHECK(cudaEventElapsedTime(&ms, a->e, b->e), "cudaEventElapsedTime");
   *out_ms = ms;
-  return SCHED_OK;
-}
-
-/* Returns the shadow stream of st, creating it on first use. */
-static int32_t shadow_stream(cuda_stream *st, cudaStream_t *out) {
-  cudaStream_t shadow = st->shadow.load(std::memory_order_acquire);
-  if (shadow != NULL) {
-    *out = shadow;
-    return SCHED_OK;
-  }
-  /* Highest priority: the shadow only runs tiny host functions, and a
-   * notification should never queue behind bulk work. */
-  cudaStream_t created = NULL;
-  CUDA_CHECK(cudaStreamCreateWithPriority(&created, cudaStreamNonBlocking, g_cuda.priority_greatest),
-             "cudaStreamCreateWithPriority of a notification stream");
-  /* Publish with a compare-and-swap instead of holding a lock across the
-   * creation call: if another thread won the race, use its shadow and drop
-   * ours. Ours is empty, so destroying it cannot lose work, and a failure
-   * there would not affect the notification, which proceeds either way. */
-  cudaStream_t expected = NULL;
-  if (st->shadow.compare_exchange_strong(expected, created, std::memory_order_acq_rel,
-                                         std::memory_order_acquire)) {
-    *out = created;
-  } else {
-    (void)cudaStreamDestroy(created);
-    *out = expected;
-  }
-  return SCHED_OK;
-}
-
-/* Queues "wait for e, then complete token" on the shadow of source. The
- * wait captures the event's latest record at this moment; re-recording the
- * event later does not move this notification. Should a concurrent
- * event_record slip in after `source` was read, the wait captures the newer
- * record: still a valid "latest record", merely queued on another shadow. */
-static int32_t notify_on_shadow(cuda_stream *source, cudaEvent_t e, uint32_t token) {
-  cudaStream_t shadow = NULL;
-  int32_t st = shadow_stream(source, &shadow);
-  if (st != SCHED_OK) {
-    return st;
-  }
-  CUDA_CHECK(cudaStreamWaitEvent(shadow, e, 0), "cudaStreamWaitEvent for event notification");
-  CUDA_CHECK(cudaLaunchHostFunc(shadow, complete_token, token_payload(token)),
-             "cudaLaunchHostFunc for event notification");
   return SCHED_OK;
 }
 
@@ -527,7 +284,8 @@ static int32_t cuda_event_notify(void *event, uint32_t token) {
   cuda_event *ev = (cuda_event *)event;
 
   /* Our own reference keeps the source stream, and so its shadow, alive
-   * while we queue on it, even if event_record replaces `last` meanwhile. */
+   * while the watcher queues on it, even if event_record replaces `last`
+   * meanwhile (the watcher then takes its own). */
   spin_lock(&ev->last_lock);
   cuda_stream *source = ev->last;
   if (source != NULL) {
@@ -540,7 +298,7 @@ static int32_t cuda_event_notify(void *event, uint32_t token) {
     completions_push(token, SCHED_OK);
     return SCHED_OK;
   }
-  int32_t st = notify_on_shadow(source, ev->e, token);
+  int32_t st = watcher_event_notify(source, ev->e, token);
   int32_t release_st = stream_release(source);
   return st != SCHED_OK ? st : release_st;
 }

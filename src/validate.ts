@@ -98,3 +98,33 @@ export function requireBoolean(value: unknown, option: string, doing: string): b
   }
   return value;
 }
+
+/** A non-empty string, such as an id or a name. */
+export function requireNonEmptyString(value: unknown, option: string, doing: string): string {
+  if (typeof value !== "string") {
+    throw new TypeError(`${doing}: ${option} must be a string, got ${show(value)}`);
+  }
+  if (value.length === 0) {
+    throw new RangeError(`${doing}: ${option} must be a non-empty string, got ""`);
+  }
+  return value;
+}
+
+/** A share of something whole, such as a device's compute: a number in (0, 1]. */
+export function requireFraction(value: unknown, option: string, doing: string): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${doing}: ${option} must be a number, got ${show(value)}`);
+  }
+  if (!(value > 0 && value <= 1)) {
+    throw new RangeError(`${doing}: ${option} must be a fraction in (0, 1], got ${show(value)}`);
+  }
+  return value;
+}
+
+/** A nested options object, e.g. `priorityRange`. */
+export function requireObject(value: unknown, option: string, doing: string): object {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new TypeError(`${doing}: ${option} must be an object, got ${show(value)}`);
+  }
+  return value;
+}
