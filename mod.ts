@@ -10,6 +10,9 @@
  * - `Scheduler.createStream()` and `Scheduler.createEvent()` give ordered
  *   queues of device work and completion points; `await stream.synchronize()`
  *   never blocks the event loop.
+ * - `QosPolicyEvaluator` admits `QosTaskMeta` tasks by QoS class
+ *   (`QoSPolicy`), reserving memory and compute shares, and maps each class
+ *   onto the device's stream priority range.
  *
  * @example
  * ```ts
@@ -45,3 +48,18 @@ export {
 export type { DeviceInfo, MemoryInfo } from "./src/device.ts";
 export { Stream } from "./src/stream.ts";
 export { GpuEvent } from "./src/event.ts";
+export { QoSPolicy } from "./src/engine/qos_policy.ts";
+export {
+  type BestEffortTaskOptions,
+  type BurstableTaskOptions,
+  type GuaranteedTaskOptions,
+  type QosTaskInit,
+  QosTaskMeta,
+} from "./src/engine/qos_task.ts";
+export { type QosDecision, QosEvaluation } from "./src/engine/qos_evaluation.ts";
+export {
+  type QosEvaluatorOptions,
+  QosPolicyEvaluator,
+  type QosReservation,
+} from "./src/engine/qos_evaluator.ts";
+export type { PriorityRange, QosPriorityBand } from "./src/engine/qos_priority.ts";

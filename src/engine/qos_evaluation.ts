@@ -39,11 +39,16 @@ export const SHARE_UNITS = 1e9;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { GB, QosPolicyEvaluator, QosTaskMeta } from "@gpusched/core";
  * const evaluator = new QosPolicyEvaluator({ totalMemory: 1 * GB });
  * const r = evaluator.evaluate(QosTaskMeta.guaranteed("big", "Big", 2 * GB));
- * console.assert(!r.admitted && r.decision === "reject");
- * console.assert(r.reason === `Guaranteed task "big" is rejected: it needs ${2 * GB} bytes reserved, ${GB} bytes are unreserved`);
+ * assert.equal(r.admitted, false);
+ * assert.equal(r.decision, "reject");
+ * assert.equal(
+ *   r.reason,
+ *   `Guaranteed task "big" is rejected: it needs ${2 * GB} bytes reserved, ${GB} bytes are unreserved`,
+ * );
  * ```
  */
 export class QosEvaluation {
@@ -123,7 +128,7 @@ export class QosEvaluation {
         return `bursting to ${task.memory} bytes needs that much spare memory, ${memory} bytes are spare`;
       case Cause.SPARE:
         return `it needs ${task.memory} bytes of spare memory, ${memory} bytes are spare`;
-      case Cause.TOO_LARGE:
+      default: // Cause.TOO_LARGE
         return `it needs ${task.memory} bytes, more than the ${memory} bytes in all`;
     }
   }

@@ -18,9 +18,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { QoSPolicy } from "@gpusched/core";
  * const policy: QoSPolicy = QoSPolicy.BURSTABLE;
- * console.assert(policy === "burstable");
+ * assert.equal(policy, "burstable");
  * ```
  */
 export const QoSPolicy = Object.freeze(

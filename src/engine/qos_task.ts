@@ -75,10 +75,12 @@ const INT32_MAX = 2 ** 31 - 1;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MB, QosTaskMeta, QoSPolicy } from "@gpusched/core";
  * const tts = QosTaskMeta.burstable("tts-1", "TTS", 512 * MB, { base: 128 * MB });
- * console.assert(tts.policy === QoSPolicy.BURSTABLE && tts.base === 128 * MB);
- * console.assert(tts.bandwidth === 0); // no share asked, none reserved
+ * assert.equal(tts.policy, QoSPolicy.BURSTABLE);
+ * assert.equal(tts.base, 128 * MB);
+ * assert.equal(tts.bandwidth, 0); // no share asked, none reserved
  * ```
  */
 export class QosTaskMeta {
@@ -108,11 +110,12 @@ export class QosTaskMeta {
    *
    * @example Choosing the class at run time
    * ```ts
+   * import assert from "node:assert/strict";
    * import { GB, QosTaskMeta, QoSPolicy } from "@gpusched/core";
    * const task = new QosTaskMeta({
    *   id: "llm", name: "LLM", policy: QoSPolicy.GUARANTEED, memory: 4 * GB, bandwidth: 0.5,
    * });
-   * console.assert(task.base === 4 * GB); // a guaranteed task reserves all of it
+   * assert.equal(task.base, 4 * GB); // a guaranteed task reserves all of it
    * ```
    */
   constructor(init: QosTaskInit) {
@@ -176,11 +179,13 @@ export class QosTaskMeta {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { MB, QosTaskMeta } from "@gpusched/core";
    * const task = QosTaskMeta.guaranteed("inference-1", "LLM Inference", 256 * MB, {
    *   bandwidth: 0.5,
    * });
-   * console.assert(task.base === 256 * MB && task.bandwidth === 0.5);
+   * assert.equal(task.base, 256 * MB);
+   * assert.equal(task.bandwidth, 0.5);
    * ```
    */
   static guaranteed(
@@ -206,9 +211,11 @@ export class QosTaskMeta {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { GB, QosTaskMeta } from "@gpusched/core";
    * const task = QosTaskMeta.burstable("tts", "TTS", 2 * GB, { base: 1 * GB });
-   * console.assert(task.memory === 2 * GB && task.base === 1 * GB);
+   * assert.equal(task.memory, 2 * GB);
+   * assert.equal(task.base, 1 * GB);
    * ```
    */
   static burstable(
@@ -232,9 +239,11 @@ export class QosTaskMeta {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { GB, QosTaskMeta } from "@gpusched/core";
    * const task = QosTaskMeta.bestEffort("bg", "Background", 1 * GB);
-   * console.assert(task.base === 0 && task.bandwidth === 0);
+   * assert.equal(task.base, 0);
+   * assert.equal(task.bandwidth, 0);
    * ```
    */
   static bestEffort(
