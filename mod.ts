@@ -63,3 +63,15 @@ export {
   type QosReservation,
 } from "./src/engine/qos_evaluator.ts";
 export type { PriorityRange, QosPriorityBand } from "./src/engine/qos_priority.ts";
+export {
+  type AllocateOptions,
+  MemoryPool,
+  type MemoryPoolOptions,
+  type MemoryPoolStats,
+} from "./src/engine/memory_pool.ts";
+export {
+  type BlockPin,
+  type BlockState,
+  PoolBlock,
+  type TransferOptions,
+} from "./src/engine/pool_block.ts";

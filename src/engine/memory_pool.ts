@@ -1,0 +1,662 @@
+/**
+ * MemoryPool: device memory in size classes with free lists, LRU order and
+ * real eviction to pinned host memory.
+ *
+ * @module
+ */
+
+import { SchedulerError, VramBudgetExceededError } from "../errors.ts";
+import type { GpuEvent } from "../event.ts";
+import type { Owned } from "../lifetime.ts";
+import { getScheduler, type Scheduler } from "../scheduler.ts";
+import { Stream } from "../stream.ts";
+import { requireBoolean, requireOptions, requirePositiveInteger, show } from "../validate.ts";
+import { LinkedList, ListNode } from "./linked_list.ts";
+import {
+  copyToDevice,
+  copyToHost,
+  createNativePool,
+  destroyNativePool,
+  deviceAlloc,
+  deviceFree,
+  pinnedAlloc,
+  pinnedFree,
+} from "./native_memory.ts";
+import { type BlockHost, PoolBlock } from "./pool_block.ts";
+import { sizeClassOf } from "./size_classes.ts";
+import { stagedRead, stagedWrite, StagingArea } from "./staging.ts";
+
+/** Options of `new MemoryPool()`. */
+export interface MemoryPoolOptions {
+  /** Most device bytes the pool may hold: live blocks plus its cache. Required. */
+  quota: number;
+  /** Let the pool evict evictable blocks to host memory under pressure (default false). */
+  enableEviction?: boolean;
+  /** Make blocks evictable unless `allocate` says otherwise (default false). */
+  evictableByDefault?: boolean;
+  /** Stream that blocks are ordered on unless `allocate` names one (default: a new stream). */
+  stream?: Stream;
+  /** Name used in error messages (default "pool"). */
+  name?: string;
+}
+
+/** Options of `MemoryPool.allocate()`. */
+export interface AllocateOptions {
+  /** May this block be moved to host memory under pressure (default: the pool's `evictableByDefault`). */
+  evictable?: boolean;
+  /** Stream for this block's copies, eviction and restore (default: the pool's stream). */
+  stream?: Stream;
+}
+
+/** What `MemoryPool.stats()` reports. */
+export interface MemoryPoolStats {
+  /** The pool's cap on device bytes (live blocks plus cache). */
+  quota: number;
+  /** Device bytes held by resident live blocks (class sizes). */
+  allocatedBytes: number;
+  /** Bytes asked for by live blocks, resident or evicted. */
+  requestedBytes: number;
+  /** Device bytes kept for reuse (freed blocks not yet released). */
+  cachedBytes: number;
+  /** Live blocks, resident or evicted. */
+  activeBlocks: number;
+  /** Cached device allocations ready for reuse. */
+  freeBlocks: number;
+  /** Live blocks currently moved out to host memory. */
+  evictedBlocks: number;
+  /** Pinned host bytes holding evicted blocks. */
+  evictedHostBytes: number;
+  /** Pinned host bytes of staging chunks and spare eviction buffers. */
+  hostCacheBytes: number;
+  /** Allocations served. */
+  allocationCount: number;
+  /** Allocations served from the cache, without a native call. */
+  reuseCount: number;
+  /** Evictions performed. */
+  evictionCount: number;
+  /** Restores performed. */
+  restoreCount: number;
+  /** Bytes copied out by evictions, in total. */
+  evictedBytesTotal: number;
+  /** Bytes copied back by restores, in total. */
+  restoredBytesTotal: number;
+  /** Highest `allocatedBytes + cachedBytes` seen. */
+  peakBytes: number;
+  /** Share of resident device bytes lost to size-class rounding: 1 - requested / allocated. */
+  fragmentation: number;
+}
+
+/** A cached or live device allocation. Moves between blocks and free lists without reallocation. */
+interface DeviceMemory {
+  readonly ptr: Deno.PointerObject;
+  readonly size: number;
+  /** Stream of its last use: reuse on another stream waits for it. */
+  stream: Stream;
+  readonly classNode: ListNode<DeviceMemory>;
+  readonly cacheNode: ListNode<DeviceMemory>;
+}
+
+/** Pinned host memory holding an evicted block. */
+interface HostCopy {
+  readonly ptr: Deno.PointerObject;
+  readonly size: number;
+}
+
+/** Typed access to the pool's records that a block carries. */
+function memoryOf(block: PoolBlock): DeviceMemory | undefined {
+  return block._memory as DeviceMemory | undefined;
+}
+function hostCopyOf(block: PoolBlock): HostCopy | undefined {
+  return block._hostCopy as HostCopy | undefined;
+}
+function lruNodeOf(block: PoolBlock): ListNode<PoolBlock> | undefined {
+  return block._lruNode as ListNode<PoolBlock> | undefined;
+}
+
+const CREATE = "Cannot create a memory pool";
+
+/**
+ * Device memory for one owner (a model, a context), in size classes with
+ * free lists, so a freed block is handed out again without crossing FFI.
+ *
+ * - **Quota.** The pool never holds more than `quota` device bytes (live
+ *   blocks plus cache). When a new allocation needs room, cached bytes are
+ *   released least recently freed first, then, with `enableEviction`,
+ *   evictable blocks are evicted least recently used first.
+ * - **Eviction.** An evicted block's bytes are copied to pinned host memory
+ *   on the block's stream and its device memory is released. It is restored,
+ *   bit-exact, before its next use: `ptr`, `write`, `read`, `pin` or
+ *   `await resident()`. Eviction and restore are stream-ordered, so they
+ *   never race work queued on the block's stream. Pinned blocks are never
+ *   evicted.
+ * - **Device pressure.** When the device itself refuses, the pool releases
+ *   its cache and, if allowed, evicts, then retries once.
+ *
+ * @example
+ * ```ts
+ * import { initialize, MB, MemoryPool, shutdown } from "@gpusched/core";
+ * initialize({ backend: "host" });
+ * const pool = new MemoryPool({ quota: 100 * MB, enableEviction: true });
+ * const block = pool.allocate(4096);
+ * pool.free(block);
+ * const again = pool.allocate(4000); // same size class: reused, no native call
+ * console.assert(pool.stats().reuseCount === 1);
+ * again.free();
+ * pool.destroy();
+ * shutdown();
+ * ```
+ */
+export class MemoryPool implements Owned {
+  /** Name used in error messages. */
+  readonly name: string;
+  /** Most device bytes the pool may hold. */
+  readonly quota: number;
+  /** Whether evictable blocks may be evicted. */
+  readonly enableEviction: boolean;
+  /** The stream blocks default to. */
+  readonly stream: Stream;
+
+  #scheduler: Scheduler;
+  #nativePool: number;
+  #ownsStream: boolean;
+  #evictableByDefault: boolean;
+  #alive = true;
+  #nextId = 1;
+  #free = new Map<number, LinkedList<DeviceMemory>>();
+  #cacheLru = new LinkedList<DeviceMemory>();
+  #residentLru = new LinkedList<PoolBlock>();
+  #live: PoolBlock[] = [];
+  #spareHost = new Map<number, HostCopy[]>();
+  #spareHostBytes = 0;
+  #staging = new StagingArea();
+  #orderEvent: GpuEvent;
+  #streams = new Set<Stream>();
+  #host: BlockHost;
+
+  #allocated = 0;
+  #requested = 0;
+  #cached = 0;
+  #evictableResident = 0;
+  #evictedBlocks = 0;
+  #evictedHostBytes = 0;
+  #allocationCount = 0;
+  #reuseCount = 0;
+  #evictionCount = 0;
+  #restoreCount = 0;
+  #evictedBytesTotal = 0;
+  #restoredBytesTotal = 0;
+  #peak = 0;
+
+  /**
+   * @throws {TypeError | RangeError} for bad options
+   * @throws {SchedulerError} when the scheduler is not initialized
+   */
+  constructor(options: MemoryPoolOptions) {
+    if (options === undefined) {
+      throw new TypeError(`${CREATE}: options must be an object, got undefined`);
+    }
+    const opts = requireOptions<MemoryPoolOptions>(options, CREATE);
+    this.quota = requirePositiveInteger(opts.quota, "quota", CREATE);
+    this.enableEviction = opts.enableEviction === undefined
+      ? false
+      : requireBoolean(opts.enableEviction, "enableEviction", CREATE);
+    this.#evictableByDefault = opts.evictableByDefault === undefined
+      ? false
+      : requireBoolean(opts.evictableByDefault, "evictableByDefault", CREATE);
+    if (opts.name !== undefined && (typeof opts.name !== "string" || opts.name.length === 0)) {
+      throw new TypeError(`${CREATE}: name must be a non-empty string, got ${show(opts.name)}`);
+    }
+    this.name = opts.name ?? "pool";
+    this.#scheduler = getScheduler();
+    if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
+    this.#nativePool = createNativePool(this.quota);
+    try {
+      this.#ownsStream = opts.stream === undefined;
+      this.stream = opts.stream ?? this.#scheduler.createStream();
+      this.#orderEvent = this.#scheduler.createEvent();
+    } catch (error) {
+      destroyNativePool(this.#nativePool);
+      throw error;
+    }
+    this.#streams.add(this.stream);
+    this.#host = this.#makeBlockHost();
+    this.#scheduler.adopt(this);
+  }
+
+  #requireOwnStream(stream: unknown, doing: string, option: string): Stream {
+    if (!(stream instanceof Stream)) {
+      throw new TypeError(`${doing}: ${option} must be a Stream, got ${show(stream)}`);
+    }
+    if (stream.destroyed) {
+      throw new SchedulerError(`${doing}: ${option} ${stream.id} was destroyed`);
+    }
+    return stream;
+  }
+
+  #assertAlive(doing: string): void {
+    if (!this.#alive) {
+      throw new SchedulerError(`Cannot ${doing}: pool "${this.name}" was destroyed`);
+    }
+  }
+
+  /**
+   * A block of at least `size` bytes.
+   *
+   * @throws {TypeError | RangeError} for a bad size or options, or a size above the quota
+   * @throws {VramBudgetExceededError} when no room can be made under the quota or on the device
+   */
+  allocate(size: number, options?: AllocateOptions): PoolBlock {
+    const doing = `Cannot allocate from pool "${this.name}"`;
+    if (typeof size !== "number") {
+      throw new TypeError(`${doing}: size must be a number, got ${show(size)}`);
+    }
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new RangeError(`${doing}: size must be a positive integer, got ${show(size)}`);
+    }
+    let evictable = this.#evictableByDefault;
+    let stream = this.stream;
+    if (options !== undefined) {
+      const opts = requireOptions<AllocateOptions>(options, doing);
+      if (opts.evictable !== undefined) {
+        evictable = requireBoolean(opts.evictable, "evictable", doing);
+      }
+      if (opts.stream !== undefined) stream = this.#requireOwnStream(opts.stream, doing, "stream");
+    }
+    if (!this.#alive) this.#assertAlive("allocate");
+    const classSize = sizeClassOf(size);
+    if (classSize > this.quota) {
+      throw new RangeError(
+        `${doing}: size ${size} (${classSize} bytes with rounding) exceeds the quota of ${this.quota} bytes`,
+      );
+    }
+    const memory = this.#takeDevice(classSize, stream);
+    const block = new PoolBlock(this.#host, this.#nextId++, size, classSize, evictable, stream);
+    block._memory = memory;
+    block._index = this.#live.length;
+    this.#live.push(block);
+    if (evictable) {
+      const node = new ListNode(block);
+      block._lruNode = node;
+      this.#residentLru.push(node);
+      this.#evictableResident += classSize;
+    }
+    this.#allocated += classSize;
+    this.#requested += size;
+    this.#allocationCount++;
+    const held = this.#allocated + this.#cached;
+    if (held > this.#peak) this.#peak = held;
+    return block;
+  }
+
+  /**
+   * Returns a block to the pool: its device memory is cached for reuse.
+   *
+   * @throws {TypeError} when `block` is not a PoolBlock
+   * @throws {RangeError} when it belongs to another pool
+   * @throws {SchedulerError} when it was already freed, or is pinned
+   */
+  free(block: PoolBlock): void {
+    const doing = `Cannot free a block in pool "${this.name}"`;
+    if (!(block instanceof PoolBlock)) {
+      throw new TypeError(`${doing}: expected a PoolBlock, got ${show(block)}`);
+    }
+    if (block._owner !== this.#host) {
+      throw new RangeError(`${doing}: block ${block.id} belongs to another pool`);
+    }
+    if (block.freed) throw new SchedulerError(`${doing}: block ${block.id} was already freed`);
+    this.#release(block);
+  }
+
+  /** Releases every cached byte back to the device. */
+  trim(): void {
+    this.#assertAlive("trim a pool");
+    while (this.#cacheLru.size > 0) this.#releaseOldestCached();
+  }
+
+  /** Counters for tuning; see MemoryPoolStats. */
+  stats(): MemoryPoolStats {
+    let freeBlocks = 0;
+    for (const list of this.#free.values()) freeBlocks += list.size;
+    return {
+      quota: this.quota,
+      allocatedBytes: this.#allocated,
+      requestedBytes: this.#requested,
+      cachedBytes: this.#cached,
+      activeBlocks: this.#live.length,
+      freeBlocks,
+      evictedBlocks: this.#evictedBlocks,
+      evictedHostBytes: this.#evictedHostBytes,
+      hostCacheBytes: this.#spareHostBytes + this.#staging.bytes,
+      allocationCount: this.#allocationCount,
+      reuseCount: this.#reuseCount,
+      evictionCount: this.#evictionCount,
+      restoreCount: this.#restoreCount,
+      evictedBytesTotal: this.#evictedBytesTotal,
+      restoredBytesTotal: this.#restoredBytesTotal,
+      peakBytes: this.#peak,
+      fragmentation: this.#allocated === 0 ? 0 : 1 - this.#residentRequested() / this.#allocated,
+    };
+  }
+
+  #residentRequested(): number {
+    let bytes = 0;
+    for (const block of this.#live) if (block._memory) bytes += block.size;
+    return bytes;
+  }
+
+  /**
+   * Evicts up to `bytes` of evictable, unpinned blocks, least recently used
+   * first; returns the bytes of device memory released. Useful to make room
+   * for someone else ahead of time.
+   */
+  evict(bytes: number): number {
+    const doing = `Cannot evict from pool "${this.name}"`;
+    requirePositiveInteger(bytes, "bytes", doing);
+    this.#assertAlive("evict from a pool");
+    let released = 0;
+    while (released < bytes && this.#residentLru.head) {
+      released += this.#evictBlock(this.#residentLru.head.value);
+    }
+    return released;
+  }
+
+  /**
+   * Frees every block and cached byte and the pool's own stream. Blocks of
+   * the pool become unusable. Idempotent.
+   */
+  destroy(): void {
+    if (!this.#alive) return;
+    this.#alive = false;
+    this.#scheduler.release(this);
+    // Let queued copies into staging and host buffers finish before they are freed.
+    for (const stream of this.#streams) if (!stream.destroyed) stream.synchronizeSync();
+    for (const block of this.#live) {
+      block._state = "freed";
+      const memory = memoryOf(block), host = hostCopyOf(block);
+      if (memory) deviceFree(memory.ptr, memory.stream.nativeHandle("free"));
+      if (host) pinnedFree(host.ptr);
+    }
+    this.#live = [];
+    while (this.#cacheLru.size > 0) this.#releaseOldestCached();
+    for (const copies of this.#spareHost.values()) for (const copy of copies) pinnedFree(copy.ptr);
+    this.#spareHost.clear();
+    this.#staging.dispose();
+    this.#orderEvent.destroy();
+    if (this.#ownsStream) this.stream.destroy();
+    destroyNativePool(this.#nativePool);
+  }
+
+  /** Same as `destroy()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.destroy();
+  }
+
+  /** @internal The scheduler shut down and freed everything natively. */
+  invalidate(): void {
+    this.#alive = false;
+    for (const block of this.#live) block._state = "freed";
+    this.#live = [];
+  }
+
+  // ------------------------------------------------------------ internals
+
+  /** Device memory of classSize for stream: cached if possible, else new. */
+  #takeDevice(classSize: number, stream: Stream): DeviceMemory {
+    const list = this.#free.get(classSize);
+    const cached = list?.pop();
+    if (cached) {
+      this.#cacheLru.remove(cached.cacheNode);
+      this.#cached -= classSize;
+      this.#reuseCount++;
+      if (cached.stream !== stream) {
+        // Freed on another stream: work queued there may still use it.
+        this.#orderEvent.record(cached.stream);
+        this.#orderEvent.wait(stream);
+        cached.stream = stream;
+        this.#streams.add(stream);
+      }
+      return cached;
+    }
+    this.#makeRoom(classSize, stream);
+    const native = stream.nativeHandle("allocate");
+    let ptr = deviceAlloc(this.#nativePool, native, classSize);
+    if (!ptr) ptr = this.#retryAfterDevicePressure(classSize, stream, native);
+    this.#streams.add(stream);
+    const memory: DeviceMemory = {
+      ptr,
+      size: classSize,
+      stream,
+      classNode: undefined as unknown as ListNode<DeviceMemory>,
+      cacheNode: undefined as unknown as ListNode<DeviceMemory>,
+    };
+    (memory as { classNode: ListNode<DeviceMemory> }).classNode = new ListNode(memory);
+    (memory as { cacheNode: ListNode<DeviceMemory> }).cacheNode = new ListNode(memory);
+    return memory;
+  }
+
+  /** Releases cache, then evicts, until classSize fits under the quota, or throws without side effects. */
+  #makeRoom(classSize: number, stream: Stream): void {
+    const held = this.#allocated + this.#cached;
+    if (held + classSize <= this.quota) return;
+    const reclaimable = this.#cached + (this.enableEviction ? this.#evictableResident : 0);
+    if (held - reclaimable + classSize > this.quota) {
+      throw new VramBudgetExceededError(
+        this.name,
+        classSize,
+        Math.max(0, this.quota - held + reclaimable),
+      );
+    }
+    while (this.#allocated + this.#cached + classSize > this.quota && this.#cacheLru.size > 0) {
+      this.#releaseOldestCached();
+    }
+    while (this.#allocated + this.#cached + classSize > this.quota && this.#residentLru.head) {
+      this.#evictBlock(this.#residentLru.head.value);
+    }
+    void stream;
+  }
+
+  /** The device refused: give back the cache, evict what we may, and try once more. */
+  #retryAfterDevicePressure(classSize: number, stream: Stream, native: number): Deno.PointerObject {
+    const touched = new Set<Stream>();
+    while (this.#cacheLru.size > 0) touched.add(this.#releaseOldestCached());
+    let released = 0;
+    while (this.enableEviction && released < classSize && this.#residentLru.head) {
+      const victim = this.#residentLru.head.value;
+      released += this.#evictBlock(victim);
+      touched.add(victim.stream);
+    }
+    // Frees are stream-ordered: let them land so the device can hand the bytes out again.
+    for (const s of touched) s.synchronizeSync();
+    const ptr = deviceAlloc(this.#nativePool, native, classSize);
+    if (ptr) return ptr;
+    const free = this.#scheduler.memoryInfo().free;
+    throw new VramBudgetExceededError(
+      this.name,
+      classSize,
+      Math.min(free, this.quota - this.#allocated),
+    );
+  }
+
+  /** Frees the least recently cached allocation to the device; returns its stream. */
+  #releaseOldestCached(): Stream {
+    const memory = this.#cacheLru.head!.value;
+    this.#cacheLru.remove(memory.cacheNode);
+    memory.classNode.list!.remove(memory.classNode);
+    this.#cached -= memory.size;
+    deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    return memory.stream;
+  }
+
+  /** Copies a resident block out to pinned host memory and releases its device memory. */
+  #evictBlock(block: PoolBlock): number {
+    const memory = memoryOf(block)!;
+    const host = this.#takeHostCopy(block.classSize);
+    const native = block.stream.nativeHandle("evict a block");
+    if (memory.stream !== block.stream) {
+      this.#orderEvent.record(memory.stream);
+      this.#orderEvent.wait(block.stream);
+    }
+    copyToHost(host.ptr, memory.ptr, 0, block.size, native);
+    deviceFree(memory.ptr, native);
+    this.#residentLru.remove(lruNodeOf(block)!);
+    this.#evictableResident -= block.classSize;
+    this.#allocated -= block.classSize;
+    block._memory = undefined;
+    block._hostCopy = host;
+    block._state = "evicted";
+    this.#evictedBlocks++;
+    this.#evictedHostBytes += host.size;
+    this.#evictionCount++;
+    this.#evictedBytesTotal += block.size;
+    return block.classSize;
+  }
+
+  #takeHostCopy(classSize: number): HostCopy {
+    const spare = this.#spareHost.get(classSize)?.pop();
+    if (spare) {
+      this.#spareHostBytes -= spare.size;
+      return spare;
+    }
+    const ptr = pinnedAlloc(classSize);
+    if (!ptr) {
+      throw new VramBudgetExceededError(this.name, classSize, 0, {
+        cause: new Error(`Cannot evict: ${classSize} bytes of pinned host memory refused`),
+      });
+    }
+    return { ptr, size: classSize };
+  }
+
+  /** Keeps a host buffer for the next eviction once stream has finished with it. */
+  #returnHostCopyWhenDone(copy: HostCopy, stream: Stream): void {
+    stream.synchronize().then(
+      () => {
+        if (!this.#alive) {
+          pinnedFree(copy.ptr);
+          return;
+        }
+        const list = this.#spareHost.get(copy.size) ?? [];
+        list.push(copy);
+        this.#spareHost.set(copy.size, list);
+        this.#spareHostBytes += copy.size;
+      },
+      () => {/* the scheduler shut down; libsched freed the buffer */},
+    );
+  }
+
+  #restore(block: PoolBlock): Deno.PointerObject {
+    const host = hostCopyOf(block)!;
+    const memory = this.#takeDevice(block.classSize, block.stream);
+    copyToDevice(memory.ptr, 0, host.ptr, block.size, block.stream.nativeHandle("restore a block"));
+    block._memory = memory;
+    block._hostCopy = undefined;
+    block._state = "resident";
+    this.#allocated += block.classSize;
+    this.#evictedBlocks--;
+    this.#evictedHostBytes -= host.size;
+    this.#restoreCount++;
+    this.#restoredBytesTotal += block.size;
+    if (block.evictable && block._pins === 0) {
+      this.#residentLru.push(lruNodeOf(block)!);
+      this.#evictableResident += block.classSize;
+    }
+    const held = this.#allocated + this.#cached;
+    if (held > this.#peak) this.#peak = held;
+    this.#returnHostCopyWhenDone(host, block.stream);
+    return memory.ptr;
+  }
+
+  #release(block: PoolBlock): boolean {
+    if (block._state === "freed") return false;
+    if (block._pins > 0) {
+      throw new SchedulerError(
+        `Cannot free block ${block.id} of pool "${this.name}": it is pinned (${block._pins} pin(s) or transfers in flight)`,
+      );
+    }
+    // Swap-remove from the live array: O(1), no hashing on the hot path.
+    const last = this.#live.pop()!;
+    if (last !== block) {
+      this.#live[block._index] = last;
+      last._index = block._index;
+    }
+    block._state = "freed";
+    this.#requested -= block.size;
+    const memory = memoryOf(block);
+    if (memory) {
+      block._memory = undefined;
+      const node = lruNodeOf(block);
+      if (node?.list) {
+        this.#residentLru.remove(node);
+        this.#evictableResident -= block.classSize;
+      }
+      this.#allocated -= block.classSize;
+      memory.stream = block.stream;
+      let list = this.#free.get(memory.size);
+      if (!list) {
+        list = new LinkedList();
+        this.#free.set(memory.size, list);
+      }
+      list.push(memory.classNode);
+      this.#cacheLru.push(memory.cacheNode);
+      this.#cached += memory.size;
+    } else {
+      const host = hostCopyOf(block)!;
+      block._hostCopy = undefined;
+      this.#evictedBlocks--;
+      this.#evictedHostBytes -= host.size;
+      this.#returnHostCopyWhenDone(host, block.stream);
+    }
+    return true;
+  }
+
+  #makeBlockHost(): BlockHost {
+    const pool = this;
+    return {
+      name: this.name,
+      touch(block) {
+        const node = lruNodeOf(block);
+        if (node?.list) pool.#residentLru.touch(node);
+      },
+      ensureResident(block) {
+        pool.#assertAlive("use a block");
+        return memoryOf(block)?.ptr ?? pool.#restore(block);
+      },
+      pin(block) {
+        const node = lruNodeOf(block);
+        if (block._pins++ === 0 && node?.list) {
+          pool.#residentLru.remove(node);
+          pool.#evictableResident -= block.classSize;
+        }
+      },
+      unpin(block) {
+        const node = lruNodeOf(block);
+        if (--block._pins === 0 && node && block._memory) {
+          pool.#residentLru.push(node);
+          pool.#evictableResident += block.classSize;
+        }
+      },
+      release(block) {
+        return pool.#release(block);
+      },
+      write(block, ptr, offset, data) {
+        return stagedWrite(
+          pool.#staging,
+          block.stream,
+          block.stream.nativeHandle("write"),
+          ptr,
+          offset,
+          data,
+        );
+      },
+      read(block, ptr, offset, out) {
+        return stagedRead(
+          pool.#staging,
+          block.stream,
+          block.stream.nativeHandle("read"),
+          ptr,
+          offset,
+          out,
+        );
+      },
+    };
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Thin, checked wrappers over libsched's memory calls, shared by the pool,
+ * staging and eviction code. Out-of-memory is a value (null), because the
+ * pool reacts to it by making room; every other failure throws.
+ *
+ * @module
+ */
+
+import { lib } from "../native/loader.ts";
+import { CopyKind, Status } from "../native/status_codes.ts";
+import { unwrap } from "../native/unwrap.ts";
+
+const ptrOut = new BigUint64Array(1);
+const handleOut = new Uint32Array(1);
+const usedOut = new BigUint64Array(1);
+const reservedOut = new BigUint64Array(1);
+
+/** A stream-ordered libsched pool capped at maxBytes; returns its handle. */
+export function createNativePool(maxBytes: number): number {
+  // Release threshold 0: bytes this pool gives back go back to the device
+  // for everyone; the TypeScript pool does its own caching.
+  unwrap(lib().sched_pool_create(BigInt(maxBytes), 0n, handleOut), "Cannot create a memory pool");
+  return handleOut[0]!;
+}
+
+/** Destroys a libsched pool (it must hold no live allocations). */
+export function destroyNativePool(pool: number): void {
+  unwrap(lib().sched_pool_destroy(pool), "Cannot destroy a memory pool");
+}
+
+/** Bytes the libsched pool holds from the device. */
+export function nativePoolReserved(pool: number): number {
+  unwrap(lib().sched_pool_usage(pool, usedOut, reservedOut), "Cannot read pool usage");
+  return Number(reservedOut[0]);
+}
+
+/** Device memory ordered on stream; null when the device or pool is out of memory. */
+export function deviceAlloc(
+  pool: number,
+  stream: number,
+  bytes: number,
+): Deno.PointerObject | null {
+  const status = lib().sched_malloc_async(pool, stream, BigInt(bytes), ptrOut);
+  if (status === Status.OUT_OF_MEMORY) return null;
+  unwrap(status, `Cannot allocate ${bytes} bytes of device memory`);
+  return Deno.UnsafePointer.create(ptrOut[0]!)!;
+}
+
+/** Frees device memory once stream reaches this point. */
+export function deviceFree(ptr: Deno.PointerObject, stream: number): void {
+  unwrap(lib().sched_free_async(ptr, stream), "Cannot free device memory");
+}
+
+/** Page-locked host memory; null when the host refuses. */
+export function pinnedAlloc(bytes: number): Deno.PointerObject | null {
+  const status = lib().sched_host_alloc(BigInt(bytes), ptrOut);
+  if (status === Status.OUT_OF_MEMORY) return null;
+  unwrap(status, `Cannot allocate ${bytes} bytes of pinned host memory`);
+  return Deno.UnsafePointer.create(ptrOut[0]!)!;
+}
+
+/** Frees pinned host memory. */
+export function pinnedFree(ptr: Deno.PointerObject): void {
+  unwrap(lib().sched_host_free(ptr), "Cannot free pinned host memory");
+}
+
+/** Device to pinned host, in stream order. */
+export function copyToHost(
+  host: Deno.PointerObject,
+  device: Deno.PointerObject,
+  deviceOffset: number,
+  bytes: number,
+  stream: number,
+): void {
+  unwrap(
+    lib().sched_memcpy_async(
+      host,
+      0n,
+      device,
+      BigInt(deviceOffset),
+      BigInt(bytes),
+      CopyKind.DEVICE_TO_HOST,
+      stream,
+    ),
+    `Cannot copy ${bytes} bytes from the device`,
+  );
+}
+
+/** Pinned host to device, in stream order. */
+export function copyToDevice(
+  device: Deno.PointerObject,
+  deviceOffset: number,
+  host: Deno.PointerObject,
+  bytes: number,
+  stream: number,
+): void {
+  unwrap(
+    lib().sched_memcpy_async(
+      device,
+      BigInt(deviceOffset),
+      host,
+      0n,
+      BigInt(bytes),
+      CopyKind.HOST_TO_DEVICE,
+      stream,
+    ),
+    `Cannot copy ${bytes} bytes to the device`,
+  );
+}

@@ -1,0 +1,248 @@
+/**
+ * A block of device memory handed out by a MemoryPool.
+ *
+ * @module
+ */
+
+import { SchedulerError } from "../errors.ts";
+import type { Stream } from "../stream.ts";
+import { requireNonNegativeInteger, requireOptions, show } from "../validate.ts";
+
+/** Where a block's bytes are: on the device, or moved out to pinned host memory. */
+export type BlockState = "resident" | "evicted";
+
+/** Options of `write` and `read`. */
+export interface TransferOptions {
+  /** Byte offset into the block (default 0). */
+  offset?: number;
+}
+
+/**
+ * What a block asks of its pool. Implemented privately by MemoryPool so a
+ * block can reach exactly these operations and nothing else of it.
+ * @internal
+ */
+export interface BlockHost {
+  readonly name: string;
+  /** Marks the block most recently used. */
+  touch(block: PoolBlock): void;
+  /** Makes an evicted block resident again (stream-ordered); returns its pointer. */
+  ensureResident(block: PoolBlock): Deno.PointerObject;
+  pin(block: PoolBlock): void;
+  unpin(block: PoolBlock): void;
+  /** Releases the block's memory; false when it was already released. */
+  release(block: PoolBlock): boolean;
+  write(block: PoolBlock, ptr: Deno.PointerObject, offset: number, data: Uint8Array): Promise<void>;
+  read(block: PoolBlock, ptr: Deno.PointerObject, offset: number, out: Uint8Array): Promise<void>;
+}
+
+/** A pin: while held, the block is never evicted. Release with `using` or `unpin()`. */
+export interface BlockPin extends Disposable {
+  /** Releases the pin. Idempotent. */
+  unpin(): void;
+}
+
+function asBytes(data: unknown, doing: string, option: string): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) {
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw new TypeError(
+    `${doing}: ${option} must be an ArrayBuffer or a typed array, got ${show(data)}`,
+  );
+}
+
+/**
+ * Device memory from a MemoryPool: `ptr` for your own kernels, async
+ * `write`/`read` on its stream, `pin` to keep it resident, `free` to give
+ * it back. Evictable blocks may be moved to host memory under pressure and
+ * come back, bit-exact, on their next use.
+ *
+ * @example
+ * ```ts
+ * import { initialize, MemoryPool, shutdown } from "@gpusched/core";
+ * initialize({ backend: "host" });
+ * const pool = new MemoryPool({ quota: 1 << 20 });
+ * const block = pool.allocate(16);
+ * await block.write(new Uint8Array([1, 2, 3, 4]));
+ * const back = new Uint8Array(4);
+ * await block.read(back);
+ * console.assert(back[3] === 4);
+ * block.free();
+ * shutdown();
+ * ```
+ */
+export class PoolBlock {
+  /** Unique within its pool. */
+  readonly id: number;
+  /** Bytes asked for. */
+  readonly size: number;
+  /** Bytes of device memory it occupies (its size class). */
+  readonly classSize: number;
+  /** Whether the pool may move it to host memory under pressure. */
+  readonly evictable: boolean;
+  /** The stream its copies, eviction and restore are ordered on. */
+  readonly stream: Stream;
+  #host: BlockHost;
+  /** @internal Current state; "freed" once released. */
+  _state: BlockState | "freed" = "resident";
+  /** @internal Pin count. */
+  _pins = 0;
+  /** @internal Device memory while resident (the pool's record; opaque here). */
+  _memory: unknown = undefined;
+  /** @internal Pinned host copy while evicted (opaque here). */
+  _hostCopy: unknown = undefined;
+  /** @internal Node in the pool's LRU of evictable resident blocks. */
+  _lruNode: unknown = undefined;
+  /** @internal Position in the pool's array of live blocks. */
+  _index = -1;
+
+  /** @internal The pool-side interface; identifies the owning pool. */
+  get _owner(): BlockHost {
+    return this.#host;
+  }
+
+  /** @internal Use `MemoryPool.allocate()`. */
+  constructor(
+    host: BlockHost,
+    id: number,
+    size: number,
+    classSize: number,
+    evictable: boolean,
+    stream: Stream,
+  ) {
+    this.#host = host;
+    this.id = id;
+    this.size = size;
+    this.classSize = classSize;
+    this.evictable = evictable;
+    this.stream = stream;
+  }
+
+  #assertLive(doing: string): void {
+    if (this._state === "freed") {
+      throw new SchedulerError(
+        `Cannot ${doing}: block ${this.id} of pool "${this.#host.name}" was freed`,
+      );
+    }
+  }
+
+  /** `"resident"` or `"evicted"`; throws once freed. */
+  get state(): BlockState {
+    this.#assertLive("read the state of a block");
+    return this._state as BlockState;
+  }
+
+  /** True once freed. */
+  get freed(): boolean {
+    return this._state === "freed";
+  }
+
+  /**
+   * The device pointer, for your own kernels on `stream`. Reading it makes
+   * an evicted block resident again (queued on `stream`, so kernels queued
+   * after it see the data) and marks it most recently used.
+   */
+  get ptr(): Deno.PointerObject {
+    this.#assertLive("use a block's pointer");
+    const ptr = this.#host.ensureResident(this);
+    this.#host.touch(this);
+    return ptr;
+  }
+
+  #range(doing: string, length: number, options: TransferOptions | undefined): number {
+    const opts = requireOptions<TransferOptions>(options, doing);
+    const offset = opts.offset === undefined
+      ? 0
+      : requireNonNegativeInteger(opts.offset, "offset", doing);
+    if (offset + length > this.size) {
+      throw new RangeError(
+        `${doing}: offset ${offset} + ${length} bytes exceeds the block's ${this.size} bytes`,
+      );
+    }
+    return offset;
+  }
+
+  /**
+   * Copies `data` into the block on its stream; resolves when done. The
+   * block stays pinned meanwhile.
+   */
+  async write(data: ArrayBufferView | ArrayBuffer, options?: TransferOptions): Promise<void> {
+    const doing = `Cannot write to block ${this.id}`;
+    this.#assertLive("write to a block");
+    const bytes = asBytes(data, doing, "data");
+    const offset = this.#range(doing, bytes.byteLength, options);
+    if (bytes.byteLength === 0) return;
+    this.#host.pin(this);
+    try {
+      await this.#host.write(this, this.ptr, offset, bytes);
+    } finally {
+      this.#host.unpin(this);
+    }
+  }
+
+  /** Copies from the block into `out` on its stream; resolves when `out` holds the data. */
+  async read(out: ArrayBufferView | ArrayBuffer, options?: TransferOptions): Promise<void> {
+    const doing = `Cannot read from block ${this.id}`;
+    this.#assertLive("read from a block");
+    const bytes = asBytes(out, doing, "out");
+    const offset = this.#range(doing, bytes.byteLength, options);
+    if (bytes.byteLength === 0) return;
+    this.#host.pin(this);
+    try {
+      await this.#host.read(this, this.ptr, offset, bytes);
+    } finally {
+      this.#host.unpin(this);
+    }
+  }
+
+  /** Makes the block resident (if evicted) and resolves once its bytes are back on the device. */
+  async resident(): Promise<void> {
+    this.#assertLive("make a block resident");
+    this.#host.ensureResident(this);
+    this.#host.touch(this);
+    await this.stream.synchronize();
+  }
+
+  /**
+   * Keeps the block resident until the pin is released; makes it resident
+   * first if it was evicted.
+   *
+   * @example
+   * ```ts
+   * import { initialize, MemoryPool, shutdown } from "@gpusched/core";
+   * initialize({ backend: "host" });
+   * const pool = new MemoryPool({ quota: 1 << 20, enableEviction: true });
+   * const block = pool.allocate(4096, { evictable: true });
+   * {
+   *   using _pin = block.pin(); // never evicted inside this scope
+   * }
+   * shutdown();
+   * ```
+   */
+  pin(): BlockPin {
+    this.#assertLive("pin a block");
+    this.#host.ensureResident(this);
+    this.#host.pin(this);
+    let held = true;
+    const host = this.#host;
+    const unpin = () => {
+      if (!held) return;
+      held = false;
+      if (this._state !== "freed") host.unpin(this);
+    };
+    return { unpin, [Symbol.dispose]: unpin };
+  }
+
+  /** Returns the block to its pool. Idempotent; throws while it is pinned. */
+  free(): void {
+    if (this._state === "freed") return;
+    this.#host.release(this);
+  }
+
+  /** Same as `free()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.free();
+  }
+}
