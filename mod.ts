@@ -13,6 +13,9 @@
  * - `QosPolicyEvaluator` admits `QosTaskMeta` tasks by QoS class
  *   (`QoSPolicy`), reserving memory and compute shares, and maps each class
  *   onto the device's stream priority range.
+ * - `PartitionManager` splits the device's SMs into partitions (CUDA green
+ *   contexts): a stream made in a partition runs its kernels on that
+ *   partition's SMs alone, whatever floods the rest of the device.
  *
  * @example
  * ```ts
@@ -75,3 +78,33 @@ export {
   PoolBlock,
   type TransferOptions,
 } from "./src/engine/pool_block.ts";
+export {
+  alloc,
+  createContext,
+  destroyContext,
+  getAvailableVram,
+  getContextUsage,
+  getStream,
+  onMemoryPressure,
+  recordEvent,
+  waitEvent,
+} from "./src/api.ts";
+export { type ContextOptions, type MemoryPressureHandler } from "./src/context/context_manager.ts";
+export {
+  type AllocOptions,
+  type ContextUsage,
+  ExecutionContext,
+} from "./src/context/execution_context.ts";
+export { DeviceBuffer } from "./src/context/device_buffer.ts";
+export { type ContextScope, contextSession, currentContext } from "./src/context/session.ts";
+export {
+  PartitionConfig,
+  type PartitionConfigOptions,
+  PartitionLimits,
+  type PartitionLimitsInit,
+} from "./src/engine/partition.ts";
+export {
+  type PartitionInfo,
+  PartitionManager,
+  type PartitionStreamOptions,
+} from "./src/engine/partition_manager.ts";

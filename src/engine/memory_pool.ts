@@ -23,6 +23,7 @@ import {
   pinnedFree,
 } from "./native_memory.ts";
 import { type BlockHost, PoolBlock } from "./pool_block.ts";
+export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
 import { stagedRead, stagedWrite, StagingArea } from "./staging.ts";
 
@@ -38,6 +39,43 @@ export interface MemoryPoolOptions {
   stream?: Stream;
   /** Name used in error messages (default "pool"). */
   name?: string;
+}
+
+/**
+ * How a pool that belongs to a larger budget (a scheduler context) asks
+ * before taking device memory and reports giving it back.
+ * @internal
+ */
+export interface PoolBudget {
+  /** Called before the pool takes `bytes` more device memory; throws to refuse. */
+  request(bytes: number): void;
+  /** Called after the pool gave `bytes` of device memory back. */
+  returned(bytes: number): void;
+  /**
+   * Called before the pool evicts its own blocks to fit `bytes` under its
+   * quota, with the bytes it could give without evicting; throws to refuse.
+   */
+  pressure(bytes: number, available: number): void;
+}
+
+/** @internal Hooks for pools owned by the scheduler. */
+export interface PoolInternals {
+  budget?: PoolBudget;
+  /**
+   * A libsched pool shared with other MemoryPools (not destroyed with this
+   * one). Sharing one native pool lets memory freed by one context be
+   * reused by another in stream order, without a device synchronization.
+   */
+  nativePool?: number;
+  /** Makes the block objects (a subclass of PoolBlock, e.g. DeviceBuffer). */
+  makeBlock?: (
+    host: BlockHost,
+    id: number,
+    size: number,
+    classSize: number,
+    evictable: boolean,
+    stream: Stream,
+  ) => PoolBlock;
 }
 
 /** Options of `MemoryPool.allocate()`. */
@@ -66,6 +104,8 @@ export interface MemoryPoolStats {
   evictedBlocks: number;
   /** Pinned host bytes holding evicted blocks. */
   evictedHostBytes: number;
+  /** Device bytes of resident, unpinned, evictable blocks: what eviction could free now. */
+  evictableBytes: number;
   /** Pinned host bytes of staging chunks and spare eviction buffers. */
   hostCacheBytes: number;
   /** Allocations served. */
@@ -158,6 +198,7 @@ export class MemoryPool implements Owned {
 
   #scheduler: Scheduler;
   #nativePool: number;
+  #ownsNativePool: boolean;
   #ownsStream: boolean;
   #evictableByDefault: boolean;
   #alive = true;
@@ -172,9 +213,12 @@ export class MemoryPool implements Owned {
   #orderEvent: GpuEvent;
   #streams = new Set<Stream>();
   #host: BlockHost;
+  #budget: PoolBudget | undefined;
+  #makeBlock: NonNullable<PoolInternals["makeBlock"]>;
 
   #allocated = 0;
   #requested = 0;
+  #residentRequested = 0;
   #cached = 0;
   #evictableResident = 0;
   #evictedBlocks = 0;
@@ -191,7 +235,7 @@ export class MemoryPool implements Owned {
    * @throws {TypeError | RangeError} for bad options
    * @throws {SchedulerError} when the scheduler is not initialized
    */
-  constructor(options: MemoryPoolOptions) {
+  constructor(options: MemoryPoolOptions, internals?: PoolInternals) {
     if (options === undefined) {
       throw new TypeError(`${CREATE}: options must be an object, got undefined`);
     }
@@ -209,17 +253,22 @@ export class MemoryPool implements Owned {
     this.name = opts.name ?? "pool";
     this.#scheduler = getScheduler();
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
-    this.#nativePool = createNativePool(this.quota);
+    this.#ownsNativePool = internals?.nativePool === undefined;
+    this.#nativePool = internals?.nativePool ?? createNativePool(this.quota);
     try {
       this.#ownsStream = opts.stream === undefined;
       this.stream = opts.stream ?? this.#scheduler.createStream();
       this.#orderEvent = this.#scheduler.createEvent();
     } catch (error) {
-      destroyNativePool(this.#nativePool);
+      if (this.#ownsNativePool) destroyNativePool(this.#nativePool);
       throw error;
     }
     this.#streams.add(this.stream);
     this.#host = this.#makeBlockHost();
+    this.#budget = internals?.budget;
+    this.#makeBlock = internals?.makeBlock ??
+      ((host, id, size, classSize, evictable, stream) =>
+        new PoolBlock(host, id, size, classSize, evictable, stream));
     this.#scheduler.adopt(this);
   }
 
@@ -270,7 +319,7 @@ export class MemoryPool implements Owned {
       );
     }
     const memory = this.#takeDevice(classSize, stream);
-    const block = new PoolBlock(this.#host, this.#nextId++, size, classSize, evictable, stream);
+    const block = this.#makeBlock(this.#host, this.#nextId++, size, classSize, evictable, stream);
     block._memory = memory;
     block._index = this.#live.length;
     this.#live.push(block);
@@ -282,6 +331,7 @@ export class MemoryPool implements Owned {
     }
     this.#allocated += classSize;
     this.#requested += size;
+    this.#residentRequested += size;
     this.#allocationCount++;
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
@@ -326,6 +376,7 @@ export class MemoryPool implements Owned {
       freeBlocks,
       evictedBlocks: this.#evictedBlocks,
       evictedHostBytes: this.#evictedHostBytes,
+      evictableBytes: this.#evictableResident,
       hostCacheBytes: this.#spareHostBytes + this.#staging.bytes,
       allocationCount: this.#allocationCount,
       reuseCount: this.#reuseCount,
@@ -334,14 +385,23 @@ export class MemoryPool implements Owned {
       evictedBytesTotal: this.#evictedBytesTotal,
       restoredBytesTotal: this.#restoredBytesTotal,
       peakBytes: this.#peak,
-      fragmentation: this.#allocated === 0 ? 0 : 1 - this.#residentRequested() / this.#allocated,
+      fragmentation: this.#allocated === 0 ? 0 : 1 - this.#residentRequested / this.#allocated,
     };
   }
 
-  #residentRequested(): number {
-    let bytes = 0;
-    for (const block of this.#live) if (block._memory) bytes += block.size;
-    return bytes;
+  /** Device bytes of resident live blocks (class sizes). */
+  get allocatedBytes(): number {
+    return this.#allocated;
+  }
+
+  /** Device bytes cached for reuse. */
+  get cachedBytes(): number {
+    return this.#cached;
+  }
+
+  /** Device bytes eviction could free right now (resident, unpinned, evictable). */
+  get evictableBytes(): number {
+    return this.#evictableResident;
   }
 
   /**
@@ -373,17 +433,22 @@ export class MemoryPool implements Owned {
     for (const block of this.#live) {
       block._state = "freed";
       const memory = memoryOf(block), host = hostCopyOf(block);
-      if (memory) deviceFree(memory.ptr, memory.stream.nativeHandle("free"));
+      if (memory) {
+        deviceFree(memory.ptr, memory.stream.nativeHandle("free"));
+        this.#budget?.returned(memory.size);
+      }
       if (host) pinnedFree(host.ptr);
     }
     this.#live = [];
+    this.#allocated = 0;
+    this.#residentRequested = 0;
     while (this.#cacheLru.size > 0) this.#releaseOldestCached();
     for (const copies of this.#spareHost.values()) for (const copy of copies) pinnedFree(copy.ptr);
     this.#spareHost.clear();
     this.#staging.dispose();
     this.#orderEvent.destroy();
     if (this.#ownsStream) this.stream.destroy();
-    destroyNativePool(this.#nativePool);
+    if (this.#ownsNativePool) destroyNativePool(this.#nativePool);
   }
 
   /** Same as `destroy()`, for `using`. */
@@ -418,9 +483,16 @@ export class MemoryPool implements Owned {
       return cached;
     }
     this.#makeRoom(classSize, stream);
+    this.#budget?.request(classSize);
     const native = stream.nativeHandle("allocate");
-    let ptr = deviceAlloc(this.#nativePool, native, classSize);
-    if (!ptr) ptr = this.#retryAfterDevicePressure(classSize, stream, native);
+    let ptr: Deno.PointerObject;
+    try {
+      ptr = deviceAlloc(this.#nativePool, native, classSize) ??
+        this.#retryAfterDevicePressure(classSize, stream, native);
+    } catch (error) {
+      this.#budget?.returned(classSize);
+      throw error;
+    }
     this.#streams.add(stream);
     const memory: DeviceMemory = {
       ptr,
@@ -448,6 +520,9 @@ export class MemoryPool implements Owned {
     }
     while (this.#allocated + this.#cached + classSize > this.quota && this.#cacheLru.size > 0) {
       this.#releaseOldestCached();
+    }
+    if (this.#allocated + this.#cached + classSize > this.quota) {
+      this.#budget?.pressure(classSize, this.quota - this.#allocated - this.#cached);
     }
     while (this.#allocated + this.#cached + classSize > this.quota && this.#residentLru.head) {
       this.#evictBlock(this.#residentLru.head.value);
@@ -484,6 +559,7 @@ export class MemoryPool implements Owned {
     memory.classNode.list!.remove(memory.classNode);
     this.#cached -= memory.size;
     deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    this.#budget?.returned(memory.size);
     return memory.stream;
   }
 
@@ -498,9 +574,11 @@ export class MemoryPool implements Owned {
     }
     copyToHost(host.ptr, memory.ptr, 0, block.size, native);
     deviceFree(memory.ptr, native);
+    this.#budget?.returned(block.classSize);
     this.#residentLru.remove(lruNodeOf(block)!);
     this.#evictableResident -= block.classSize;
     this.#allocated -= block.classSize;
+    this.#residentRequested -= block.size;
     block._memory = undefined;
     block._hostCopy = host;
     block._state = "evicted";
@@ -551,6 +629,7 @@ export class MemoryPool implements Owned {
     block._hostCopy = undefined;
     block._state = "resident";
     this.#allocated += block.classSize;
+    this.#residentRequested += block.size;
     this.#evictedBlocks--;
     this.#evictedHostBytes -= host.size;
     this.#restoreCount++;
@@ -589,6 +668,7 @@ export class MemoryPool implements Owned {
         this.#evictableResident -= block.classSize;
       }
       this.#allocated -= block.classSize;
+      this.#residentRequested -= block.size;
       memory.stream = block.stream;
       let list = this.#free.get(memory.size);
       if (!list) {

@@ -26,6 +26,15 @@ typedef struct block_header {
 
 static _Atomic uint64_t capacity, used;
 
+/* Bytes whose stream-ordered free is queued but has not run yet. CUDA lets
+ * an allocation reuse such memory by making the allocating stream wait for
+ * the free (cudaMemPoolReuseAllowInternalDependencies); the host backend
+ * cannot delay an allocation into a stream, so it waits for those frees
+ * instead, which gives the same result a moment later. */
+static pthread_mutex_t frees_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t frees_ran = PTHREAD_COND_INITIALIZER;
+static uint64_t pending_free_bytes;
+
 void host_memory_reset(uint64_t bytes) {
   atomic_store(&capacity, bytes);
   atomic_store(&used, 0);
@@ -114,24 +123,37 @@ static int32_t pool_reserved(void *pool, uint64_t *out_reserved) {
 }
 
 static int32_t malloc_async(void *pool, void *stream, uint64_t bytes, void **out_ptr) {
+  (void)stream;
   int32_t status = allocate(pool, bytes, out_ptr);
-  if (status != SCHED_ERR_OUT_OF_MEMORY) return status;
-  /* Like cudaMallocAsync, memory freed earlier on this same stream is
-   * reusable now in stream order: let those frees land, then retry. */
-  host_stream *s = stream;
-  pthread_mutex_lock(&s->lock);
-  uint64_t target = s->enqueued;
-  while (s->completed < target) pthread_cond_wait(&s->progressed, &s->lock);
-  pthread_mutex_unlock(&s->lock);
-  return allocate(pool, bytes, out_ptr);
+  while (status == SCHED_ERR_OUT_OF_MEMORY) {
+    /* Memory already freed in stream order is reusable: let those frees
+     * land, then retry. Give up only when none is pending. */
+    pthread_mutex_lock(&frees_lock);
+    uint64_t pending = pending_free_bytes;
+    if (pending > 0) pthread_cond_wait(&frees_ran, &frees_lock);
+    pthread_mutex_unlock(&frees_lock);
+    if (pending == 0) break;
+    status = allocate(pool, bytes, out_ptr);
+  }
+  return status;
 }
 
-static void run_free(host_op *op) { release(op->u.block.ptr); }
+static void run_free(host_op *op) {
+  uint64_t size = header_of(op->u.block.ptr)->size;
+  release(op->u.block.ptr);
+  pthread_mutex_lock(&frees_lock);
+  pending_free_bytes -= size;
+  pthread_cond_broadcast(&frees_ran);
+  pthread_mutex_unlock(&frees_lock);
+}
 
 static int32_t free_async(void *ptr, void *stream) {
   host_op *op = host_op_new(run_free);
   if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a free");
   op->u.block.ptr = ptr;
+  pthread_mutex_lock(&frees_lock);
+  pending_free_bytes += header_of(ptr)->size;
+  pthread_mutex_unlock(&frees_lock);
   return host_stream_enqueue(stream, op);
 }
 

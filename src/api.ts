@@ -1,0 +1,164 @@
+/**
+ * The module-level API (API.md): functions acting on the initialized
+ * scheduler, as the guide's examples use them.
+ *
+ * @module
+ */
+
+import {
+  ContextManager,
+  type ContextOptions,
+  type MemoryPressureHandler,
+} from "./context/context_manager.ts";
+import type { DeviceBuffer } from "./context/device_buffer.ts";
+import {
+  type AllocOptions,
+  type ContextUsage,
+  ExecutionContext,
+} from "./context/execution_context.ts";
+import { requireCurrentContext } from "./context/session.ts";
+import type { GpuEvent } from "./event.ts";
+import { getScheduler, type Scheduler } from "./scheduler.ts";
+import type { Stream } from "./stream.ts";
+import { show } from "./validate.ts";
+
+const managers = new WeakMap<Scheduler, ContextManager>();
+
+/** @internal The context manager of a scheduler, created on first use. */
+export function contextManager(scheduler: Scheduler = getScheduler()): ContextManager {
+  let manager = managers.get(scheduler);
+  if (!manager) {
+    manager = new ContextManager(scheduler);
+    managers.set(scheduler, manager);
+  }
+  return manager;
+}
+
+function requireContext(ctx: unknown, doing: string): ExecutionContext {
+  if (!(ctx instanceof ExecutionContext)) {
+    throw new TypeError(`${doing}: expected an ExecutionContext, got ${show(ctx)}`);
+  }
+  getScheduler();
+  ctx.assertAlive(doing);
+  return ctx;
+}
+
+/**
+ * Creates an execution context: its own stream at its class's priority, a
+ * VRAM budget, and a reservation (GUARANTEED: maxVram; BURSTABLE: baseVram;
+ * BEST_EFFORT: none).
+ *
+ * @example
+ * ```ts
+ * import { createContext, destroyContext, GB, initialize, QoSPolicy, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host", hostMemory: 8 * GB });
+ * const llm = createContext("llm", { maxVram: 4 * GB, qos: QoSPolicy.GUARANTEED });
+ * const tts = createContext("tts", { maxVram: 2 * GB, baseVram: 1 * GB, qos: QoSPolicy.BURSTABLE });
+ * assert.ok(llm.stream.priority < tts.stream.priority); // GUARANTEED is more urgent
+ * destroyContext(tts);
+ * shutdown();
+ * ```
+ * @throws {TypeError | RangeError} for bad options, naming the option
+ * @throws {AdmissionError} when its reservation cannot be honoured
+ */
+export function createContext(name: string, options: ContextOptions): ExecutionContext {
+  return contextManager().create(name, options);
+}
+
+/**
+ * Destroys a context: frees its buffers, events and stream, and releases
+ * its reservation. Idempotent.
+ */
+export function destroyContext(ctx: ExecutionContext): void {
+  if (!(ctx instanceof ExecutionContext)) {
+    throw new TypeError(`Cannot destroy a context: expected an ExecutionContext, got ${show(ctx)}`);
+  }
+  ctx.destroy();
+}
+
+/**
+ * Allocates device memory in the current session's context.
+ *
+ * @example
+ * ```ts
+ * import { alloc, contextSession, createContext, initialize, MB, shutdown } from "@gpusched/core";
+ * initialize({ backend: "host" });
+ * const llm = createContext("llm", { maxVram: 64 * MB });
+ * {
+ *   using _s = contextSession(llm);
+ *   using _buf = alloc(4 * MB, { evictable: true });
+ * }
+ * shutdown();
+ * ```
+ * @throws {NoActiveSessionError} outside any session
+ * @throws {VramBudgetExceededError} past the budget or what the device can give
+ */
+export function alloc(bytes: number, options?: AllocOptions): DeviceBuffer {
+  return requireCurrentContext("Cannot allocate").alloc(bytes, options);
+}
+
+/**
+ * Bytes a new reservation or best-effort allocation could still get. Memory
+ * that pools cache for reuse counts as available.
+ */
+export function getAvailableVram(): number {
+  return contextManager().availableVram();
+}
+
+/** Bytes used, max, base, reserved, peak, cached and evicted of a context. */
+export function getContextUsage(ctx: ExecutionContext): ContextUsage {
+  return requireContext(ctx, "Cannot read context usage").usage();
+}
+
+/**
+ * Registers a memory-pressure handler; returns the function that removes it.
+ *
+ * @example
+ * ```ts
+ * import { initialize, onMemoryPressure, shutdown } from "@gpusched/core";
+ * initialize({ backend: "host" });
+ * const off = onMemoryPressure((_ctx, requested, available) => available > requested * 0.5);
+ * off();
+ * shutdown();
+ * ```
+ */
+export function onMemoryPressure(handler: MemoryPressureHandler): () => void {
+  return contextManager().onMemoryPressure(handler);
+}
+
+/** The context's stream (`handle` is what your own kernels launch on). */
+export function getStream(ctx: ExecutionContext): Stream {
+  return requireContext(ctx, "Cannot get a stream").stream;
+}
+
+/**
+ * Records an event at the current tail of the context's stream.
+ *
+ * @example Producer / consumer
+ * ```ts
+ * import { createContext, initialize, MB, recordEvent, shutdown, waitEvent } from "@gpusched/core";
+ * initialize({ backend: "host" });
+ * const producer = createContext("producer", { maxVram: 64 * MB });
+ * const consumer = createContext("consumer", { maxVram: 64 * MB });
+ * const ready = recordEvent(producer);
+ * waitEvent(consumer, ready); // consumer's later work runs after producer's
+ * await ready.synchronize();
+ * shutdown();
+ * ```
+ */
+export function recordEvent(ctx: ExecutionContext): GpuEvent {
+  const context = requireContext(ctx, "Cannot record an event");
+  return context.track(getScheduler().createEvent().record(context.stream));
+}
+
+/** Makes the context's stream wait for `event` on the device; the host does not block. */
+export function waitEvent(ctx: ExecutionContext, event: GpuEvent): void {
+  const context = requireContext(ctx, "Cannot wait for an event");
+  if (
+    typeof event !== "object" || event === null || typeof (event as GpuEvent).wait !== "function"
+  ) {
+    throw new TypeError(`Cannot wait for an event: expected a GpuEvent, got ${show(event)}`);
+  }
+  event.wait(context.stream);
+}

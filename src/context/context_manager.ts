@@ -1,0 +1,335 @@
+/**
+ * The scheduler's contexts and the memory arbitration between them.
+ *
+ * Accounting: a context's pool holds `held` device bytes (live buffers plus
+ * its cache); its claim is max(held, reserved). The invariant is
+ * Σ claims ≤ memoryLimit, kept synchronously on every change (pools call
+ * `request` before taking memory and `returned` after giving it back), so
+ * there is never a check-then-add across an await. A reserved context
+ * allocating inside its reservation never raises its claim, which is why
+ * its allocations cannot fail because of others.
+ *
+ * When a claim must grow past the spare bytes, the pressure handlers are
+ * asked, then caches are released, then evictable buffers are evicted:
+ * BEST_EFFORT contexts first, then BURSTABLE bursts above base, then the
+ * asking context's own. Only then does the allocation fail.
+ *
+ * @module
+ */
+
+import { AdmissionError, VramBudgetExceededError } from "../errors.ts";
+import { QoSPolicy } from "../engine/qos_policy.ts";
+import { QosPolicyEvaluator } from "../engine/qos_evaluator.ts";
+import { QosTaskMeta } from "../engine/qos_task.ts";
+import { createNativePool } from "../engine/native_memory.ts";
+import type { Scheduler } from "../scheduler.ts";
+import {
+  requireNonNegativeInteger,
+  requireOneOf,
+  requireOptions,
+  requirePositiveInteger,
+  show,
+} from "../validate.ts";
+import { type ContextHost, type ContextUsage, ExecutionContext } from "./execution_context.ts";
+
+/** Options of `createContext()`. */
+export interface ContextOptions {
+  /** Budget in bytes: the context never holds more device memory. Required. */
+  maxVram: number;
+  /** BURSTABLE only: bytes reserved at creation (default 0). */
+  baseVram?: number;
+  /** QoS class (default BURSTABLE). */
+  qos?: QoSPolicy;
+  /** Partition id whose SMs its streams run on. */
+  partition?: string;
+  /** Device index (default: the scheduler's device). */
+  device?: number;
+}
+
+/**
+ * Called when an allocation of `ctx` for `requested` bytes cannot be met
+ * from its reservation plus `available` spare bytes. Return true to let the
+ * scheduler make room (evict), false to refuse at once; a throw refuses
+ * with the error as `cause`.
+ */
+export type MemoryPressureHandler = (
+  ctx: ExecutionContext,
+  requested: number,
+  available: number,
+) => boolean;
+
+interface Account {
+  held: number;
+}
+
+const CLASS_ORDER: Record<QoSPolicy, number> = {
+  [QoSPolicy.GUARANTEED]: 0,
+  [QoSPolicy.BURSTABLE]: 1,
+  [QoSPolicy.BEST_EFFORT]: 2,
+};
+
+/** Contexts of one scheduler, and the memory rules between them. */
+export class ContextManager implements ContextHost {
+  #scheduler: Scheduler;
+  #contexts = new Map<string, ExecutionContext>();
+  #accounts = new Map<ExecutionContext, Account>();
+  #evaluator: QosPolicyEvaluator;
+  #handlers: MemoryPressureHandler[] = [];
+  #claims = 0;
+  #nativePool: number | undefined;
+  /** Resolves a partition id to what createStream needs; set by the partition manager. */
+  partitionResolver: ((id: string) => unknown) | undefined;
+
+  constructor(scheduler: Scheduler) {
+    this.#scheduler = scheduler;
+    this.#evaluator = new QosPolicyEvaluator({
+      totalMemory: scheduler.memoryLimit,
+      priorityRange: scheduler.device.priorityRange,
+    });
+  }
+
+  /** Spare bytes: the limit less every claim. */
+  get spare(): number {
+    return this.#scheduler.memoryLimit - this.#claims;
+  }
+
+  /** Bytes a new reservation or best-effort allocation could still get (caches count as free). */
+  availableVram(): number {
+    let claimed = 0;
+    for (const ctx of this.#contexts.values()) {
+      claimed += Math.max(ctx.pool.allocatedBytes, ctx.reserved);
+    }
+    return Math.max(0, this.#scheduler.memoryLimit - claimed);
+  }
+
+  get(name: string): ExecutionContext | undefined {
+    return this.#contexts.get(name);
+  }
+
+  contexts(): ExecutionContext[] {
+    return [...this.#contexts.values()];
+  }
+
+  create(name: unknown, options: unknown): ExecutionContext {
+    const doing = `Cannot create context ${show(name)}`;
+    if (typeof name !== "string") {
+      throw new TypeError(`${doing}: name must be a string, got ${show(name)}`);
+    }
+    if (name.length === 0) throw new RangeError(`${doing}: name must not be empty`);
+    if (options === undefined) throw new TypeError(`${doing}: options with maxVram are required`);
+    const opts = requireOptions<ContextOptions>(options, doing);
+    const maxVram = requirePositiveInteger(opts.maxVram, "maxVram", doing);
+    const qos = opts.qos === undefined
+      ? QoSPolicy.BURSTABLE
+      : requireOneOf(opts.qos, Object.values(QoSPolicy), "qos", doing);
+    let baseVram = 0;
+    if (opts.baseVram !== undefined) {
+      baseVram = requireNonNegativeInteger(opts.baseVram, "baseVram", doing);
+      if (qos !== QoSPolicy.BURSTABLE) {
+        throw new RangeError(
+          `${doing}: baseVram is only for BURSTABLE contexts, got qos ${show(qos)}`,
+        );
+      }
+      if (baseVram > maxVram) {
+        throw new RangeError(
+          `${doing}: baseVram (${baseVram}) must not exceed maxVram (${maxVram})`,
+        );
+      }
+    }
+    const device = opts.device === undefined
+      ? this.#scheduler.device.id
+      : requireNonNegativeInteger(opts.device, "device", doing);
+    if (device !== this.#scheduler.device.id) {
+      throw new RangeError(
+        `${doing}: device must be the scheduler's device ${this.#scheduler.device.id}, got ${device} ` +
+          `(one device per scheduler today)`,
+      );
+    }
+    let partition: unknown;
+    if (opts.partition !== undefined) {
+      if (typeof opts.partition !== "string") {
+        throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
+      }
+      partition = this.partitionResolver?.(opts.partition);
+      if (partition === undefined) {
+        throw new RangeError(`${doing}: unknown partition ${show(opts.partition)}`);
+      }
+    }
+    if (this.#contexts.has(name)) throw new RangeError(`${doing}: the name is already in use`);
+
+    const reserved = qos === QoSPolicy.GUARANTEED
+      ? maxVram
+      : qos === QoSPolicy.BURSTABLE
+      ? baseVram
+      : 0;
+    const task = qos === QoSPolicy.GUARANTEED
+      ? QosTaskMeta.guaranteed(name, name, maxVram)
+      : qos === QoSPolicy.BURSTABLE
+      ? QosTaskMeta.burstable(name, name, maxVram, { base: baseVram })
+      : undefined;
+    if (task) {
+      const verdict = this.#evaluator.evaluate(task);
+      if (verdict.decision === "reject") throw new AdmissionError(`${doing}: ${verdict.reason}`);
+      const reservable = this.#reservable();
+      if (reserved > reservable) {
+        throw new AdmissionError(
+          `${doing}: cannot reserve ${reserved} bytes, only ${reservable} are free or reclaimable ` +
+            `(the rest is reserved or held by buffers that cannot be evicted)`,
+        );
+      }
+    }
+    const priority = this.#evaluator.priorityBand(qos).default;
+    const stream = this.#scheduler.createStream({
+      priority,
+      ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
+    } as { priority: number });
+    let ctx: ExecutionContext;
+    try {
+      if (reserved > this.spare) this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[qos]);
+      ctx = new ExecutionContext(this.#scheduler, {
+        name,
+        qos,
+        maxVram,
+        baseVram,
+        reserved,
+        partition: opts.partition,
+        device,
+        stream,
+        nativePool: this.#nativePool ??= createNativePool(this.#scheduler.memoryLimit),
+      }, this);
+    } catch (error) {
+      stream.destroy();
+      throw error;
+    }
+    if (task) this.#evaluator.admit(task);
+    this.#contexts.set(name, ctx);
+    this.#accounts.set(ctx, { held: 0 });
+    this.#claims += reserved;
+    this.#scheduler.adopt(ctx);
+    return ctx;
+  }
+
+  /** Bytes a new reservation could be given: the limit less what cannot be reclaimed. */
+  #reservable(): number {
+    let fixed = 0;
+    for (const ctx of this.#contexts.values()) {
+      const pool = ctx.pool;
+      const unreclaimable = pool.allocatedBytes - pool.evictableBytes;
+      fixed += Math.max(ctx.reserved, unreclaimable);
+    }
+    return Math.max(0, this.#scheduler.memoryLimit - fixed);
+  }
+
+  /** @internal ContextHost */
+  request(ctx: ExecutionContext, bytes: number): void {
+    const account = this.#accounts.get(ctx)!;
+    const before = Math.max(account.held, ctx.reserved);
+    const after = Math.max(account.held + bytes, ctx.reserved);
+    const increase = after - before;
+    if (increase > this.spare) {
+      this.#askHandlers(ctx, bytes, this.availableVram());
+      this.#reclaim(increase - this.spare, ctx, CLASS_ORDER[ctx.qos]);
+      if (increase > this.spare) {
+        throw new VramBudgetExceededError(ctx.name, bytes, Math.max(0, this.spare));
+      }
+    }
+    // Re-read: reclaiming may have evicted from this context and lowered held.
+    const held = account.held;
+    this.#claims += Math.max(held + bytes, ctx.reserved) - Math.max(held, ctx.reserved);
+    account.held = held + bytes;
+  }
+
+  /** @internal ContextHost */
+  returned(ctx: ExecutionContext, bytes: number): void {
+    const account = this.#accounts.get(ctx);
+    if (!account) return;
+    const held = account.held;
+    this.#claims -= Math.max(held, ctx.reserved) - Math.max(held - bytes, ctx.reserved);
+    account.held = held - bytes;
+  }
+
+  /** @internal ContextHost */
+  pressure(ctx: ExecutionContext, bytes: number, available: number): void {
+    this.#askHandlers(ctx, bytes, available);
+  }
+
+  /** @internal ContextHost */
+  forget(ctx: ExecutionContext): void {
+    const account = this.#accounts.get(ctx);
+    if (!account) return;
+    this.#claims -= Math.max(account.held, ctx.reserved);
+    this.#accounts.delete(ctx);
+    this.#contexts.delete(ctx.name);
+    if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
+    this.#scheduler.release(ctx);
+  }
+
+  #askHandlers(ctx: ExecutionContext, requested: number, available: number): void {
+    for (const handler of [...this.#handlers]) {
+      let allowed: boolean;
+      try {
+        allowed = handler(ctx, requested, available);
+      } catch (cause) {
+        throw new VramBudgetExceededError(ctx.name, requested, available, { cause });
+      }
+      if (allowed === false) throw new VramBudgetExceededError(ctx.name, requested, available);
+    }
+  }
+
+  /**
+   * Frees at least `need` bytes of claims if possible: caches of everyone
+   * (cheapest), then evictable memory above reservations, lowest class
+   * first, the asking context last. Stops as soon as enough is free.
+   */
+  #reclaim(need: number, asking: ExecutionContext | undefined, askingClass: number): void {
+    const target = this.spare + need;
+    const done = () => this.spare >= target;
+    const others = [...this.#contexts.values()].filter((c) => c !== asking);
+    for (const ctx of others) {
+      if (done()) return;
+      const account = this.#accounts.get(ctx)!;
+      if (ctx.pool.cachedBytes > 0 && account.held > ctx.reserved) ctx.pool.trim();
+    }
+    const victims = others
+      .filter((c) =>
+        CLASS_ORDER[c.qos] > askingClass ||
+        (asking === undefined && CLASS_ORDER[c.qos] >= askingClass)
+      )
+      .sort((a, b) => CLASS_ORDER[b.qos] - CLASS_ORDER[a.qos]);
+    for (const ctx of victims) {
+      if (done()) return;
+      const account = this.#accounts.get(ctx)!;
+      const aboveReservation = account.held - ctx.reserved;
+      if (aboveReservation <= 0 || ctx.pool.evictableBytes === 0) continue;
+      ctx.pool.evict(Math.min(aboveReservation, target - this.spare));
+    }
+    if (asking && !done()) {
+      const account = this.#accounts.get(asking)!;
+      if (asking.pool.cachedBytes > 0) asking.pool.trim();
+      const above = account.held - asking.reserved;
+      if (!done() && above > 0 && asking.pool.evictableBytes > 0) {
+        asking.pool.evict(Math.min(above, target - this.spare));
+      }
+    }
+  }
+
+  /** Registers a pressure handler; returns the function that unregisters it. */
+  onMemoryPressure(handler: MemoryPressureHandler): () => void {
+    if (typeof handler !== "function") {
+      throw new TypeError(
+        `Cannot register a memory-pressure handler: expected a function, got ${show(handler)}`,
+      );
+    }
+    const entry = (ctx: ExecutionContext, requested: number, available: number) =>
+      handler(ctx, requested, available);
+    this.#handlers.push(entry);
+    return () => {
+      const i = this.#handlers.indexOf(entry);
+      if (i >= 0) this.#handlers.splice(i, 1);
+    };
+  }
+
+  usage(ctx: ExecutionContext): ContextUsage {
+    return ctx.usage();
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * ExecutionContext: one model's share of the device.
+ *
+ * @module
+ */
+
+import { SchedulerError, VramBudgetExceededError } from "../errors.ts";
+import { sizeClassOf } from "../engine/size_classes.ts";
+import type { GpuEvent } from "../event.ts";
+import { MemoryPool } from "../engine/memory_pool.ts";
+import type { QoSPolicy } from "../engine/qos_policy.ts";
+import type { Scheduler } from "../scheduler.ts";
+import type { Stream } from "../stream.ts";
+import { requireBoolean, requireOptions, show } from "../validate.ts";
+import { DeviceBuffer } from "./device_buffer.ts";
+
+/** Options of `alloc()` and `ExecutionContext.alloc()`. */
+export interface AllocOptions {
+  /** May the scheduler move this buffer to host memory under pressure (default false)? */
+  evictable?: boolean;
+}
+
+/** What `getContextUsage()` reports, in bytes. */
+export interface ContextUsage {
+  /** Device bytes held by its live buffers (size classes included). */
+  used: number;
+  /** Its budget: it never holds more. */
+  max: number;
+  /** BURSTABLE base (0 for other classes). */
+  base: number;
+  /** Bytes reserved for it at creation: maxVram (GUARANTEED), baseVram (BURSTABLE), 0 (BEST_EFFORT). */
+  reserved: number;
+  /** Highest `used` seen. */
+  peak: number;
+  /** Freed bytes its pool keeps for reuse; available to everyone on demand. */
+  cached: number;
+  /** Bytes of its buffers currently moved out to host memory. */
+  evicted: number;
+}
+
+/** @internal What a context needs from the scheduler's context manager. */
+export interface ContextHost {
+  /** Charges `bytes` more device memory to ctx, making room or throwing. */
+  request(ctx: ExecutionContext, bytes: number): void;
+  /** ctx gave `bytes` of device memory back. */
+  returned(ctx: ExecutionContext, bytes: number): void;
+  /** ctx must evict its own buffers to stay in budget: ask the pressure handlers. */
+  pressure(ctx: ExecutionContext, bytes: number, available: number): void;
+  /** ctx is being destroyed. */
+  forget(ctx: ExecutionContext): void;
+}
+
+/** @internal Fixed settings of a context, validated by the manager. */
+export interface ContextSpec {
+  name: string;
+  qos: QoSPolicy;
+  maxVram: number;
+  baseVram: number;
+  reserved: number;
+  partition: string | undefined;
+  device: number;
+  stream: Stream;
+  /** The scheduler-wide libsched pool every context allocates from. */
+  nativePool: number;
+}
+
+/**
+ * An execution context: a model's stream, VRAM budget and QoS class. Get
+ * one from `createContext()`.
+ *
+ * @example
+ * ```ts
+ * import { createContext, GB, initialize, MB, QoSPolicy, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host", hostMemory: 8 * GB });
+ * const llm = createContext("llm", { maxVram: 4 * GB, qos: QoSPolicy.GUARANTEED });
+ * using buf = llm.alloc(256 * MB);
+ * assert.equal(llm.usage().used, 256 * MB);
+ * shutdown();
+ * ```
+ */
+export class ExecutionContext {
+  /** Unique name. */
+  readonly name: string;
+  /** Its QoS class. */
+  readonly qos: QoSPolicy;
+  /** Budget: it never holds more device bytes. */
+  readonly maxVram: number;
+  /** BURSTABLE base reservation (0 otherwise). */
+  readonly baseVram: number;
+  /** Bytes reserved at creation. */
+  readonly reserved: number;
+  /** Partition id its streams run in, if any. */
+  readonly partition: string | undefined;
+  /** Device index. */
+  readonly device: number;
+  /** Its stream: all its copies, evictions and restores are ordered on it. */
+  readonly stream: Stream;
+  #host: ContextHost;
+  #pool: MemoryPool;
+  #events = new Set<GpuEvent>();
+  #alive = true;
+  #peak = 0;
+
+  /** @internal Use `createContext()`. */
+  constructor(scheduler: Scheduler, spec: ContextSpec, host: ContextHost) {
+    this.name = spec.name;
+    this.qos = spec.qos;
+    this.maxVram = spec.maxVram;
+    this.baseVram = spec.baseVram;
+    this.reserved = spec.reserved;
+    this.partition = spec.partition;
+    this.device = spec.device;
+    this.stream = spec.stream;
+    this.#host = host;
+    void scheduler;
+    this.#pool = new MemoryPool(
+      { quota: spec.maxVram, enableEviction: true, stream: spec.stream, name: spec.name },
+      {
+        nativePool: spec.nativePool,
+        budget: {
+          request: (bytes) => host.request(this, bytes),
+          returned: (bytes) => host.returned(this, bytes),
+          pressure: (bytes, available) => host.pressure(this, bytes, available),
+        },
+        makeBlock: (blockHost, id, size, classSize, evictable, stream) =>
+          new DeviceBuffer(this, blockHost, id, size, classSize, evictable, stream),
+      },
+    );
+  }
+
+  /** False once destroyed (or its scheduler shut down). */
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /** @internal Throws when destroyed. */
+  assertAlive(doing: string): void {
+    if (!this.#alive) {
+      throw new SchedulerError(`${doing}: context "${this.name}" was destroyed`);
+    }
+  }
+
+  /**
+   * Allocates device memory charged to this context, ordered on its stream.
+   *
+   * @throws {TypeError | RangeError} for a bad size or options
+   * @throws {VramBudgetExceededError} past its budget or what the device can give it
+   */
+  alloc(bytes: number, options?: AllocOptions): DeviceBuffer {
+    if (!this.#alive) this.assertAlive("Cannot allocate");
+    let evictable = false;
+    if (options !== undefined) {
+      const doing = `Cannot allocate in context "${this.name}"`;
+      const opts = requireOptions<AllocOptions>(options, doing);
+      if (opts.evictable !== undefined) {
+        evictable = requireBoolean(opts.evictable, "evictable", doing);
+      }
+    }
+    if (typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes <= 0) {
+      this.#rejectSize(bytes);
+    }
+    if (sizeClassOf(bytes) > this.maxVram) {
+      throw new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes);
+    }
+    const buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    const used = this.#pool.allocatedBytes;
+    if (used > this.#peak) this.#peak = used;
+    return buffer;
+  }
+
+  #rejectSize(bytes: unknown): never {
+    const doing = `Cannot allocate in context "${this.name}"`;
+    if (typeof bytes !== "number") {
+      throw new TypeError(`${doing}: bytes must be a number, got ${show(bytes)}`);
+    }
+    throw new RangeError(`${doing}: bytes must be a positive integer, got ${show(bytes)}`);
+  }
+
+  /** Bytes used, reserved, cached and evicted; see ContextUsage. */
+  usage(): ContextUsage {
+    this.assertAlive("Cannot read context usage");
+    return {
+      used: this.#pool.allocatedBytes,
+      max: this.maxVram,
+      base: this.baseVram,
+      reserved: this.reserved,
+      peak: this.#peak,
+      cached: this.#pool.cachedBytes,
+      evicted: this.#pool.stats().evictedHostBytes,
+    };
+  }
+
+  /** @internal The context's pool, for the manager's reclaiming. */
+  get pool(): MemoryPool {
+    return this.#pool;
+  }
+
+  /** @internal Records an event on its stream and keeps it for cleanup. */
+  track(event: GpuEvent): GpuEvent {
+    this.#events.add(event);
+    return event;
+  }
+
+  /** Frees all its memory, events and streams. Idempotent. */
+  destroy(): void {
+    if (!this.#alive) return;
+    this.#alive = false;
+    try {
+      this.#pool.destroy();
+      for (const event of this.#events) event.destroy();
+      this.#events.clear();
+      this.stream.destroy();
+    } finally {
+      this.#host.forget(this);
+    }
+  }
+
+  /** Same as `destroy()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.destroy();
+  }
+
+  /** @internal The scheduler shut down: libsched already freed everything. */
+  invalidate(): void {
+    this.#alive = false;
+    this.#pool.invalidate();
+  }
+}
+
+const EVICTABLE = Object.freeze({ evictable: true });

@@ -1,0 +1,151 @@
+/**
+ * Sessions: which context `alloc()` charges, carried across `await`.
+ *
+ * Async sessions (`await contextSession(ctx, fn)`) use AsyncLocalStorage,
+ * so the context follows its task through every await and never leaks into
+ * concurrent tasks. Sync sessions (`using s = contextSession(ctx)`) are for
+ * synchronous code: a module-level stack, ten times cheaper than
+ * AsyncLocalStorage.enterWith, valid until the scope ends. Holding a sync
+ * session across an `await` would expose it to whatever runs meanwhile, so
+ * it is detected: the first microtask checkpoint that finds a sync session
+ * open marks it, and closing it then throws.
+ *
+ * @module
+ */
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import { NoActiveSessionError, SchedulerError } from "../errors.ts";
+import { ExecutionContext } from "./execution_context.ts";
+import { show } from "../validate.ts";
+
+const asyncCurrent = new AsyncLocalStorage<ExecutionContext>();
+const syncStack: SyncSession[] = [];
+let checkQueued = false;
+
+function checkSyncSessionsAtCheckpoint(): void {
+  checkQueued = false;
+  for (const session of syncStack) session.crossedAwait = true;
+}
+
+/** A synchronous session scope; close it with `using` or `[Symbol.dispose]()`. */
+export interface ContextScope extends Disposable {
+  /** The context this session made current. */
+  readonly context: ExecutionContext;
+}
+
+class SyncSession implements ContextScope {
+  crossedAwait = false;
+  #open = true;
+  constructor(readonly context: ExecutionContext) {}
+
+  [Symbol.dispose](): void {
+    if (!this.#open) return;
+    this.#open = false;
+    if (syncStack[syncStack.length - 1] === this) {
+      syncStack.pop();
+    } else {
+      // Out-of-order closes (possible only by hand, not with `using`) still remove this scope.
+      const index = syncStack.lastIndexOf(this);
+      if (index >= 0) syncStack.splice(index, 1);
+    }
+    if (this.crossedAwait) {
+      throw new SchedulerError(
+        `Context session of "${this.context.name}" was held across an await: ` +
+          `use \`await contextSession(ctx, async (ctx) => ...)\` for async code`,
+      );
+    }
+  }
+}
+
+/**
+ * Makes `ctx` current: for a synchronous scope (`using s = contextSession(ctx)`),
+ * or, with `fn`, for an async one whose result it returns
+ * (`await contextSession(ctx, async (ctx) => ...)`). Sessions nest: the inner
+ * wins, the outer is restored.
+ *
+ * @example
+ * ```ts
+ * import { contextSession, createContext, currentContext, initialize, MB, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const llm = createContext("llm", { maxVram: 64 * MB });
+ * {
+ *   using _s = contextSession(llm);
+ *   assert.equal(currentContext(), llm);
+ * }
+ * const name = await contextSession(llm, async (ctx) => {
+ *   await new Promise((r) => setTimeout(r, 1));
+ *   return currentContext()?.name ?? ctx.name;
+ * });
+ * assert.equal(name, "llm");
+ * shutdown();
+ * ```
+ * @throws {TypeError} when ctx is not a context, or fn not a function
+ * @throws {SchedulerError} when ctx was destroyed
+ */
+export function contextSession(ctx: ExecutionContext): ContextScope;
+export function contextSession<T>(
+  ctx: ExecutionContext,
+  fn: (ctx: ExecutionContext) => T | Promise<T>,
+): Promise<T>;
+export function contextSession<T>(
+  ctx: ExecutionContext,
+  fn?: (ctx: ExecutionContext) => T | Promise<T>,
+): ContextScope | Promise<T> {
+  requireLiveContext(ctx, "Cannot open a context session");
+  if (fn === undefined) {
+    const session = new SyncSession(ctx);
+    syncStack.push(session);
+    if (!checkQueued) {
+      checkQueued = true;
+      queueMicrotask(checkSyncSessionsAtCheckpoint);
+    }
+    return session;
+  }
+  if (typeof fn !== "function") {
+    return Promise.reject(
+      new TypeError(`Cannot open a context session: fn must be a function, got ${typeof fn}`),
+    );
+  }
+  // A sync session open around this call must not shadow the async one inside it.
+  const outer = syncStack.splice(0);
+  try {
+    return Promise.resolve(asyncCurrent.run(ctx, () => fn(ctx)));
+  } catch (error) {
+    return Promise.reject(error);
+  } finally {
+    syncStack.push(...outer);
+  }
+}
+
+/**
+ * The context of the innermost open session, or undefined outside any.
+ *
+ * @example
+ * ```ts
+ * import { currentContext } from "@gpusched/core";
+ * console.log(currentContext()); // undefined outside any session
+ * ```
+ */
+export function currentContext(): ExecutionContext | undefined {
+  const top = syncStack[syncStack.length - 1];
+  return top ? top.context : asyncCurrent.getStore();
+}
+
+/** The current context, or NoActiveSessionError naming what needed one. */
+export function requireCurrentContext(doing: string): ExecutionContext {
+  const ctx = currentContext();
+  if (!ctx) {
+    throw new NoActiveSessionError(
+      `${doing}: no active context session, open one with contextSession(ctx)`,
+    );
+  }
+  return ctx;
+}
+
+function requireLiveContext(ctx: unknown, doing: string): void {
+  if (!(ctx instanceof ExecutionContext)) {
+    throw new TypeError(`${doing}: expected an ExecutionContext, got ${show(ctx)}`);
+  }
+  ctx.assertAlive(doing);
+}
