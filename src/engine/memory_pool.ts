@@ -609,7 +609,8 @@ export class MemoryPool implements Owned {
     stream.synchronize().then(
       () => {
         if (!this.#alive) {
-          pinnedFree(copy.ptr);
+          // After a scheduler shutdown libsched has already freed it.
+          if (this.#scheduler.active) pinnedFree(copy.ptr);
           return;
         }
         const list = this.#spareHost.get(copy.size) ?? [];
