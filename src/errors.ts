@@ -13,8 +13,9 @@ import { statusName } from "./native/status_codes.ts";
  * @example Catching any scheduler failure
  * ```ts
  * import { SchedulerError } from "@gpusched/core";
+ * import assert from "node:assert/strict";
  * const err = new SchedulerError("Scheduler is not initialized: call initialize() first");
- * console.assert(err instanceof Error && err.name === "SchedulerError");
+ * assert.ok(err instanceof Error && err.name === "SchedulerError");
  * ```
  */
 export class SchedulerError extends Error {
@@ -27,8 +28,9 @@ export class SchedulerError extends Error {
  * @example
  * ```ts
  * import { AdmissionError, SchedulerError } from "@gpusched/core";
+ * import assert from "node:assert/strict";
  * const err = new AdmissionError("Cannot reserve 4 GiB: 1 GiB unreserved");
- * console.assert(err instanceof SchedulerError && err.name === "AdmissionError");
+ * assert.ok(err instanceof SchedulerError && err.name === "AdmissionError");
  * ```
  */
 export class AdmissionError extends SchedulerError {
@@ -41,8 +43,9 @@ export class AdmissionError extends SchedulerError {
  * @example
  * ```ts
  * import { VramBudgetExceededError } from "@gpusched/core";
+ * import assert from "node:assert/strict";
  * const err = new VramBudgetExceededError("llm", 2048, 1024);
- * console.assert(err.requested === 2048 && err.available === 1024);
+ * assert.ok(err.requested === 2048 && err.available === 1024);
  * ```
  */
 export class VramBudgetExceededError extends SchedulerError {
@@ -77,7 +80,8 @@ export class VramBudgetExceededError extends SchedulerError {
  * @example
  * ```ts
  * import { NoActiveSessionError } from "@gpusched/core";
- * console.assert(new NoActiveSessionError("No active session").name === "NoActiveSessionError");
+ * import assert from "node:assert/strict";
+ * assert.ok(new NoActiveSessionError("No active session").name === "NoActiveSessionError");
  * ```
  */
 export class NoActiveSessionError extends SchedulerError {
@@ -91,8 +95,9 @@ export class NoActiveSessionError extends SchedulerError {
  * @example
  * ```ts
  * import { NativeError } from "@gpusched/core";
+ * import assert from "node:assert/strict";
  * const err = new NativeError(3, "cudaMallocAsync of 64 bytes failed: out of memory");
- * console.assert(err.code === 3 && err.codeName === "OUT_OF_MEMORY");
+ * assert.ok(err.code === 3 && err.codeName === "OUT_OF_MEMORY");
  * ```
  */
 export class NativeError extends SchedulerError {

@@ -21,13 +21,14 @@ const msOut = new Float32Array(1);
  * @example Ordering one stream after another
  * ```ts
  * import { initialize, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
  * const sched = initialize({ backend: "host" });
  * const producer = sched.createStream(), consumer = sched.createStream();
  * const ready = sched.createEvent();
  * ready.record(producer);
  * ready.wait(consumer);          // consumer's later work runs after producer's
  * await ready.synchronize();
- * console.assert(ready.query());
+ * assert.ok(ready.query());
  * shutdown();
  * ```
  */

@@ -4,7 +4,8 @@
  * @example
  * ```ts
  * import { GB, KB, MB } from "@gpusched/core";
- * console.assert(KB === 1024 && MB === 1024 ** 2 && GB === 1024 ** 3);
+ * import assert from "node:assert/strict";
+ * assert.ok(KB === 1024 && MB === 1024 ** 2 && GB === 1024 ** 3);
  * ```
  *
  * @module

@@ -175,12 +175,13 @@ const CREATE = "Cannot create a memory pool";
  * @example
  * ```ts
  * import { initialize, MB, MemoryPool, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
  * initialize({ backend: "host" });
  * const pool = new MemoryPool({ quota: 100 * MB, enableEviction: true });
  * const block = pool.allocate(4096);
  * pool.free(block);
  * const again = pool.allocate(4000); // same size class: reused, no native call
- * console.assert(pool.stats().reuseCount === 1);
+ * assert.ok(pool.stats().reuseCount === 1);
  * again.free();
  * pool.destroy();
  * shutdown();

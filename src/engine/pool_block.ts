@@ -62,13 +62,14 @@ function asBytes(data: unknown, doing: string, option: string): Uint8Array {
  * @example
  * ```ts
  * import { initialize, MemoryPool, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
  * initialize({ backend: "host" });
  * const pool = new MemoryPool({ quota: 1 << 20 });
  * const block = pool.allocate(16);
  * await block.write(new Uint8Array([1, 2, 3, 4]));
  * const back = new Uint8Array(4);
  * await block.read(back);
- * console.assert(back[3] === 4);
+ * assert.ok(back[3] === 4);
  * block.free();
  * shutdown();
  * ```

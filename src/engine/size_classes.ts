@@ -18,7 +18,8 @@ const LARGE_STEP = 2 * 1024 * 1024;
  * @example
  * ```ts
  * import { sizeClassOf } from "./size_classes.ts";
- * console.assert(sizeClassOf(1) === 256 && sizeClassOf(1000) === 1024 && sizeClassOf(1025) === 1280);
+ * import assert from "node:assert/strict";
+ * assert.ok(sizeClassOf(1) === 256 && sizeClassOf(1000) === 1024 && sizeClassOf(1025) === 1280);
  * ```
  */
 export function sizeClassOf(bytes: number): number {
