@@ -9,7 +9,7 @@
  * only have to translate to CUDA and translate CUDA's errors back.
  *
  * Completion notification (stream_notify, event_notify) is the watcher's
- * job: see watcher.cu.
+ * job: see watcher.cu. SM partitions (green contexts) are partitions.cu's.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -57,6 +57,7 @@ static int32_t cuda_init(int32_t device, uint64_t host_capacity) {
   g_cuda.prop = prop;
   g_cuda.priority_least = least;
   g_cuda.priority_greatest = greatest;
+  partitions_init();
   st = watcher_start();
   if (st != SCHED_OK) {
     memset(&g_cuda, 0, sizeof g_cuda);
@@ -86,6 +87,9 @@ static void cuda_shutdown(void) {
     (void)cuda_fail(err, "cudaSetDevice(%d) at shutdown", g_cuda.device);
   }
   watcher_stop();
+  /* Last: the watcher's final sweep may have retired the last streams of
+   * some green contexts. */
+  partitions_reap(true);
   memset(&g_cuda, 0, sizeof g_cuda);
 }
 
@@ -105,9 +109,8 @@ static int32_t cuda_device_info(sched_device_info *out) {
   out->priority_greatest = g_cuda.priority_greatest;
   out->compute_major = p->major;
   out->compute_minor = p->minor;
-  /* Green contexts split SMs in groups of 8 from compute capability 9.0 on;
-   * earlier devices cannot be partitioned this way. */
-  out->sm_granularity = p->major >= 9 ? 8 : 0;
+  out->sm_granularity = partitions_granularity();
+  out->sm_groups = partitions_groups();
   return SCHED_OK;
 }
 
@@ -123,22 +126,59 @@ static int32_t cuda_mem_info(uint64_t *out_free, uint64_t *out_total) {
 
 /* ----------------------------------------------------------------- streams */
 
-static int32_t cuda_stream_create(int32_t priority, void **out_stream) {
+static int32_t cuda_stream_create(int32_t priority, void *partition, void **out_stream) {
   BIND_DEVICE();
   cuda_stream *st = object_new<cuda_stream>();
   if (st == NULL) {
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory for a stream");
   }
-  /* Non-blocking: libsched streams must never synchronize implicitly with
-   * the legacy default stream that user code might use. */
-  cudaError_t err = cudaStreamCreateWithPriority(&st->s, cudaStreamNonBlocking, priority);
-  if (err != cudaSuccess) {
+  int32_t status = partition_stream_create((cuda_partition *)partition, priority, &st->s);
+  if (status != SCHED_OK) {
     free(st);
-    return cuda_fail(err, "cudaStreamCreateWithPriority with priority %d", priority);
+    return status;
   }
+  st->partition = (cuda_partition *)partition;
+  st->priority = priority;
   st->refcount.store(1, std::memory_order_relaxed);
   *out_stream = st;
   return SCHED_OK;
+}
+
+/*
+ * A CUDA stream cannot change green context, so the stream object gets a
+ * new native stream in the target partition that first waits for the old
+ * one's tail: everything queued before the rebind (markers the watcher
+ * holds included) completes before anything queued after it. The old
+ * native stream is destroyed at once and finishes its queued work, as
+ * cudaStreamDestroy allows; its partition keeps the green context alive
+ * until then. Shadow and waker streams stay where they are: they only
+ * wait and record, and never occupy an SM.
+ */
+static int32_t cuda_stream_rebind(void *stream, void *partition) {
+  BIND_DEVICE();
+  cuda_stream *st = (cuda_stream *)stream;
+  cuda_partition *to = (cuda_partition *)partition;
+  cudaStream_t fresh = NULL;
+  int32_t status = partition_stream_create(to, st->priority, &fresh);
+  if (status != SCHED_OK) {
+    return status;
+  }
+  cudaEvent_t tail = NULL;
+  cudaError_t err = cudaEventCreateWithFlags(&tail, cudaEventDisableTiming);
+  if (err == cudaSuccess) {
+    err = cudaEventRecord(tail, st->s);
+    if (err == cudaSuccess) err = cudaStreamWaitEvent(fresh, tail, 0);
+    if (err != cudaSuccess) (void)cudaEventDestroy(tail);
+  }
+  if (err != cudaSuccess) {
+    status = cuda_fail(err, "Ordering a stream's new native stream after its old one");
+    (void)partition_stream_retire(to, fresh, NULL);
+    return status;
+  }
+  cudaStream_t old_s = NULL;
+  cuda_partition *old_p = NULL;
+  watcher_replace_stream(st, fresh, to, &old_s, &old_p);
+  return partition_stream_retire(old_p, old_s, tail);
 }
 
 static int32_t cuda_stream_destroy(void *stream) {
@@ -438,6 +478,7 @@ static const backend_ops g_cuda_ops = {
     cuda_mem_info,
 
     cuda_stream_create,
+    cuda_stream_rebind,
     cuda_stream_destroy,
     cuda_stream_query,
     cuda_stream_synchronize,
@@ -446,6 +487,9 @@ static const backend_ops g_cuda_ops = {
     cuda_launch_host_func,
     cuda_launch_host_func_native,
     cuda_stream_notify,
+
+    cuda_partition_create,
+    cuda_partition_destroy,
 
     cuda_event_create,
     cuda_event_destroy,

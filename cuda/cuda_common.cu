@@ -78,11 +78,10 @@ int32_t stream_release(cuda_stream *st) {
       if (first == cudaSuccess) first = err;
     }
   }
-  cudaError_t err = cudaStreamDestroy(st->s);
-  if (first == cudaSuccess) first = err;
+  int32_t st_status = first != cudaSuccess ? cuda_fail(first, "cudaStreamDestroy") : SCHED_OK;
+  /* Through the partition, which keeps its green context until this
+   * stream's last work is done. */
+  int32_t retire_status = partition_stream_retire(st->partition, st->s, NULL);
   free(st);
-  if (first != cudaSuccess) {
-    return cuda_fail(first, "cudaStreamDestroy");
-  }
-  return SCHED_OK;
+  return st_status != SCHED_OK ? st_status : retire_status;
 }

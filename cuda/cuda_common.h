@@ -83,6 +83,7 @@ static inline void spin_lock(std::atomic_flag *flag) {
 static inline void spin_unlock(std::atomic_flag *flag) { flag->clear(std::memory_order_release); }
 
 struct watch_item;
+struct cuda_partition;
 
 /* Completion markers recorded on one CUDA stream, oldest first. A stream
  * runs in order, so only the oldest can be the next to complete: the
@@ -101,7 +102,14 @@ struct watch_queue {
  * the watcher keeps one while markers on it are pending.
  */
 struct cuda_stream {
+  /* Replaced by a rebind (under the watcher's lock): readers on other
+   * threads are excluded by the ABI's rule that a rebind races no other
+   * call naming the stream. */
   cudaStream_t s;
+  /* The green context s was made in (holding a reference), NULL for the
+   * whole device; changes with s. */
+  cuda_partition *partition;
+  int priority;
   /* Created on the first wait for an event recorded on s: it waits on that
    * event, then records the watcher's marker. One per source stream,
    * because events recorded on one stream complete in order anyway, while
@@ -145,6 +153,29 @@ static inline void stream_retain(cuda_stream *st) { st->refcount.fetch_add(1, st
  * on them is not lost: cudaStreamDestroy lets queued work complete first. */
 int32_t stream_release(cuda_stream *st);
 
+/* -------------------------------------------------------------- partitions */
+
+/* Finds the driver's green-context entry points (at init; never fails:
+ * without them, partitions are unsupported and say why). */
+void partitions_init(void);
+/* Destroys the green contexts whose last work has completed, all of them
+ * when `wait` (at shutdown, after the device was synchronized). */
+void partitions_reap(bool wait);
+/* SMs per partition group, and how many such groups the device splits
+ * into; 0 when SM partitions are unsupported here. */
+int partitions_granularity(void);
+int partitions_groups(void);
+int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
+                              uint32_t *out_sm_given);
+int32_t cuda_partition_destroy(void *partition);
+/* A non-blocking stream in partition p (NULL: the whole device); the
+ * stream holds a reference on p until partition_stream_retire. */
+int32_t partition_stream_create(cuda_partition *p, int priority, cudaStream_t *out);
+/* Destroys s (its queued work still completes) and drops its reference on
+ * p. tail: an event already recorded at the end of s's work, taken over, or
+ * NULL to record one; p's green context lives until that event completes. */
+int32_t partition_stream_retire(cuda_partition *p, cudaStream_t s, cudaEvent_t tail);
+
 /* ----------------------------------------------------------------- watcher */
 
 /* Starts the watcher thread (at init). */
@@ -156,5 +187,11 @@ void watcher_stop(void);
 int32_t watcher_stream_notify(cuda_stream *st, uint32_t token);
 /* Completes token once ev's latest record (made on source) is done. */
 int32_t watcher_event_notify(cuda_stream *source, cudaEvent_t ev, uint32_t token);
+/* Swaps st's native stream and partition under the watcher's lock, so no
+ * marker is recorded on the old stream after the swap; returns the old ones.
+ * Markers already recorded on the old stream still complete first, as long
+ * as fresh waits for the old stream's tail. */
+void watcher_replace_stream(cuda_stream *st, cudaStream_t fresh, cuda_partition *p, cudaStream_t *old_s,
+                            cuda_partition **old_p);
 
 #endif /* GPUSCHED_CUDA_COMMON_H */

@@ -44,6 +44,26 @@ static __global__ void gs_spin_ns_kernel(uint64_t ns) {
   }
 }
 
+/* Each block writes the id of the SM it ran on, after holding that SM for
+ * ns nanoseconds so that the blocks spread over every SM they may use. */
+static __global__ void gs_sm_ids_kernel(uint32_t *dst, uint64_t ns) {
+  uint64_t start = global_timer_ns();
+  while (global_timer_ns() - start < ns) {
+  }
+  uint32_t sm;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+  dst[blockIdx.x] = sm;
+}
+
+/* Holds the stream until the host sets *flag (pinned host memory) or
+ * timeout_ns passes, so a test can keep work queued for as long as it needs
+ * without guessing a duration. */
+static __global__ void gs_wait_flag_kernel(const volatile uint32_t *flag, uint64_t timeout_ns) {
+  uint64_t start = global_timer_ns();
+  while (*flag == 0 && global_timer_ns() - start < timeout_ns) {
+  }
+}
+
 GS_API int32_t gs_fill_u32(void *stream, void *dst, uint32_t value, uint64_t count) {
   /* A grid of zero blocks is a launch error; filling nothing is not. */
   if (count == 0) {
@@ -65,5 +85,18 @@ GS_API int32_t gs_spin_ns(void *stream, uint64_t ns, int32_t blocks) {
   /* One warp per block: the point is to hold the stream (and some SM
    * slots), not to load the GPU. */
   gs_spin_ns_kernel<<<(unsigned int)blocks, 32, 0, (cudaStream_t)stream>>>(ns);
+  return (int32_t)cudaGetLastError();
+}
+
+GS_API int32_t gs_sm_ids(void *stream, void *dst, int32_t blocks, uint64_t ns) {
+  if (blocks <= 0) {
+    return (int32_t)cudaErrorInvalidValue;
+  }
+  gs_sm_ids_kernel<<<(unsigned int)blocks, 32, 0, (cudaStream_t)stream>>>((uint32_t *)dst, ns);
+  return (int32_t)cudaGetLastError();
+}
+
+GS_API int32_t gs_wait_flag(void *stream, void *flag, uint64_t timeout_ns) {
+  gs_wait_flag_kernel<<<1, 1, 0, (cudaStream_t)stream>>>((const volatile uint32_t *)flag, timeout_ns);
   return (int32_t)cudaGetLastError();
 }

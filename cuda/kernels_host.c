@@ -48,3 +48,56 @@ GS_API int32_t gs_spin_ns(void *stream, uint64_t ns, int32_t blocks) {
   (void)blocks;
   return sched_launch_host_func_native(stream, run_spin, (void *)(uintptr_t)ns);
 }
+
+typedef struct sm_ids_args {
+  uint32_t *dst;
+  int32_t blocks;
+} sm_ids_args;
+
+static void run_sm_ids(void *p) {
+  sm_ids_args *a = p;
+  /* One worker thread stands for the whole simulated device: "SM" 0. */
+  for (int32_t i = 0; i < a->blocks; i++) a->dst[i] = 0;
+  free(a);
+}
+
+/** Writes 0 (the worker, the host's only "SM") into dst[0..blocks); ns is ignored. */
+GS_API int32_t gs_sm_ids(void *stream, void *dst, int32_t blocks, uint64_t ns) {
+  (void)ns;
+  if (blocks <= 0) return SCHED_ERR_INVALID_ARGUMENT;
+  sm_ids_args *a = malloc(sizeof *a);
+  if (a == NULL) return SCHED_ERR_OUT_OF_MEMORY;
+  *a = (sm_ids_args){dst, blocks};
+  int32_t status = sched_launch_host_func_native(stream, run_sm_ids, a);
+  if (status != SCHED_OK) free(a);
+  return status;
+}
+
+typedef struct wait_flag_args {
+  const volatile uint32_t *flag;
+  uint64_t timeout_ns;
+} wait_flag_args;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void run_wait_flag(void *p) {
+  wait_flag_args *a = p;
+  uint64_t start = now_ns();
+  while (*a->flag == 0 && now_ns() - start < a->timeout_ns) {
+  }
+  free(a);
+}
+
+/** Holds the stream until *flag is set or timeout_ns passes. */
+GS_API int32_t gs_wait_flag(void *stream, void *flag, uint64_t timeout_ns) {
+  wait_flag_args *a = malloc(sizeof *a);
+  if (a == NULL) return SCHED_ERR_OUT_OF_MEMORY;
+  *a = (wait_flag_args){flag, timeout_ns};
+  int32_t status = sched_launch_host_func_native(stream, run_wait_flag, a);
+  if (status != SCHED_OK) free(a);
+  return status;
+}

@@ -151,6 +151,16 @@ int32_t watcher_event_notify(cuda_stream *source, cudaEvent_t ev, uint32_t token
   return status;
 }
 
+void watcher_replace_stream(cuda_stream *st, cudaStream_t fresh, cuda_partition *p, cudaStream_t *old_s,
+                            cuda_partition **old_p) {
+  pthread_mutex_lock(&lock);
+  *old_s = st->s;
+  *old_p = st->partition;
+  st->s = fresh;
+  st->partition = p;
+  pthread_mutex_unlock(&lock);
+}
+
 /* Completes every finished head; returns whether anything completed.
  * Caller holds the lock. */
 static bool sweep(void) {

@@ -15,14 +15,26 @@ export interface DeviceInfo {
   readonly name: string;
   /** Bytes of device memory. */
   readonly totalMemory: number;
-  /** Streaming multiprocessors (host: CPU cores). */
+  /**
+   * Streaming multiprocessors. The host backend simulates 132 (in groups of
+   * 8, as an H100 or H200 has) so that SM partitions get the same sizes there.
+   */
   readonly smCount: number;
   /** Stream priorities: `least` is the lowest (numerically largest), `greatest` the highest. */
   readonly priorityRange: { readonly least: number; readonly greatest: number };
   /** Compute capability `[major, minor]`; `[0, 0]` on the host backend. */
   readonly computeCapability: readonly [number, number];
-  /** SMs per partition step for green contexts; 0 when SM partitions are unsupported. */
+  /**
+   * SMs per partition group (green contexts: 8 on H100/H200; host: 8); 0
+   * when SMs cannot be partitioned (CUDA before compute capability 9.0).
+   */
   readonly smGranularity: number;
+  /**
+   * Groups of `smGranularity` SMs that partitions can take: fewer than
+   * `smCount / smGranularity` where the device's SM clusters leave SMs over
+   * (those stay with work outside partitions). 0 when unsupported.
+   */
+  readonly smGroups: number;
 }
 
 /** Free and total bytes of a device at one moment. */
@@ -34,8 +46,9 @@ export interface MemoryInfo {
 }
 
 // Layout of sched_device_info (sched.h): char name[256]; uint64 total, free;
-// int32 sm_count, priority_least, priority_greatest, major, minor, granularity.
-const INFO_SIZE = 296;
+// int32 sm_count, priority_least, priority_greatest, major, minor, granularity,
+// groups; padded to 8 bytes.
+const INFO_SIZE = 304;
 const decoder = new TextDecoder();
 
 /** Reads sched_device_info for the initialized device. */
@@ -52,6 +65,7 @@ export function readDeviceInfo(id: number): DeviceInfo {
     priorityRange: { least: view.getInt32(276, true), greatest: view.getInt32(280, true) },
     computeCapability: [view.getInt32(284, true), view.getInt32(288, true)],
     smGranularity: view.getInt32(292, true),
+    smGroups: view.getInt32(296, true),
   };
 }
 

@@ -18,10 +18,12 @@ import { GB, MB } from "./units.ts";
 import {
   requireBoolean,
   requireIntegerIn,
+  requireNonEmptyString,
   requireNonNegativeInteger,
   requireOneOf,
   requireOptions,
   requirePositiveInteger,
+  show,
 } from "./validate.ts";
 
 /** Which implementation of libsched runs the work. */
@@ -47,6 +49,27 @@ export interface InitializeOptions {
 export interface StreamOptions {
   /** CUDA stream priority within `device.priorityRange` (default: least urgent). */
   priority?: number;
+  /**
+   * Id of a partition of the scheduler's `PartitionManager`: the stream's
+   * kernels run on that partition's SMs (on the shared SMs when it has no
+   * compute limit). Default: outside partitions, on the SMs no partition
+   * reserved.
+   */
+  partition?: string;
+}
+
+/**
+ * @internal What a `PartitionManager` tells its scheduler: where streams
+ * run. The scheduler owns the streams; the manager owns the layout.
+ */
+export interface PartitionBinding {
+  /**
+   * The libsched partition (0: the whole device) that streams of
+   * `partition` (undefined: outside partitions) run on now.
+   *
+   * @throws {RangeError} when no partition has that id
+   */
+  nativePartition(partition: string | undefined, doing: string): number;
 }
 
 /** Options of `Scheduler.createEvent()`. */
@@ -79,6 +102,8 @@ export class Scheduler implements Owner {
   /** Bytes of device memory this scheduler manages. */
   readonly memoryLimit: number;
   #live = new Set<Owned>();
+  #streams = new Set<Stream>();
+  #partitions: PartitionBinding | undefined;
   #nextStreamId = 1;
   #active = true;
 
@@ -109,6 +134,51 @@ export class Scheduler implements Owner {
   /** @internal */
   release(object: Owned): void {
     this.#live.delete(object);
+    if (object instanceof Stream) this.#streams.delete(object);
+  }
+
+  /**
+   * @internal Lets a partition manager place streams; one at a time.
+   *
+   * @throws {SchedulerError} when another manager is bound
+   */
+  bindPartitions(binding: PartitionBinding, doing: string): void {
+    if (this.#partitions !== undefined && this.#partitions !== binding) {
+      throw new SchedulerError(
+        `${doing}: the scheduler already has a PartitionManager, close() it first`,
+      );
+    }
+    this.#partitions = binding;
+  }
+
+  /** @internal */
+  unbindPartitions(binding: PartitionBinding): void {
+    if (this.#partitions === binding) this.#partitions = undefined;
+  }
+
+  /** @internal Live streams, in creation order. */
+  liveStreams(): IterableIterator<Stream> {
+    return this.#streams.values();
+  }
+
+  /**
+   * @internal Moves every live stream to where the partition binding now
+   * says it runs (after a layout change). Order on each stream is kept.
+   */
+  rebindStreams(): void {
+    for (const stream of this.#streams) {
+      stream.rebind(this.#nativePartition(stream.partition, "move a stream to its partition"));
+    }
+  }
+
+  #nativePartition(partition: string | undefined, doing: string): number {
+    if (this.#partitions) return this.#partitions.nativePartition(partition, doing);
+    if (partition === undefined) return 0;
+    throw new RangeError(
+      `${doing}: partition must name a partition of the scheduler's PartitionManager, got ${
+        show(partition)
+      } (there is no PartitionManager)`,
+    );
   }
 
   /** Free and total bytes of the device right now. */
@@ -118,7 +188,10 @@ export class Scheduler implements Owner {
   }
 
   /**
-   * A new stream. Priorities outside the device range are clamped, as CUDA does.
+   * A new stream. Priorities outside the device range are clamped, as CUDA
+   * does. With `partition`, its kernels run only on that partition's SMs
+   * (see `PartitionManager`); without it, once any partition reserves SMs,
+   * on the SMs no partition reserved.
    *
    * @example
    * ```ts
@@ -128,14 +201,33 @@ export class Scheduler implements Owner {
    * console.assert(urgent.priority === -5);
    * shutdown();
    * ```
+   *
+   * @example In a partition
+   * ```ts
+   * import { initialize, PartitionLimits, PartitionManager, shutdown } from "@gpusched/core";
+   * const sched = initialize({ backend: "host" });
+   * const manager = new PartitionManager();
+   * manager.createPartition("inference", "Inference", new PartitionLimits().compute(0.5));
+   * const stream = sched.createStream({ partition: "inference" });
+   * console.assert(stream.partition === "inference");
+   * shutdown();
+   * ```
+   * @throws {RangeError} for a priority that is not an integer, or an unknown partition
    */
   createStream(options?: StreamOptions): Stream {
     const doing = "Cannot create a stream";
+    this.assertActive("create a stream");
     const opts = requireOptions<StreamOptions>(options, doing);
     const priority = opts.priority === undefined
       ? this.device.priorityRange.least
       : requireIntegerIn(opts.priority, -(2 ** 31), 2 ** 31 - 1, "priority", doing);
-    return new Stream(this, this.#nextStreamId++, priority);
+    const partition = opts.partition === undefined
+      ? undefined
+      : requireNonEmptyString(opts.partition, "partition", doing);
+    const native = this.#nativePartition(partition, doing);
+    const stream = new Stream(this, this.#nextStreamId++, priority, partition, native);
+    this.#streams.add(stream);
+    return stream;
   }
 
   /**
@@ -166,6 +258,8 @@ export class Scheduler implements Owner {
     this.#active = false;
     for (const object of this.#live) object.invalidate();
     this.#live.clear();
+    this.#streams.clear();
+    this.#partitions = undefined;
     if (active === this) active = undefined;
     unwrap(lib().sched_shutdown(), "Cannot shut down libsched");
   }

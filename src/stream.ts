@@ -14,6 +14,11 @@ const handleOut = new Uint32Array(1);
 const priorityOut = new Int32Array(1);
 const pointerOut = new BigUint64Array(1);
 
+function readNativeStream(native: number): Deno.PointerValue {
+  unwrap(lib().sched_stream_native(native, pointerOut), "Cannot read the native stream");
+  return Deno.UnsafePointer.create(pointerOut[0]!);
+}
+
 /**
  * A stream of device work. Work queued on it runs in order; work on
  * different streams may overlap.
@@ -33,22 +38,70 @@ export class Stream implements Owned {
   readonly id: number;
   /** The priority it was created with (device range; lower is more urgent). */
   readonly priority: number;
-  /** The native stream (`cudaStream_t` on CUDA) for the user's own kernels. */
-  readonly handle: Deno.PointerValue;
+  /** Id of the SM partition it runs in; undefined outside partitions. */
+  readonly partition: string | undefined;
+  #handle: Deno.PointerValue;
   #native: number;
+  #nativePartition: number;
   #owner: Owner;
 
-  /** @internal Use `Scheduler.createStream()`. */
-  constructor(owner: Owner, id: number, priority: number) {
+  /**
+   * @internal Use `Scheduler.createStream()`.
+   *
+   * @param nativePartition the libsched partition to create it in (0: the whole device)
+   */
+  constructor(
+    owner: Owner,
+    id: number,
+    priority: number,
+    partition: string | undefined,
+    nativePartition: number,
+  ) {
     owner.assertActive("create a stream");
-    unwrap(lib().sched_stream_create(priority, handleOut, priorityOut), "Cannot create a stream");
+    unwrap(
+      lib().sched_stream_create(priority, nativePartition, handleOut, priorityOut),
+      "Cannot create a stream",
+    );
     this.#native = handleOut[0]!;
+    this.#nativePartition = nativePartition;
     this.priority = priorityOut[0]!;
     this.id = id;
+    this.partition = partition;
     this.#owner = owner;
-    unwrap(lib().sched_stream_native(this.#native, pointerOut), "Cannot read the native stream");
-    this.handle = Deno.UnsafePointer.create(pointerOut[0]!);
+    this.#handle = readNativeStream(this.#native);
     owner.adopt(this);
+  }
+
+  /**
+   * The native stream (`cudaStream_t` on CUDA) for the user's own kernels.
+   *
+   * Read it at each launch rather than keeping it: on CUDA it changes
+   * whenever the SM partition layout changes (a partition with a compute
+   * limit is created or deleted), because a CUDA stream cannot leave its
+   * green context; the old value then only finishes work already queued.
+   */
+  get handle(): Deno.PointerValue {
+    return this.#handle;
+  }
+
+  /** @internal The libsched partition it runs in (0: the whole device). */
+  get nativePartition(): number {
+    return this.#nativePartition;
+  }
+
+  /**
+   * @internal Moves it to another libsched partition; work queued later
+   * runs after work queued before. `handle` changes on CUDA.
+   */
+  rebind(nativePartition: number): void {
+    const native = this.nativeHandle("move a stream to another partition");
+    if (nativePartition === this.#nativePartition) return;
+    unwrap(
+      lib().sched_stream_rebind(native, nativePartition),
+      `Cannot move stream ${this.id} to another partition`,
+    );
+    this.#nativePartition = nativePartition;
+    this.#handle = readNativeStream(native);
   }
 
   /** @internal The libsched handle; throws when destroyed. */

@@ -59,9 +59,12 @@ export function expectStatus(actual: number, expected: number, what = "status"):
 const u32Out = new Uint32Array(1);
 const ptrOut = new BigUint64Array(1);
 
-/** Creates a raw libsched stream and returns its handle. */
-export function rawStream(priority = 0): number {
-  expectStatus(lib().sched_stream_create(priority, u32Out, new Int32Array(1)), Status.OK);
+/** Creates a raw libsched stream (in a raw partition, 0: the whole device) and returns its handle. */
+export function rawStream(priority = 0, partition = 0): number {
+  expectStatus(
+    lib().sched_stream_create(priority, partition, u32Out, new Int32Array(1)),
+    Status.OK,
+  );
   return u32Out[0]!;
 }
 
@@ -128,6 +131,8 @@ export function randomBytes(n: number, seed = 1): Uint8Array {
 const kernelSymbols = {
   gs_fill_u32: { parameters: ["pointer", "pointer", "u32", "u64"], result: "i32" },
   gs_spin_ns: { parameters: ["pointer", "u64", "i32"], result: "i32" },
+  gs_sm_ids: { parameters: ["pointer", "pointer", "i32", "u64"], result: "i32" },
+  gs_wait_flag: { parameters: ["pointer", "pointer", "u64"], result: "i32" },
 } as const;
 
 type Kernels = Deno.DynamicLibrary<typeof kernelSymbols>["symbols"];
@@ -135,8 +140,10 @@ const kernelLibs = new Map<BackendName, Kernels>();
 
 /**
  * The sample kernel library for a backend, opened the way a user opens
- * their own: `gs_fill_u32(stream.handle, buf, value, count)` and
- * `gs_spin_ns(stream.handle, ns, blocks)`.
+ * their own: `gs_fill_u32(stream.handle, buf, value, count)`,
+ * `gs_spin_ns(stream.handle, ns, blocks)` and
+ * `gs_sm_ids(stream.handle, buf, blocks, ns)` (the SM each block ran on) and
+ * `gs_wait_flag(stream.handle, pinnedFlag, timeoutNs)` (holds the stream until the flag is set).
  */
 export function kernels(backend: BackendName): Kernels {
   let k = kernelLibs.get(backend);
@@ -146,6 +153,36 @@ export function kernels(backend: BackendName): Kernels {
     kernelLibs.set(backend, k);
   }
   return k;
+}
+
+/** A word of pinned host memory that `hold()` keeps streams waiting on until `open()`. */
+export interface Gate {
+  readonly ptr: Deno.PointerObject;
+  open(): void;
+}
+
+/** A closed gate (freed with the scheduler's other pinned memory at shutdown). */
+export function gate(): Gate {
+  expectStatus(lib().sched_host_alloc(4n, ptrOut), Status.OK);
+  const ptr = Deno.UnsafePointer.create(ptrOut[0]!)!;
+  const word = new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(ptr, 4));
+  word[0] = 0;
+  return { ptr, open: () => void (word[0] = 1) };
+}
+
+/**
+ * Holds a stream until the gate opens (at most `timeoutMs`, so a failing
+ * test cannot hang the device): work queued behind it stays queued for
+ * exactly as long as the test needs.
+ */
+export function hold(
+  backend: BackendName,
+  stream: Deno.PointerValue,
+  g: Gate,
+  timeoutMs = 10_000,
+): void {
+  const status = kernels(backend).gs_wait_flag(stream, g.ptr, BigInt(timeoutMs * 1e6));
+  assert.equal(status, 0, "gs_wait_flag failed");
 }
 
 /** Keeps a stream busy for `ms` milliseconds of device (or worker) time. */

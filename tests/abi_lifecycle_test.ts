@@ -12,7 +12,7 @@ Deno.test("libsched reports its ABI version", () => {
 Deno.test("every call before sched_init fails with NOT_INITIALIZED and a message", () => {
   assert.equal(lib().sched_backend_active(), BackendId.NONE);
   expectStatus(
-    lib().sched_stream_create(0, new Uint32Array(1), new Int32Array(1)),
+    lib().sched_stream_create(0, 0, new Uint32Array(1), new Int32Array(1)),
     Status.NOT_INITIALIZED,
   );
   assert.match(lastError(), /not initialized/);
@@ -23,7 +23,7 @@ Deno.test("every call before sched_init fails with NOT_INITIALIZED and a message
     lib().sched_mem_info(new BigUint64Array(1), new BigUint64Array(1)),
     Status.NOT_INITIALIZED,
   );
-  expectStatus(lib().sched_device_info_get(new Uint8Array(296)), Status.NOT_INITIALIZED);
+  expectStatus(lib().sched_device_info_get(new Uint8Array(304)), Status.NOT_INITIALIZED);
   expectStatus(lib().sched_shutdown(), Status.OK, "shutdown when not initialized");
 });
 

@@ -24,9 +24,9 @@ backendTest(
   (sched) => {
     const { least, greatest } = sched.device.priorityRange;
     const out = new Uint32Array(1), prio = new Int32Array(1);
-    expectStatus(lib().sched_stream_create(greatest - 100, out, prio), Status.OK);
+    expectStatus(lib().sched_stream_create(greatest - 100, 0, out, prio), Status.OK);
     assert.equal(prio[0], greatest);
-    expectStatus(lib().sched_stream_create(least + 100, out, prio), Status.OK);
+    expectStatus(lib().sched_stream_create(least + 100, 0, out, prio), Status.OK);
     assert.equal(prio[0], least);
     assert.notEqual(out[0], 0);
   },

@@ -14,6 +14,9 @@ import {
   MB,
   NoActiveSessionError,
   onMemoryPressure,
+  PartitionConfig,
+  PartitionLimits,
+  PartitionManager,
   QoSPolicy,
   recordEvent,
   SchedulerError,
@@ -417,3 +420,28 @@ Deno.test("calls before initialize and after shutdown are clear errors", () => {
   assert.throws(() => contextSession(ctx), /was destroyed/);
   destroyContext(ctx);
 });
+
+backendTest("a context bound to a partition gets its streams from that partition", (sched) => {
+  const manager = new PartitionManager(new PartitionConfig({ totalMemory: 64 * MB }));
+  manager.createPartition(
+    "inference",
+    "Inference",
+    new PartitionLimits().memory(32 * MB).compute(0.5),
+  );
+  const llm = createContext("llm", {
+    maxVram: 8 * MB,
+    qos: QoSPolicy.GUARANTEED,
+    partition: "inference",
+  });
+  const other = createContext("other", { maxVram: 8 * MB });
+  assert.equal(llm.partition, "inference");
+  assert.equal(getStream(llm).partition, "inference");
+  assert.equal(getStream(other).partition, undefined);
+  // 0.5 of 132 SMs (both backends report an H100/H200-sized device here), in groups of 8.
+  assert.equal(manager.getPartition("inference")!.smCount, 64);
+  void sched;
+  assert.throws(
+    () => createContext("x", { maxVram: MB, partition: "training" }),
+    /Cannot create context "x": unknown partition "training"/,
+  );
+}, { hostMemory: 64 * MB });

@@ -122,7 +122,7 @@ backendTest(
   },
 );
 
-backendTest("a pinned block is never evicted", async () => {
+backendTest("a pinned block is never evicted", () => {
   using pool = new MemoryPool({ quota: 4 * MB, enableEviction: true });
   const a = pool.allocate(2 * MB, { evictable: true });
   const b = pool.allocate(2 * MB, { evictable: true });

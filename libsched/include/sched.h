@@ -1,8 +1,8 @@
 /*
  * libsched: the whole C ABI of gpusched's native layer.
  *
- * Mechanism only: streams, events, device allocations, copies and
- * completion notification. Policy (who may allocate what) lives in
+ * Mechanism only: streams, SM partitions, events, device allocations,
+ * copies and completion notification. Policy (who may allocate what) lives in
  * TypeScript. One library holds two backends with the same semantics,
  * chosen at run time by sched_init():
  *   - cuda: the CUDA runtime (linked statically) on a real device;
@@ -13,9 +13,10 @@
  * Conventions
  *   - Every function returns a sched_status (SCHED_OK = 0) unless noted.
  *     On failure, sched_last_error() on the same thread gives the text.
- *   - Handles (streams, events, memory pools) are 32-bit ids: 0 is never
- *     valid, a destroyed handle is rejected with SCHED_ERR_INVALID_HANDLE
- *     and never reaches freed memory.
+ *   - Handles (streams, partitions, events, memory pools) are 32-bit ids:
+ *     0 is never valid (where a partition is asked for, 0 means the whole
+ *     device), a destroyed handle is rejected with
+ *     SCHED_ERR_INVALID_HANDLE and never reaches freed memory.
  *   - Device allocations are named by their base pointer; copies take a
  *     base pointer plus a byte offset, so every range is bounds-checked.
  *   - Out-parameters are written only on success.
@@ -74,12 +75,13 @@ typedef struct sched_device_info {
   char name[256];
   uint64_t total_memory;      /* bytes */
   uint64_t free_memory;       /* bytes, at the time of the call */
-  int32_t sm_count;           /* streaming multiprocessors (host: worker slots) */
+  int32_t sm_count;           /* streaming multiprocessors (host: 132, simulated) */
   int32_t priority_least;     /* numerically largest stream priority (lowest) */
   int32_t priority_greatest;  /* numerically smallest stream priority (highest) */
   int32_t compute_major;      /* compute capability; 0 on host */
   int32_t compute_minor;
-  int32_t sm_granularity;     /* SM partition granularity; 0 when unsupported */
+  int32_t sm_granularity;     /* SMs per partition group (host: 8); 0 when unsupported */
+  int32_t sm_groups;          /* groups of sm_granularity SMs partitions can take (host: 16) */
 } sched_device_info;
 
 /** Host function run in stream order (sched_launch_host_func). */
@@ -135,10 +137,21 @@ SCHED_API int32_t sched_mem_info(uint64_t *out_free, uint64_t *out_total);
 
 /**
  * Creates a non-blocking stream with a priority, clamped to the device's
- * range [priority_greatest, priority_least]. The effective priority is
- * written to out_priority (may be NULL).
+ * range [priority_greatest, priority_least], in a partition (0: the whole
+ * device; else its kernels run only on that partition's SMs). The effective
+ * priority is written to out_priority (may be NULL).
  */
-SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t *out_stream, int32_t *out_priority);
+SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t partition, uint32_t *out_stream,
+                                      int32_t *out_priority);
+
+/**
+ * Moves a stream to another partition (0: the whole device), keeping its
+ * handle, priority and order: work queued after the call runs after all work
+ * queued before it. The native stream changes (read sched_stream_native
+ * again; the old one only finishes its queued work). Must not race other
+ * calls naming this stream.
+ */
+SCHED_API int32_t sched_stream_rebind(uint32_t stream, uint32_t partition);
 
 /** Destroys a stream. Work already queued still completes. */
 SCHED_API int32_t sched_stream_destroy(uint32_t stream);
@@ -166,6 +179,28 @@ SCHED_API int32_t sched_launch_host_func(uint32_t stream, sched_host_fn fn, void
 
 /** Same as sched_launch_host_func, naming the stream by its native pointer. */
 SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_fn fn, void *user_data);
+
+/* --------------------------------------------------------------- partitions */
+
+/**
+ * Splits the whole device's SMs, in order, into n partitions of sm_counts[i]
+ * SMs (each rounded up to whole groups of sm_granularity SMs) and one "rest"
+ * of whatever remains; on cuda each is a green context. out_partitions and
+ * out_sm_given get n + 1 entries, the rest last (0 and 0 SMs when nothing
+ * remains). Every call makes a new set, independent of earlier ones, which
+ * stay valid until destroyed. INVALID_ARGUMENT past sm_groups groups;
+ * UNSUPPORTED before compute capability 9.0 or without green contexts in
+ * the driver. On cuda it blocks until the device is idle (cuGreenCtxCreate
+ * waits for queued kernels); the host backend only accounts.
+ */
+SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, uint32_t *out_partitions,
+                                         uint32_t *out_sm_given);
+
+/**
+ * Destroys a partition. Fails with INVALID_ARGUMENT while streams are bound
+ * to it; work already queued by streams that left it still completes.
+ */
+SCHED_API int32_t sched_partition_destroy(uint32_t partition);
 
 /* ------------------------------------------------------------------- events */
 

@@ -23,8 +23,12 @@ typedef struct backend_ops {
   int32_t (*device_info)(sched_device_info *out);
   int32_t (*mem_info)(uint64_t *out_free, uint64_t *out_total);
 
-  /* priority already clamped to the device range. */
-  int32_t (*stream_create)(int32_t priority, void **out_stream);
+  /* priority already clamped to the device range; partition: a live
+   * partition object, or NULL for the whole device. */
+  int32_t (*stream_create)(int32_t priority, void *partition, void **out_stream);
+  /* Moves stream to partition (NULL: whole device), keeping its order;
+   * stream_native may answer differently afterwards. */
+  int32_t (*stream_rebind)(void *stream, void *partition);
   int32_t (*stream_destroy)(void *stream);
   int32_t (*stream_query)(void *stream);
   int32_t (*stream_synchronize)(void *stream);
@@ -34,6 +38,14 @@ typedef struct backend_ops {
   /* native: what stream_native returned for a live stream, or anything else. */
   int32_t (*launch_host_func_native)(void *native, sched_host_fn fn, void *user_data);
   int32_t (*stream_notify)(void *stream, uint32_t token);
+
+  /* n >= 1, counts > 0, their sum <= the device's SMs. Writes n + 1
+   * partitions (the rest last, NULL when no SMs remain) and their SM counts,
+   * or makes none. */
+  int32_t (*partition_create)(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
+                              uint32_t *out_sm_given);
+  /* No stream is bound to it any more (streams that left may still run). */
+  int32_t (*partition_destroy)(void *partition);
 
   int32_t (*event_create)(uint32_t flags, void **out_event);
   int32_t (*event_destroy)(void *event);

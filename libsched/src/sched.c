@@ -4,7 +4,9 @@
  * It owns what both backends share: the handle tables (so stale handles
  * are rejected before a backend sees them), the registry of live device
  * allocations (so frees and copy ranges are checked), per-pool byte caps,
- * and teardown order. Backends get only live objects and in-bounds ranges.
+ * which streams are bound to which partition (so a partition is never
+ * destroyed under a stream), and teardown order. Backends get only live
+ * objects and in-bounds ranges.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -24,15 +26,24 @@ typedef struct pool_entry {
 
 typedef struct stream_entry {
   void *backend_stream;
+  /* Read and written atomically: a rebind changes it while other threads
+   * may scan every entry (sched_launch_host_func_native). */
   void *native;
+  uint32_t partition; /* 0: the whole device */
 } stream_entry;
+
+typedef struct partition_entry {
+  void *backend_partition;
+  uint32_t streams; /* streams bound to it; guarded by partitions_lock */
+} partition_entry;
 
 static const backend_ops *B; /* NULL when not initialized */
 static int32_t active_backend;
-static int32_t priority_least, priority_greatest;
-static handle_table streams, events, pools;
+static int32_t priority_least, priority_greatest, device_sm_count;
+static handle_table streams, partitions, events, pools;
 static registry device_allocations, pinned_allocations;
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t partitions_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define REQUIRE_INIT()                                                                          \
   do {                                                                                          \
@@ -87,7 +98,9 @@ SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capa
   }
   priority_least = info.priority_least;
   priority_greatest = info.priority_greatest;
+  device_sm_count = info.sm_count;
   handles_init(&streams);
+  handles_init(&partitions);
   handles_init(&events);
   handles_init(&pools);
   registry_init(&device_allocations);
@@ -123,6 +136,11 @@ static void destroy_pool(void *object, void *unused) {
   B->pool_destroy(((pool_entry *)object)->backend_pool);
   free(object);
 }
+static void destroy_partition(void *object, void *unused) {
+  (void)unused;
+  B->partition_destroy(((partition_entry *)object)->backend_partition);
+  free(object);
+}
 
 SCHED_API int32_t sched_shutdown(void) {
   if (B == NULL) return SCHED_OK;
@@ -134,8 +152,11 @@ SCHED_API int32_t sched_shutdown(void) {
   handles_clear(&events, destroy_event, NULL);
   handles_clear(&streams, destroy_stream, NULL);
   handles_clear(&pools, destroy_pool, NULL);
+  /* After the streams: a partition never goes before the streams in it. */
+  handles_clear(&partitions, destroy_partition, NULL);
   B->shutdown();
   handles_destroy(&streams);
+  handles_destroy(&partitions);
   handles_destroy(&events);
   handles_destroy(&pools);
   registry_destroy(&device_allocations);
@@ -174,7 +195,38 @@ SCHED_API int32_t sched_mem_info(uint64_t *out_free, uint64_t *out_total) {
 
 /* ------------------------------------------------------------------ streams */
 
-SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t *out_stream, int32_t *out_priority) {
+static void *load_native(stream_entry *entry) { return __atomic_load_n(&entry->native, __ATOMIC_ACQUIRE); }
+
+static void store_native(stream_entry *entry) {
+  __atomic_store_n(&entry->native, B->stream_native(entry->backend_stream), __ATOMIC_RELEASE);
+}
+
+/* Counts one more stream in partition (0: none) and gives its backend
+ * object; counted before the backend call so that the partition cannot be
+ * destroyed meanwhile. */
+static int32_t bind_partition(uint32_t partition, void **out_backend) {
+  *out_backend = NULL;
+  if (partition == 0) return SCHED_OK;
+  pthread_mutex_lock(&partitions_lock);
+  partition_entry *entry = handles_get(&partitions, partition);
+  if (entry != NULL) {
+    entry->streams++;
+    *out_backend = entry->backend_partition;
+  }
+  pthread_mutex_unlock(&partitions_lock);
+  return entry != NULL ? SCHED_OK : bad_handle("partition", partition);
+}
+
+static void unbind_partition(uint32_t partition) {
+  if (partition == 0) return;
+  pthread_mutex_lock(&partitions_lock);
+  partition_entry *entry = handles_get(&partitions, partition);
+  if (entry != NULL) entry->streams--;
+  pthread_mutex_unlock(&partitions_lock);
+}
+
+SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t partition, uint32_t *out_stream,
+                                      int32_t *out_priority) {
   REQUIRE_INIT();
   if (out_stream == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_stream must not be NULL");
   /* CUDA clamps silently too; report the effective value so callers can see it. */
@@ -182,15 +234,22 @@ SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t *out_stream, in
   if (priority < priority_greatest) priority = priority_greatest;
   stream_entry *entry = malloc(sizeof *entry);
   if (entry == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a stream");
-  int32_t status = B->stream_create(priority, &entry->backend_stream);
+  void *backend_partition;
+  int32_t status = bind_partition(partition, &backend_partition);
+  if (status == SCHED_OK) {
+    status = B->stream_create(priority, backend_partition, &entry->backend_stream);
+    if (status != SCHED_OK) unbind_partition(partition);
+  }
   if (status != SCHED_OK) {
     free(entry);
     return status;
   }
-  entry->native = B->stream_native(entry->backend_stream);
+  entry->partition = partition;
+  store_native(entry);
   uint32_t handle = handles_add(&streams, entry);
   if (handle == 0) {
     B->stream_destroy(entry->backend_stream);
+    unbind_partition(partition);
     free(entry);
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Too many streams: the handle table is full");
   }
@@ -204,8 +263,28 @@ SCHED_API int32_t sched_stream_destroy(uint32_t stream) {
   stream_entry *entry = handles_remove(&streams, stream);
   if (entry == NULL) return bad_handle("stream", stream);
   int32_t status = B->stream_destroy(entry->backend_stream);
+  unbind_partition(entry->partition);
   free(entry);
   return status;
+}
+
+SCHED_API int32_t sched_stream_rebind(uint32_t stream, uint32_t partition) {
+  REQUIRE_INIT();
+  stream_entry *entry = handles_get(&streams, stream);
+  if (entry == NULL) return bad_handle("stream", stream);
+  if (entry->partition == partition) return SCHED_OK;
+  void *backend_partition;
+  int32_t status = bind_partition(partition, &backend_partition);
+  if (status != SCHED_OK) return status;
+  status = B->stream_rebind(entry->backend_stream, backend_partition);
+  if (status != SCHED_OK) {
+    unbind_partition(partition);
+    return status;
+  }
+  unbind_partition(entry->partition);
+  entry->partition = partition;
+  store_native(entry);
+  return SCHED_OK;
 }
 
 SCHED_API int32_t sched_stream_query(uint32_t stream) {
@@ -225,7 +304,7 @@ SCHED_API int32_t sched_stream_native(uint32_t stream, void **out_native) {
   if (out_native == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_native must not be NULL");
   stream_entry *entry = handles_get(&streams, stream);
   if (entry == NULL) return bad_handle("stream", stream);
-  *out_native = entry->native;
+  *out_native = load_native(entry);
   return SCHED_OK;
 }
 
@@ -251,7 +330,7 @@ typedef struct native_search {
 static void match_native(void *object, void *arg) {
   native_search *search = arg;
   stream_entry *entry = object;
-  if (entry->native == search->native) search->found = entry->backend_stream;
+  if (load_native(entry) == search->native) search->found = entry->backend_stream;
 }
 
 SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_fn fn, void *user_data) {
@@ -264,6 +343,85 @@ SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_
   if (search.found == NULL)
     return sched_fail(SCHED_ERR_INVALID_HANDLE, "Native stream %p is not a live libsched stream", native_stream);
   return B->launch_host_func(search.found, fn, user_data);
+}
+
+/* --------------------------------------------------------------- partitions */
+
+SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, uint32_t *out_partitions,
+                                         uint32_t *out_sm_given) {
+  REQUIRE_INIT();
+  if (sm_counts == NULL || out_partitions == NULL || out_sm_given == NULL)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "sm_counts, out_partitions and out_sm_given must not be NULL");
+  if (n == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Partition count must be positive, got 0");
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (sm_counts[i] == 0)
+      return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "SM count of partition %" PRIu32 " must be positive, got 0", i);
+    sum += sm_counts[i];
+  }
+  if (sum > (uint64_t)device_sm_count)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Partitions ask for %" PRIu64 " SMs, the device has %" PRId32, sum,
+                      device_sm_count);
+  void **objects = calloc((size_t)n + 1, sizeof *objects);
+  uint32_t *given = calloc((size_t)n + 1, sizeof *given);
+  uint32_t *handles = calloc((size_t)n + 1, sizeof *handles);
+  int32_t status = SCHED_OK;
+  if (objects == NULL || given == NULL || handles == NULL) {
+    status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating %" PRIu32 " partitions", n);
+  } else {
+    status = B->partition_create(sm_counts, n, objects, given);
+  }
+  if (status == SCHED_OK) {
+    /* One allocation per entry, since each is freed on its own at destroy. */
+    for (uint32_t i = 0; i <= n && status == SCHED_OK; i++) {
+      if (objects[i] == NULL) continue; /* only the rest, when no SM remains */
+      partition_entry *entry = malloc(sizeof *entry);
+      if (entry != NULL) {
+        *entry = (partition_entry){objects[i], 0};
+        handles[i] = handles_add(&partitions, entry);
+      }
+      if (entry == NULL || handles[i] == 0) {
+        free(entry);
+        status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Too many partitions: the handle table is full");
+      }
+    }
+    if (status != SCHED_OK) {
+      for (uint32_t i = 0; i <= n; i++) {
+        if (handles[i] != 0) free(handles_remove(&partitions, handles[i]));
+        if (objects[i] != NULL) B->partition_destroy(objects[i]);
+      }
+    }
+  }
+  if (status == SCHED_OK) {
+    memcpy(out_partitions, handles, ((size_t)n + 1) * sizeof *handles);
+    memcpy(out_sm_given, given, ((size_t)n + 1) * sizeof *given);
+  }
+  free(objects);
+  free(given);
+  free(handles);
+  return status;
+}
+
+SCHED_API int32_t sched_partition_destroy(uint32_t partition) {
+  REQUIRE_INIT();
+  pthread_mutex_lock(&partitions_lock);
+  partition_entry *entry = handles_get(&partitions, partition);
+  if (entry == NULL) {
+    pthread_mutex_unlock(&partitions_lock);
+    return bad_handle("partition", partition);
+  }
+  if (entry->streams > 0) {
+    uint32_t bound = entry->streams;
+    pthread_mutex_unlock(&partitions_lock);
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
+                      "Partition %" PRIu32 " still has %" PRIu32 " stream(s) bound to it: rebind or destroy them first",
+                      partition, bound);
+  }
+  handles_remove(&partitions, partition);
+  pthread_mutex_unlock(&partitions_lock);
+  int32_t status = B->partition_destroy(entry->backend_partition);
+  free(entry);
+  return status;
 }
 
 /* ------------------------------------------------------------------- events */

@@ -77,8 +77,6 @@ export class ContextManager implements ContextHost {
   #handlers: MemoryPressureHandler[] = [];
   #claims = 0;
   #nativePool: number | undefined;
-  /** Resolves a partition id to what createStream needs; set by the partition manager. */
-  partitionResolver: ((id: string) => unknown) | undefined;
 
   constructor(scheduler: Scheduler) {
     this.#scheduler = scheduler;
@@ -145,15 +143,8 @@ export class ContextManager implements ContextHost {
           `(one device per scheduler today)`,
       );
     }
-    let partition: unknown;
-    if (opts.partition !== undefined) {
-      if (typeof opts.partition !== "string") {
-        throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
-      }
-      partition = this.partitionResolver?.(opts.partition);
-      if (partition === undefined) {
-        throw new RangeError(`${doing}: unknown partition ${show(opts.partition)}`);
-      }
+    if (opts.partition !== undefined && typeof opts.partition !== "string") {
+      throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
     }
     if (this.#contexts.has(name)) throw new RangeError(`${doing}: the name is already in use`);
 
@@ -179,10 +170,20 @@ export class ContextManager implements ContextHost {
       }
     }
     const priority = this.#evaluator.priorityBand(qos).default;
-    const stream = this.#scheduler.createStream({
-      priority,
-      ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
-    } as { priority: number });
+    let stream;
+    try {
+      stream = this.#scheduler.createStream({
+        priority,
+        ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
+      });
+    } catch (error) {
+      if (opts.partition !== undefined && error instanceof RangeError) {
+        throw new RangeError(`${doing}: unknown partition ${show(opts.partition)}`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
     let ctx: ExecutionContext;
     try {
       if (reserved > this.spare) this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[qos]);

@@ -483,13 +483,13 @@ export class MemoryPool implements Owned {
       }
       return cached;
     }
-    this.#makeRoom(classSize, stream);
+    this.#makeRoom(classSize);
     this.#budget?.request(classSize);
     const native = stream.nativeHandle("allocate");
     let ptr: Deno.PointerObject;
     try {
       ptr = deviceAlloc(this.#nativePool, native, classSize) ??
-        this.#retryAfterDevicePressure(classSize, stream, native);
+        this.#retryAfterDevicePressure(classSize, native);
     } catch (error) {
       this.#budget?.returned(classSize);
       throw error;
@@ -508,7 +508,7 @@ export class MemoryPool implements Owned {
   }
 
   /** Releases cache, then evicts, until classSize fits under the quota, or throws without side effects. */
-  #makeRoom(classSize: number, stream: Stream): void {
+  #makeRoom(classSize: number): void {
     const held = this.#allocated + this.#cached;
     if (held + classSize <= this.quota) return;
     const reclaimable = this.#cached + (this.enableEviction ? this.#evictableResident : 0);
@@ -528,11 +528,10 @@ export class MemoryPool implements Owned {
     while (this.#allocated + this.#cached + classSize > this.quota && this.#residentLru.head) {
       this.#evictBlock(this.#residentLru.head.value);
     }
-    void stream;
   }
 
   /** The device refused: give back the cache, evict what we may, and try once more. */
-  #retryAfterDevicePressure(classSize: number, stream: Stream, native: number): Deno.PointerObject {
+  #retryAfterDevicePressure(classSize: number, native: number): Deno.PointerObject {
     const touched = new Set<Stream>();
     while (this.#cacheLru.size > 0) touched.add(this.#releaseOldestCached());
     let released = 0;
@@ -691,37 +690,36 @@ export class MemoryPool implements Owned {
   }
 
   #makeBlockHost(): BlockHost {
-    const pool = this;
     return {
       name: this.name,
-      touch(block) {
+      touch: (block) => {
         const node = lruNodeOf(block);
-        if (node?.list) pool.#residentLru.touch(node);
+        if (node?.list) this.#residentLru.touch(node);
       },
-      ensureResident(block) {
-        pool.#assertAlive("use a block");
-        return memoryOf(block)?.ptr ?? pool.#restore(block);
+      ensureResident: (block) => {
+        this.#assertAlive("use a block");
+        return memoryOf(block)?.ptr ?? this.#restore(block);
       },
-      pin(block) {
+      pin: (block) => {
         const node = lruNodeOf(block);
         if (block._pins++ === 0 && node?.list) {
-          pool.#residentLru.remove(node);
-          pool.#evictableResident -= block.classSize;
+          this.#residentLru.remove(node);
+          this.#evictableResident -= block.classSize;
         }
       },
-      unpin(block) {
+      unpin: (block) => {
         const node = lruNodeOf(block);
         if (--block._pins === 0 && node && block._memory) {
-          pool.#residentLru.push(node);
-          pool.#evictableResident += block.classSize;
+          this.#residentLru.push(node);
+          this.#evictableResident += block.classSize;
         }
       },
-      release(block) {
-        return pool.#release(block);
+      release: (block) => {
+        return this.#release(block);
       },
-      write(block, ptr, offset, data) {
+      write: (block, ptr, offset, data) => {
         return stagedWrite(
-          pool.#staging,
+          this.#staging,
           block.stream,
           block.stream.nativeHandle("write"),
           ptr,
@@ -729,9 +727,9 @@ export class MemoryPool implements Owned {
           data,
         );
       },
-      read(block, ptr, offset, out) {
+      read: (block, ptr, offset, out) => {
         return stagedRead(
-          pool.#staging,
+          this.#staging,
           block.stream,
           block.stream.nativeHandle("read"),
           ptr,

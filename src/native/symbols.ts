@@ -54,8 +54,16 @@ export const symbols = {
   sched_stream_create: {
     parameters: [
       "i32", // int32_t priority
+      "u32", // uint32_t partition (0: the whole device)
       "buffer", // uint32_t *out_stream
       "buffer", // int32_t *out_priority
+    ],
+    result: "i32",
+  },
+  sched_stream_rebind: {
+    parameters: [
+      "u32", // uint32_t stream
+      "u32", // uint32_t partition (0: the whole device)
     ],
     result: "i32",
   },
@@ -84,6 +92,17 @@ export const symbols = {
     ],
     result: "i32",
   },
+
+  sched_partition_create: {
+    parameters: [
+      "buffer", // const uint32_t *sm_counts
+      "u32", // uint32_t n
+      "buffer", // uint32_t *out_partitions (n + 1)
+      "buffer", // uint32_t *out_sm_given (n + 1)
+    ],
+    result: "i32",
+  },
+  sched_partition_destroy: { parameters: ["u32"], result: "i32" }, // uint32_t partition
 
   sched_event_create: {
     parameters: [

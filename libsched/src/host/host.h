@@ -6,7 +6,9 @@
  *     generation at enqueue time and the worker marks it done when reached;
  *   - device memory is heap memory counted against a fixed capacity.
  * Priorities are recorded and reported, not enforced (the OS schedules the
- * workers); green-context SM partitions do not exist here.
+ * workers). SM partitions are simulated: the device reports 132 SMs in
+ * groups of 8, as an H100 or H200 does, and partitions get the same SM
+ * counts as there, but they only count: every worker runs on any CPU.
  */
 #ifndef GPUSCHED_HOST_H
 #define GPUSCHED_HOST_H
@@ -19,10 +21,18 @@
 typedef struct host_op host_op;
 typedef void (*host_op_run)(host_op *op);
 
-/* One queued operation; the worker runs it and frees it. */
+/* One queued operation; the worker runs it and frees it.
+ * `run` does the work. `complete`, when set, runs while the stream's lock is
+ * held, together with the stream's completed count, so that "this
+ * operation is done" (an event fired) and "the stream got this far" are
+ * observed at once, as on CUDA. `after`, when set, runs once the lock is
+ * released (notifications, which may wake other threads). */
 struct host_op {
   host_op *next;
   host_op_run run;
+  host_op_run complete;
+  host_op_run after;
+  void *ready; /* what `complete` hands to `after` */
   union {
     struct { void *dst; const void *src; uint64_t bytes; } copy;
     struct { void *dst; uint8_t value; uint64_t bytes; } set;
@@ -60,6 +70,10 @@ int32_t host_stream_enqueue(host_stream *s, host_op *op);
 int32_t host_streams_synchronize_all(void);
 void host_streams_wait_exit(void);
 
+
+/* The simulated SM layout (host_backend.c reports it, host_partition.c splits it). */
+#define HOST_SM_COUNT 132
+#define HOST_SM_GRANULARITY 8
 
 /* host_memory.c */
 void host_memory_reset(uint64_t capacity);

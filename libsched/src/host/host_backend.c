@@ -1,13 +1,13 @@
 /* The host backend's table, lifecycle and device description. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "host.h"
 
 void host_stream_ops(backend_ops *ops);
 void host_event_ops(backend_ops *ops);
 void host_memory_ops(backend_ops *ops);
+void host_partition_ops(backend_ops *ops);
 
 /* Mirrors the range of H100/H200 so priorities mean the same on both backends. */
 #define HOST_PRIORITY_LEAST 0
@@ -34,8 +34,12 @@ static int32_t device_info(sched_device_info *out) {
   snprintf(out->name, sizeof out->name, "Host CPU (simulated device)");
   out->total_memory = host_memory_capacity();
   out->free_memory = host_memory_capacity() - host_memory_used();
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  out->sm_count = cpus > 0 ? (int32_t)cpus : 1;
+  /* A fixed, GPU-like SM count rather than the CPU count, so that partition
+   * arithmetic (and every test of it) gives the same answers here as on an
+   * H100 or H200. */
+  out->sm_count = HOST_SM_COUNT;
+  out->sm_granularity = HOST_SM_GRANULARITY;
+  out->sm_groups = HOST_SM_COUNT / HOST_SM_GRANULARITY;
   out->priority_least = HOST_PRIORITY_LEAST;
   out->priority_greatest = HOST_PRIORITY_GREATEST;
   return SCHED_OK;
@@ -59,6 +63,7 @@ const backend_ops *host_backend_ops(void) {
     host_stream_ops(&table);
     host_event_ops(&table);
     host_memory_ops(&table);
+    host_partition_ops(&table);
     table.name = "host";
   }
   return &table;

@@ -40,7 +40,9 @@ static int32_t event_destroy(void *event) {
   return SCHED_OK;
 }
 
-static void run_record(host_op *op) {
+/* Under the stream's lock (see host_op): the event fires in the same
+ * instant the stream counts the record as done. */
+static void complete_record(host_op *op) {
   host_event *e = op->u.event.event;
   event_waiter *ready = NULL;
   pthread_mutex_lock(&events_lock);
@@ -61,18 +63,24 @@ static void run_record(host_op *op) {
   pthread_cond_broadcast(&events_progressed);
   unref(e);
   pthread_mutex_unlock(&events_lock);
-  while (ready != NULL) {
-    event_waiter *w = ready;
-    ready = w->next;
+  op->ready = ready;
+}
+
+static void notify_waiters(host_op *op) {
+  for (event_waiter *w = op->ready; w != NULL;) {
+    event_waiter *next = w->next;
     completions_push(w->token, SCHED_OK);
     free(w);
+    w = next;
   }
 }
 
 static int32_t event_record(void *event, void *stream) {
   host_event *e = event;
-  host_op *op = host_op_new(run_record);
+  host_op *op = host_op_new(NULL);
   if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory recording an event");
+  op->complete = complete_record;
+  op->after = notify_waiters;
   op->u.event.event = e;
   pthread_mutex_lock(&events_lock);
   op->u.event.generation = ++e->recorded;

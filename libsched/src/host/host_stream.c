@@ -47,11 +47,17 @@ static void *worker_main(void *arg) {
     s->head = op->next;
     if (s->head == NULL) s->tail = NULL;
     pthread_mutex_unlock(&s->lock);
-    op->run(op);
-    free(op);
+    if (op->run != NULL) op->run(op);
     pthread_mutex_lock(&s->lock);
+    if (op->complete != NULL) op->complete(op);
     s->completed++;
     pthread_cond_broadcast(&s->progressed);
+    if (op->after != NULL) {
+      pthread_mutex_unlock(&s->lock);
+      op->after(op);
+      pthread_mutex_lock(&s->lock);
+    }
+    free(op);
   }
   pthread_mutex_unlock(&s->lock);
   pthread_mutex_destroy(&s->lock);
@@ -65,7 +71,8 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-static int32_t stream_create(int32_t priority, void **out_stream) {
+static int32_t stream_create(int32_t priority, void *partition, void **out_stream) {
+  (void)partition; /* partitions only count here: any worker runs on any CPU */
   host_stream *s = calloc(1, sizeof *s);
   if (s == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a stream");
   pthread_mutex_init(&s->lock, NULL);
@@ -93,6 +100,14 @@ static int32_t stream_create(int32_t priority, void **out_stream) {
     return sched_fail(SCHED_ERR_BACKEND, "Cannot start a host stream worker: %s", strerror(rc));
   }
   *out_stream = s;
+  return SCHED_OK;
+}
+
+/* The worker thread is the stream and no SM set confines it, so moving it
+ * changes nothing that runs: its order is kept for free. */
+static int32_t stream_rebind(void *stream, void *partition) {
+  (void)stream;
+  (void)partition;
   return SCHED_OK;
 }
 
@@ -194,10 +209,11 @@ static int32_t launch_host_func_native(void *native, sched_host_fn fn, void *use
   return launch_host_func(native, fn, user_data);
 }
 
-static void run_notify(host_op *op) { completions_push(op->u.notify.token, SCHED_OK); }
+static void push_token(host_op *op) { completions_push(op->u.notify.token, SCHED_OK); }
 
 static int32_t stream_notify(void *stream, uint32_t token) {
-  host_op *op = host_op_new(run_notify);
+  host_op *op = host_op_new(NULL);
+  if (op != NULL) op->after = push_token;
   if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a notification");
   op->u.notify.token = token;
   return host_stream_enqueue(stream, op);
@@ -206,6 +222,7 @@ static int32_t stream_notify(void *stream, uint32_t token) {
 /* Exposed to host_backend.c through these accessors so the ops table stays in one place. */
 void host_stream_ops(backend_ops *ops) {
   ops->stream_create = stream_create;
+  ops->stream_rebind = stream_rebind;
   ops->stream_destroy = stream_destroy;
   ops->stream_query = stream_query;
   ops->stream_synchronize = stream_synchronize;

@@ -1,0 +1,409 @@
+/*
+ * SM partitions on CUDA: green contexts (compute capability 9.0 and later).
+ *
+ * The CUDA 13.0 runtime API has no green-context functions, and libsched
+ * never links libcuda (it must load where no driver is), so every driver
+ * function below comes from cudaGetDriverEntryPointByVersion; <cuda.h>
+ * supplies types only.
+ *
+ * A layout is made from ONE split of the whole device into groups of the
+ * minimum partition size: cuDevResourceGenerateDesc combines only groups of
+ * the same split, so each partition's descriptor takes consecutive groups
+ * and the rest takes the groups left over plus the split's remainder.
+ *
+ * The split ignores SM co-scheduling (GPC boundaries): so split, an H200's
+ * 132 SMs make 16 groups of 8 and 4 left over, and two halves of the device
+ * get 64 SMs each; split by GPC they make 15 groups and 12 left over, and
+ * two halves cannot both have 64. The price is that a partition's SMs need
+ * not share a GPC, which may limit large thread-block clusters; kernels
+ * with clusters of 2 ran in such partitions of 8 and of 64 SMs on an H200.
+ *
+ * cuGreenCtxCreate waits for the whole device to go idle (measured on an
+ * H200: 300 ms behind a 300 ms kernel), so every new layout costs a drain of
+ * the device; cuGreenCtxDestroy does not wait.
+ *
+ * Lifetime: a partition is referenced by its owner (the dispatch layer's
+ * handle) and by each native stream made in it. A green context must
+ * outlive its streams and the work they queued, so when the last reference
+ * goes the partition joins a retiring list; partitions_reap destroys it once
+ * the tail events recorded on its streams have completed. Reaping runs at
+ * each partition create and destroy, and at shutdown.
+ *
+ * Locking: one mutex guards the retiring list and every partition's tail
+ * events. It may be taken under the watcher's lock (a stream released by
+ * the watcher retires here) and never the other way round.
+ */
+#include <cuda.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../libsched/src/partition_plan.h"
+#include "cuda_common.h"
+
+/* The driver ABI these declarations (CUDA 13.0's cuda.h) describe. */
+#define DRIVER_ABI_VERSION 13000
+
+static const unsigned int SPLIT_FLAGS = CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING;
+
+struct driver_fns {
+  decltype(&cuDeviceGet) device_get;
+  decltype(&cuDeviceGetDevResource) device_get_dev_resource;
+  decltype(&cuDevSmResourceSplitByCount) sm_resource_split_by_count;
+  decltype(&cuDevResourceGenerateDesc) dev_resource_generate_desc;
+  decltype(&cuGreenCtxCreate) green_ctx_create;
+  decltype(&cuGreenCtxDestroy) green_ctx_destroy;
+  decltype(&cuGreenCtxStreamCreate) green_ctx_stream_create;
+  decltype(&cuGreenCtxGetDevResource) green_ctx_get_dev_resource;
+  decltype(&cuGetErrorName) get_error_name;
+  decltype(&cuGetErrorString) get_error_string;
+};
+
+struct tail_event {
+  cudaEvent_t event;
+  tail_event *next;
+};
+
+struct cuda_partition {
+  CUgreenCtx ctx;
+  /* One for the owner, one per native stream made in it and not yet retired. */
+  std::atomic<int> refcount;
+  tail_event *tails;             /* of its retired streams, not yet completed */
+  cuda_partition *next_retiring; /* in `retiring` once unreferenced */
+};
+
+/* Written only by partitions_init, which runs at sched_init and so races
+ * no other call. */
+static driver_fns drv;
+static bool available;
+static char unavailable_reason[256];
+static int granularity;
+static int groups_total;
+static CUdevice device;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static cuda_partition *retiring;
+
+static int32_t cu_status(CUresult r) {
+  switch (r) {
+    case CUDA_ERROR_NOT_SUPPORTED:
+      return SCHED_ERR_UNSUPPORTED;
+    case CUDA_ERROR_INVALID_VALUE:
+    case CUDA_ERROR_INVALID_RESOURCE_TYPE:
+    case CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION:
+      return SCHED_ERR_INVALID_ARGUMENT;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      return SCHED_ERR_OUT_OF_MEMORY;
+    default:
+      return SCHED_ERR_BACKEND;
+  }
+}
+
+/* The driver-API twin of cuda_fail: "<what> failed: <text> (<name>)". */
+static int32_t cu_fail(CUresult r, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static int32_t cu_fail(CUresult r, const char *fmt, ...) {
+  const char *name = NULL;
+  const char *text = NULL;
+  if (drv.get_error_name == NULL || drv.get_error_name(r, &name) != CUDA_SUCCESS) name = NULL;
+  if (drv.get_error_string == NULL || drv.get_error_string(r, &text) != CUDA_SUCCESS) text = NULL;
+  char what[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  return sched_fail(cu_status(r), "%s failed: %s (%s %d)", what, text != NULL ? text : "driver error",
+                    name != NULL ? name : "CUresult", (int)r);
+}
+
+static bool load(const char *name, void **fn) {
+  cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+  cudaError_t err = cudaGetDriverEntryPointByVersion(name, fn, DRIVER_ABI_VERSION, cudaEnableDefault, &found);
+  if (err == cudaSuccess && found == cudaDriverEntryPointSuccess && *fn != NULL) return true;
+  if (err != cudaSuccess) (void)cudaGetLastError();
+  *fn = NULL;
+  snprintf(unavailable_reason, sizeof unavailable_reason, "the CUDA driver has no %s for CUDA 13.0 (%s)", name,
+           found == cudaDriverEntryPointVersionNotSufficent ? "driver too old" : "symbol not found");
+  return false;
+}
+
+#define LOAD(field, name) load(name, (void **)&drv.field)
+
+void partitions_init(void) {
+  available = false;
+  granularity = 0;
+  groups_total = 0;
+  memset(&drv, 0, sizeof drv);
+  snprintf(unavailable_reason, sizeof unavailable_reason, "not initialized");
+  /* Error texts first, so later failures can be described. */
+  (void)LOAD(get_error_name, "cuGetErrorName");
+  (void)LOAD(get_error_string, "cuGetErrorString");
+  if (g_cuda.prop.major < 9) {
+    snprintf(unavailable_reason, sizeof unavailable_reason,
+             "green contexts are used from compute capability 9.0 on, this device has %d.%d", g_cuda.prop.major,
+             g_cuda.prop.minor);
+    return;
+  }
+  if (!(LOAD(device_get, "cuDeviceGet") && LOAD(device_get_dev_resource, "cuDeviceGetDevResource") &&
+        LOAD(sm_resource_split_by_count, "cuDevSmResourceSplitByCount") &&
+        LOAD(dev_resource_generate_desc, "cuDevResourceGenerateDesc") &&
+        LOAD(green_ctx_create, "cuGreenCtxCreate") && LOAD(green_ctx_destroy, "cuGreenCtxDestroy") &&
+        LOAD(green_ctx_stream_create, "cuGreenCtxStreamCreate") &&
+        LOAD(green_ctx_get_dev_resource, "cuGreenCtxGetDevResource"))) {
+    return;
+  }
+  CUresult r = drv.device_get(&device, g_cuda.device);
+  CUdevResource all;
+  memset(&all, 0, sizeof all);
+  if (r == CUDA_SUCCESS) r = drv.device_get_dev_resource(device, &all, CU_DEV_RESOURCE_TYPE_SM);
+  /* The group size and count are what a split really produces: count the
+   * groups of the co-scheduled minimum (8 from compute capability 9.0 on),
+   * then make one and read its size. */
+  CUdevResource first;
+  memset(&first, 0, sizeof first);
+  unsigned int groups = 0;
+  unsigned int one = 1;
+  if (r == CUDA_SUCCESS) {
+    unsigned int min_count = all.sm.minSmPartitionSize > 0 ? all.sm.minSmPartitionSize : 8;
+    r = drv.sm_resource_split_by_count(NULL, &groups, &all, NULL, SPLIT_FLAGS, min_count);
+    if (r == CUDA_SUCCESS && groups > 0) {
+      r = drv.sm_resource_split_by_count(&first, &one, &all, NULL, SPLIT_FLAGS, min_count);
+    }
+  }
+  if (r != CUDA_SUCCESS || groups == 0 || first.sm.smCount == 0) {
+    const char *text = NULL;
+    if (drv.get_error_string == NULL || drv.get_error_string(r, &text) != CUDA_SUCCESS) text = NULL;
+    snprintf(unavailable_reason, sizeof unavailable_reason, "the driver cannot split this device's SMs: %s",
+             r != CUDA_SUCCESS && text != NULL ? text : "no SM group");
+    return;
+  }
+  granularity = (int)first.sm.smCount;
+  groups_total = (int)groups;
+  available = true;
+}
+
+int partitions_granularity(void) { return available ? granularity : 0; }
+
+int partitions_groups(void) { return available ? groups_total : 0; }
+
+static void partition_release(cuda_partition *p) {
+  if (p->refcount.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  /* No CUDA call here: this may run on the watcher's thread. */
+  pthread_mutex_lock(&lock);
+  p->next_retiring = retiring;
+  retiring = p;
+  pthread_mutex_unlock(&lock);
+}
+
+/* Frees the tail events of p that have completed (all of them when wait).
+ * Returns whether none is left. Caller holds the lock. */
+static bool drop_completed_tails(cuda_partition *p, bool wait) {
+  for (tail_event **link = &p->tails; *link != NULL;) {
+    tail_event *t = *link;
+    cudaError_t err = wait ? cudaEventSynchronize(t->event) : cudaEventQuery(t->event);
+    if (err == cudaErrorNotReady) {
+      link = &t->next;
+      continue;
+    }
+    /* Another error means a failed context whose work will never run:
+     * nothing is left to wait for. */
+    if (err != cudaSuccess) (void)cudaGetLastError();
+    (void)cudaEventDestroy(t->event);
+    *link = t->next;
+    free(t);
+  }
+  return p->tails == NULL;
+}
+
+void partitions_reap(bool wait) {
+  pthread_mutex_lock(&lock);
+  for (cuda_partition **link = &retiring; *link != NULL;) {
+    cuda_partition *p = *link;
+    if (!drop_completed_tails(p, wait)) {
+      link = &p->next_retiring;
+      continue;
+    }
+    *link = p->next_retiring;
+    CUresult r = drv.green_ctx_destroy(p->ctx);
+    if (r != CUDA_SUCCESS) {
+      /* Nobody can report it (this runs on behalf of earlier calls);
+       * keep the text as this thread's last error for a debugger. */
+      (void)cu_fail(r, "cuGreenCtxDestroy");
+    }
+    free(p);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+int32_t partition_stream_create(cuda_partition *p, int priority, cudaStream_t *out) {
+  if (p == NULL) {
+    /* Non-blocking: libsched streams must never synchronize implicitly
+     * with the legacy default stream that user code might use. */
+    CUDA_CHECK(cudaStreamCreateWithPriority(out, cudaStreamNonBlocking, priority),
+               "cudaStreamCreateWithPriority with priority %d", priority);
+    return SCHED_OK;
+  }
+  CUstream s = NULL;
+  CUresult r = drv.green_ctx_stream_create(&s, p->ctx, CU_STREAM_NON_BLOCKING, priority);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuGreenCtxStreamCreate with priority %d", priority);
+  p->refcount.fetch_add(1, std::memory_order_relaxed);
+  *out = (cudaStream_t)s;
+  return SCHED_OK;
+}
+
+int32_t partition_stream_retire(cuda_partition *p, cudaStream_t s, cudaEvent_t tail) {
+  if (p == NULL) {
+    if (tail != NULL) (void)cudaEventDestroy(tail);
+    CUDA_CHECK(cudaStreamDestroy(s), "cudaStreamDestroy");
+    return SCHED_OK;
+  }
+  if (tail == NULL) {
+    cudaError_t err = cudaEventCreateWithFlags(&tail, cudaEventDisableTiming);
+    if (err == cudaSuccess && cudaEventRecord(tail, s) != cudaSuccess) {
+      (void)cudaEventDestroy(tail);
+      err = cudaErrorUnknown;
+    }
+    if (err != cudaSuccess) {
+      /* Without a tail event the only safe way to let the green context
+       * go later is to wait for the stream now. */
+      (void)cudaGetLastError();
+      (void)cudaStreamSynchronize(s);
+      tail = NULL;
+    }
+  }
+  tail_event *t = tail != NULL ? (tail_event *)calloc(1, sizeof *t) : NULL;
+  if (tail != NULL && t == NULL) {
+    (void)cudaEventSynchronize(tail);
+    (void)cudaEventDestroy(tail);
+  }
+  pthread_mutex_lock(&lock);
+  /* Streams come and go in a long-lived partition: keep only pending tails. */
+  (void)drop_completed_tails(p, false);
+  if (t != NULL) {
+    t->event = tail;
+    t->next = p->tails;
+    p->tails = t;
+  }
+  pthread_mutex_unlock(&lock);
+  cudaError_t err = cudaStreamDestroy(s);
+  partition_release(p);
+  if (err != cudaSuccess) return cuda_fail(err, "cudaStreamDestroy of a partition's stream");
+  return SCHED_OK;
+}
+
+/* A green context on `count` resources of one split; its real SM count is
+ * read back from the context. */
+static int32_t make_partition(CUdevResource *resources, unsigned int count, cuda_partition **out,
+                              uint32_t *out_sms) {
+  CUdevResourceDesc desc = NULL;
+  CUresult r = drv.dev_resource_generate_desc(&desc, resources, count);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevResourceGenerateDesc of %u SM group(s)", count);
+  CUgreenCtx ctx = NULL;
+  r = drv.green_ctx_create(&ctx, desc, device, CU_GREEN_CTX_DEFAULT_STREAM);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuGreenCtxCreate");
+  CUdevResource got;
+  memset(&got, 0, sizeof got);
+  r = drv.green_ctx_get_dev_resource(ctx, &got, CU_DEV_RESOURCE_TYPE_SM);
+  cuda_partition *p = r == CUDA_SUCCESS ? object_new<cuda_partition>() : NULL;
+  if (p == NULL) {
+    (void)drv.green_ctx_destroy(ctx);
+    return r != CUDA_SUCCESS ? cu_fail(r, "cuGreenCtxGetDevResource")
+                             : sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory for a partition");
+  }
+  p->ctx = ctx;
+  p->refcount.store(1, std::memory_order_relaxed);
+  *out = p;
+  *out_sms = got.sm.smCount;
+  return SCHED_OK;
+}
+
+/* The rest: groups left over plus the remainder. A descriptor may refuse
+ * to mix the remainder with groups (CUDA 13.1 documents that resources must
+ * share their co-scheduling alignment), so without it as a second try; the
+ * SM count written back says what the rest really got. */
+static int32_t make_rest(CUdevResource *left, unsigned int n_left, bool with_remainder, cuda_partition **out,
+                         uint32_t *out_sms) {
+  *out = NULL;
+  *out_sms = 0;
+  unsigned int count = n_left + (with_remainder ? 1u : 0u);
+  if (count == 0) return SCHED_OK;
+  int32_t status = make_partition(left, count, out, out_sms);
+  if (status == SCHED_OK || !with_remainder) return status;
+  if (n_left > 0) return make_partition(left, n_left, out, out_sms);
+  /* A remainder alone that makes no green context: nothing remains. */
+  return SCHED_OK;
+}
+
+static void destroy_now(cuda_partition *p) {
+  (void)drv.green_ctx_destroy(p->ctx);
+  free(p);
+}
+
+int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
+                              uint32_t *out_sm_given) {
+  BIND_DEVICE();
+  if (!available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", unavailable_reason);
+  partitions_reap(false);
+
+  CUdevResource all;
+  memset(&all, 0, sizeof all);
+  CUresult r = drv.device_get_dev_resource(device, &all, CU_DEV_RESOURCE_TYPE_SM);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDeviceGetDevResource");
+  unsigned int groups = 0;
+  r = drv.sm_resource_split_by_count(NULL, &groups, &all, NULL, SPLIT_FLAGS, (unsigned int)granularity);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevSmResourceSplitByCount (counting groups of %d SMs)", granularity);
+
+  /* One slot more, so the remainder can follow the last group and the rest's
+   * descriptor takes one contiguous run. */
+  CUdevResource *res = (CUdevResource *)calloc((size_t)groups + 1, sizeof *res);
+  uint32_t *units = (uint32_t *)calloc(n, sizeof *units);
+  cuda_partition **made = (cuda_partition **)calloc((size_t)n + 1, sizeof *made);
+  int32_t status = SCHED_OK;
+  if (res == NULL || units == NULL || made == NULL) {
+    status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory planning partitions");
+  }
+  CUdevResource remainder;
+  memset(&remainder, 0, sizeof remainder);
+  if (status == SCHED_OK) {
+    r = drv.sm_resource_split_by_count(res, &groups, &all, &remainder, SPLIT_FLAGS, (unsigned int)granularity);
+    if (r != CUDA_SUCCESS) status = cu_fail(r, "cuDevSmResourceSplitByCount into groups of %d SMs", granularity);
+  }
+  uint32_t unit = groups > 0 && res != NULL ? res[0].sm.smCount : (uint32_t)granularity;
+  if (status == SCHED_OK) status = partition_plan(sm_counts, n, unit, groups, units);
+
+  unsigned int next = 0;
+  for (uint32_t i = 0; i < n && status == SCHED_OK; i++) {
+    status = make_partition(res + next, units[i], &made[i], &out_sm_given[i]);
+    next += units[i];
+  }
+  if (status == SCHED_OK) {
+    bool has_remainder = remainder.type == CU_DEV_RESOURCE_TYPE_SM && remainder.sm.smCount > 0;
+    if (has_remainder) res[groups] = remainder;
+    status = make_rest(res + next, groups - next, has_remainder, &made[n], &out_sm_given[n]);
+  }
+  if (status == SCHED_OK) {
+    for (uint32_t i = 0; i <= n; i++) out_partitions[i] = made[i];
+  } else if (made != NULL) {
+    for (uint32_t i = 0; i <= n; i++) {
+      if (made[i] != NULL) destroy_now(made[i]);
+    }
+  }
+  free(res);
+  free(units);
+  free(made);
+  return status;
+}
+
+int32_t cuda_partition_destroy(void *partition) {
+  BIND_DEVICE();
+  partition_release((cuda_partition *)partition);
+  partitions_reap(false);
+  return SCHED_OK;
+}
