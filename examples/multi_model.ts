@@ -1,49 +1,52 @@
 /**
- * The multi-model demo. For now it starts the scheduler and shows what it
- * found: backend, device and memory. (The full LLM + TTS + vision demo
- * builds on the scheduler API; see the project's issues.)
+ * The multi-model demo: an LLM decoding token by token and a vision model
+ * classifying images run concurrently on one GPU (or the host backend),
+ * each in its own execution context with a VRAM budget and a QoS class;
+ * then a TTS stage speaks their combined result into a .wav file. It prints
+ * a report and writes a timeline of each context's device activity
+ * (timeline.json for Perfetto, timeline.svg). All weights are random.
+ * The pieces are in examples/demo/.
  *
- * Run: npx --yes deno@2.9.6 task demo [-- --backend host|cuda|auto]
+ * Run: npx --yes deno@2.9.6 task demo [-- --backend host|cuda] [-- --help]
  */
-import { GB, initialize, MB, shutdown } from "../mod.ts";
+import { type BackendChoice, backendFlag } from "./_backend.ts";
+import { runDemo } from "./demo/demo.ts";
+import { DEFAULT_OPTIONS, type DemoOptions, HELP, parseOptions } from "./demo/options.ts";
 
-function backendFromArgs(args: readonly string[]): "auto" | "cuda" | "host" {
-  const i = args.indexOf("--backend");
-  const value = i >= 0 ? args[i + 1] : args.find((a) => a.startsWith("--backend="))?.slice(10);
-  if (value === undefined) return "auto";
-  if (value === "auto" || value === "cuda" || value === "host") return value;
-  console.error(`Unknown --backend ${JSON.stringify(value)}: expected host, cuda or auto`);
-  Deno.exit(2);
+/** Options of `main` besides the backend. */
+export interface MainOptions extends Partial<Omit<DemoOptions, "backend">> {
+  /** Receives the progress lines while it runs (default: dropped). */
+  progress?: (line: string) => void;
 }
 
-function gib(bytes: number): string {
-  return bytes >= GB ? `${(bytes / GB).toFixed(2)} GiB` : `${(bytes / MB).toFixed(1)} MiB`;
+/** Runs the demo; returns the report it printed, for tests. */
+export function main(
+  backend: BackendChoice = backendFlag(),
+  options: MainOptions = {},
+): Promise<string[]> {
+  const { progress = () => {}, ...rest } = options;
+  return runDemo({ ...DEFAULT_OPTIONS, ...rest, backend }, progress);
 }
 
-let sched;
-try {
-  sched = initialize({ backend: backendFromArgs(Deno.args) });
-} catch (error) {
-  console.error(`gpusched: ${error instanceof Error ? error.message : String(error)}`);
-  Deno.exit(1);
-}
-try {
-  const { device } = sched;
-  const memory = sched.memoryInfo();
-  const stream = sched.createStream({ priority: device.priorityRange.greatest });
-  await stream.synchronize();
-  console.log(`backend       ${sched.backend}`);
-  console.log(`device        ${device.id}: ${device.name}`);
-  if (sched.backend === "cuda") {
-    console.log(`compute       sm_${device.computeCapability.join("")}, ${device.smCount} SMs`);
-  } else {
-    console.log(`workers       ${device.smCount} CPU cores`);
+if (import.meta.main) {
+  let options: DemoOptions | "help";
+  try {
+    options = parseOptions(Deno.args);
+  } catch (error) {
+    console.error(`demo: ${(error as Error).message}`);
+    Deno.exit(2);
   }
-  console.log(
-    `priorities    ${device.priorityRange.greatest} (most urgent) to ${device.priorityRange.least}`,
-  );
-  console.log(`memory        ${gib(memory.free)} free of ${gib(memory.total)}`);
-  console.log(`managed       ${gib(sched.memoryLimit)} (memoryLimit)`);
-} finally {
-  shutdown();
+  if (options === "help") {
+    console.log(HELP);
+    Deno.exit(0);
+  }
+  try {
+    const { backend, ...rest } = options;
+    console.log((await main(backend, { ...rest, progress: console.log })).join("\n"));
+  } catch (error) {
+    // A clear message, not a stack trace: the usual causes are a missing GPU or permission.
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`demo: ${message}`);
+    Deno.exit(1);
+  }
 }

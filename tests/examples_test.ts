@@ -6,6 +6,9 @@
 import assert from "node:assert/strict";
 import { main as basicContexts } from "../examples/basic_contexts.ts";
 import { main as memoryPool } from "../examples/memory_pool.ts";
+import { main as multiModel } from "../examples/multi_model.ts";
+import { main as ownKernel } from "../examples/own_kernel.ts";
+import { parseOptions } from "../examples/demo/options.ts";
 import { main as qosEvaluator } from "../examples/qos_evaluator.ts";
 import { main as sessions } from "../examples/sessions.ts";
 import { main as streamsEvents } from "../examples/streams_events.ts";
@@ -70,4 +73,149 @@ Deno.test("example qos_evaluator.ts", () => {
   assert.equal(lines[2], "TTS: admit (priority -3)");
   assert.match(lines[3]!, /^Batch embeddings: queue/);
   assert.equal(lines[4], "after releasing inference-1: 7.5 GiB unreserved");
+});
+
+exampleTest("own_kernel.ts", ownKernel, (lines) => {
+  assert.match(lines[0]!, /^launched gs_fill_u32 on (host|cuda), stream \d+$/);
+  assert.equal(lines[1], "read back 1048576 values: all correct");
+  assert.equal(lines[2], "first values 1000, 1001, 1002, 1003");
+});
+
+/** Runs the demo small, into out/test/<backend>[-background]; returns report, progress and files. */
+async function runDemo(backend: "host" | "cuda", background: boolean) {
+  const out = `out/test/${backend}${background ? "-background" : ""}`;
+  const progress: string[] = [];
+  const report = await multiModel(backend, {
+    scale: 0.1,
+    background,
+    out,
+    progress: (line) => progress.push(line),
+  });
+  const read = (name: string) => Deno.readFile(`${out}/${name}`);
+  return {
+    report,
+    progress,
+    trace: JSON.parse(new TextDecoder().decode(await read("timeline.json"))),
+    svg: new TextDecoder().decode(await read("timeline.svg")),
+    wav: await read("speech.wav"),
+    out,
+  };
+}
+
+function row(report: string[], name: string): string[] {
+  const line = report.find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `a report row for ${name}`);
+  return line.trim().split(/ {2,}/);
+}
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name: `[${backend.name}] example multi_model.ts runs llm and vision concurrently, then tts, ` +
+      `and writes the trace, the SVG and the audio${
+        backend.skip ? ` (skipped: ${backend.skip})` : ""
+      }`,
+    ignore: backend.skip !== undefined,
+    async fn() {
+      const { report, progress, trace, svg, wav, out } = await runDemo(backend.name, false);
+      for (const stage of ["llm + vision:", "llm:", "vision:", "tts:", "wrote 3 files"]) {
+        assert.ok(progress.some((l) => l.includes(stage)), `progress line for ${stage}`);
+      }
+      assert.ok(report.includes(`backend     ${backend.name}`));
+      assert.deepEqual(row(report, "llm").slice(0, 5), [
+        "llm",
+        "guaranteed",
+        "-5",
+        "64 MiB",
+        "64 MiB",
+      ]);
+      assert.deepEqual(row(report, "tts").slice(1, 5), ["burstable", "-3", "32 MiB", "8.0 MiB"]);
+      assert.match(report.find((l) => l.startsWith("llm said"))!, /^llm said {4}"the( \w+){4}"$/);
+      assert.ok(report.some((l) => l.includes(`${out}/speech.wav`)));
+
+      // The trace: a named thread per context, complete events in microseconds.
+      const names = trace.traceEvents.filter((e: { name: string }) => e.name === "thread_name")
+        .map((e: { args: { name: string } }) => e.args.name.split(" ")[0]);
+      assert.deepEqual(names, ["llm", "vision", "tts"]);
+      const spans = trace.traceEvents.filter((e: { ph: string }) => e.ph === "X");
+      for (const lane of [1, 2, 3]) {
+        assert.ok(spans.some((e: { tid: number }) => e.tid === lane), `spans on tid ${lane}`);
+      }
+      for (const e of spans) assert.ok(e.ts >= 0 && e.dur >= 0, `${e.name}: ts and dur`);
+      assert.equal(spans.filter((e: { cat: string }) => e.cat === "llm").length, 1 + 4); // load + tokens
+
+      assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+      for (const lane of ["llm", "vision", "tts"]) assert.ok(svg.includes(`>${lane}</text>`));
+
+      // A playable WAV: RIFF header, PCM, mono, 16-bit, sizes that add up.
+      const view = new DataView(wav.buffer, wav.byteOffset, wav.byteLength);
+      const ascii = (at: number) => new TextDecoder().decode(wav.subarray(at, at + 4));
+      assert.deepEqual([ascii(0), ascii(8), ascii(12), ascii(36)], [
+        "RIFF",
+        "WAVE",
+        "fmt ",
+        "data",
+      ]);
+      assert.equal(view.getUint32(4, true), wav.byteLength - 8);
+      assert.deepEqual(
+        [view.getUint16(20, true), view.getUint16(22, true), view.getUint16(34, true)],
+        [1, 1, 16],
+      );
+      assert.equal(view.getUint32(40, true), wav.byteLength - 44);
+      let loudest = 0;
+      for (let i = 44; i < wav.byteLength; i += 2) {
+        loudest = Math.max(loudest, Math.abs(view.getInt16(i, true)));
+      }
+      assert.ok(loudest > 3000, `audible, peak ${loudest}`);
+    },
+  });
+
+  Deno.test({
+    name: `[${backend.name}] example multi_model.ts --background: the best-effort job's ` +
+      `buffers are evicted for the others${backend.skip ? ` (skipped: ${backend.skip})` : ""}`,
+    ignore: backend.skip !== undefined,
+    async fn() {
+      const { report, trace } = await runDemo(backend.name, true);
+      const background = row(report, "background");
+      assert.deepEqual(background.slice(1, 5), ["best_effort", "0", "128 MiB", "0 MiB"]);
+      assert.ok(Number(background[7]) >= 1, `evictions: ${background[7]}`);
+      assert.match(report.find((l) => l.startsWith("memory pressure"))!, /vision x\d+/);
+      assert.ok(trace.traceEvents.some((e: { cat?: string }) => e.cat === "background"));
+    },
+  });
+}
+
+Deno.test("example multi_model.ts reads its options from the command line", () => {
+  assert.deepEqual(parseOptions([]), {
+    backend: "auto",
+    scale: 1,
+    background: false,
+    partitioned: false,
+    out: "out",
+  });
+  assert.deepEqual(
+    parseOptions([
+      "--",
+      "--backend",
+      "host",
+      "--scale=0.5",
+      "--background",
+      "--partitioned",
+      "--out",
+      "o",
+    ]),
+    { backend: "host", scale: 0.5, background: true, partitioned: true, out: "o" },
+  );
+  const off = parseOptions(["--background", "--background=off"]);
+  assert.ok(off !== "help" && off.background === false);
+  assert.equal(parseOptions(["--scale", "2", "-h"]), "help");
+  assert.throws(
+    () => parseOptions(["--backend", "tpu"]),
+    /--backend must be host, cuda or auto, got "tpu"/,
+  );
+  assert.throws(
+    () => parseOptions(["--scale", "0"]),
+    /--scale must be a number in \(0, 100\], got "0"/,
+  );
+  assert.throws(() => parseOptions(["--out"]), /Option --out needs a value/);
+  assert.throws(() => parseOptions(["--fast"]), /Unknown option "--fast"/);
 });
