@@ -343,11 +343,24 @@ export function initialize(options?: InitializeOptions): Scheduler {
       );
     }
     active = new Scheduler(backend, device, memoryLimit ?? available);
+    shutDownOnUnload();
     return active;
   } catch (error) {
     lib().sched_shutdown();
     throw error;
   }
+}
+
+let unloadHooked = false;
+
+/**
+ * A program that ends without shutdown() must not leave libsched's threads
+ * running queued copies while the process tears down (that crashed).
+ */
+function shutDownOnUnload(): void {
+  if (unloadHooked) return;
+  unloadHooked = true;
+  globalThis.addEventListener("unload", () => active?.shutdown());
 }
 
 /**

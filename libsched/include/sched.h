@@ -283,8 +283,11 @@ SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, 
  * Installs the function the notifier thread calls when completions are
  * waiting to be drained (one call per batch: it is not called again until
  * sched_completions_drain has emptied the queue). The notifier is process
- * wide and outlives sched_shutdown, so fn must stay callable for the life
- * of the process once installed. Passing NULL stops notifications.
+ * wide and outlives sched_shutdown, so fn must stay callable until it is
+ * replaced. Installing a function discards completions still queued for the
+ * previous one, and if the previous one never returned from a call (its
+ * JavaScript isolate is gone), a fresh notifier thread takes over. Passing
+ * NULL stops notifications.
  */
 SCHED_API int32_t sched_notifier_install(sched_notify_fn fn);
 

@@ -32,20 +32,31 @@ static pthread_cond_t queue_ready = PTHREAD_COND_INITIALIZER;
 static completion *queue;
 static size_t queue_len, queue_cap;
 static sched_notify_fn notify_fn;
-static int signaled;         /* notify_fn was called and the queue not yet emptied */
-static int notifier_running; /* the thread exists */
+static int signaled; /* notify_fn was called and the queue not yet emptied */
+/* Generation of the live notifier thread (0: none). A thread whose call into
+ * notify_fn never returns (its JavaScript isolate went away while the call
+ * was queued) is retired: the next install starts a fresh thread, and the
+ * old one exits if its call ever returns. */
+static uintptr_t live_generation;
+static int in_call; /* the live thread is inside notify_fn */
 
-static void *notifier_main(void *unused) {
-  (void)unused;
+static void *notifier_main(void *arg) {
+  uintptr_t generation = (uintptr_t)arg;
   pthread_mutex_lock(&queue_lock);
-  for (;;) {
-    while (notify_fn == NULL || queue_len == 0 || signaled) pthread_cond_wait(&queue_ready, &queue_lock);
+  while (generation == live_generation) {
+    if (notify_fn == NULL || queue_len == 0 || signaled) {
+      pthread_cond_wait(&queue_ready, &queue_lock);
+      continue;
+    }
     sched_notify_fn fn = notify_fn;
     signaled = 1;
+    in_call = 1;
     pthread_mutex_unlock(&queue_lock);
     fn();
     pthread_mutex_lock(&queue_lock);
+    if (generation == live_generation) in_call = 0;
   }
+  pthread_mutex_unlock(&queue_lock);
   return NULL;
 }
 
@@ -71,21 +82,29 @@ SCHED_API int32_t sched_notifier_install(sched_notify_fn fn) {
   pthread_mutex_lock(&queue_lock);
   notify_fn = fn;
   signaled = 0;
-  if (!notifier_running && fn != NULL) {
+  if (fn != NULL) {
+    /* Tokens still queued belong to whoever installed the previous
+     * function; the new one numbers its own from scratch. */
+    queue_len = 0;
+  }
+  if (fn != NULL && (live_generation == 0 || in_call)) {
+    static uintptr_t generations;
+    uintptr_t generation = ++generations;
     pthread_t thread;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&thread, &attr, notifier_main, NULL);
+    int rc = pthread_create(&thread, &attr, notifier_main, (void *)generation);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
       notify_fn = NULL;
       pthread_mutex_unlock(&queue_lock);
       return sched_fail(SCHED_ERR_BACKEND, "Cannot start the notifier thread: %s", strerror(rc));
     }
-    notifier_running = 1;
+    live_generation = generation;
+    in_call = 0;
   }
-  pthread_cond_signal(&queue_ready);
+  pthread_cond_broadcast(&queue_ready);
   pthread_mutex_unlock(&queue_lock);
   return SCHED_OK;
 }
