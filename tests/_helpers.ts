@@ -24,19 +24,25 @@ export const BACKENDS: readonly { name: BackendName; skip: string | undefined }[
 
 /**
  * Registers `fn` once per backend, with a scheduler initialized for it and
- * shut down afterwards (also on failure).
+ * shut down afterwards (also on failure). `hostMemory` sizes the host
+ * backend's device and, unless `memoryLimit` says otherwise, caps the
+ * managed memory on every backend, so a test sees the same budget on a
+ * 141 GB GPU as on the host.
  */
 export function backendTest(
   name: string,
   fn: (sched: Scheduler) => void | Promise<void>,
-  options: { hostMemory?: number } = {},
+  options: { hostMemory?: number; memoryLimit?: number } = {},
 ): void {
+  const limits = options.hostMemory === undefined
+    ? options
+    : { memoryLimit: options.hostMemory, ...options };
   for (const backend of BACKENDS) {
     Deno.test({
       name: `[${backend.name}] ${name}${backend.skip ? ` (skipped: ${backend.skip})` : ""}`,
       ignore: backend.skip !== undefined,
       async fn() {
-        const sched = initialize({ backend: backend.name, ...options });
+        const sched = initialize({ backend: backend.name, ...limits });
         try {
           await fn(sched);
         } finally {

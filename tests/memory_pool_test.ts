@@ -7,7 +7,7 @@ import {
   shutdown,
   VramBudgetExceededError,
 } from "../mod.ts";
-import { backendTest, kernels, randomBytes, spin } from "./_helpers.ts";
+import { backendTest, d2h, kernels, randomBytes, spin, Status } from "./_helpers.ts";
 
 async function fill(block: PoolBlock, seed: number): Promise<Uint8Array> {
   const data = randomBytes(block.size, seed);
@@ -296,3 +296,25 @@ backendTest("a destroyed pool, or one whose scheduler shut down, refuses use", (
   assert.throws(() => b2.ptr, SchedulerError);
   second.destroy();
 });
+
+backendTest(
+  "a large write is fully queued when called, so work queued after it sees it",
+  async (sched) => {
+    using pool = new MemoryPool({ quota: 64 * MB });
+    const block = pool.allocate(13 * MB + 7); // four staging chunks
+    const data = randomBytes(block.size, 21);
+    const writing = block.write(data); // not awaited: the event below is queued right after the call
+    const queuedAfter = sched.createEvent().record(block.stream);
+    await queuedAfter.synchronize();
+    // When that event fired, every chunk, the last one included, must be on the device.
+    const probe = sched.createStream();
+    const tail = new Uint8Array(4096);
+    assert.equal(
+      d2h(tail, block.ptr, probe.nativeHandle("probe"), block.size - tail.length),
+      Status.OK,
+    );
+    probe.synchronizeSync();
+    assert.deepEqual(tail, data.subarray(block.size - tail.length));
+    await writing;
+  },
+);

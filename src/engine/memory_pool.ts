@@ -25,7 +25,7 @@ import {
 import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
-import { stagedRead, stagedWrite, StagingArea } from "./staging.ts";
+import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
 
 /** Options of `new MemoryPool()`. */
 export interface MemoryPoolOptions {
@@ -210,7 +210,7 @@ export class MemoryPool implements Owned {
   #live: PoolBlock[] = [];
   #spareHost = new Map<number, HostCopy[]>();
   #spareHostBytes = 0;
-  #staging = new StagingArea();
+  #staging: StagingArea;
   #orderEvent: GpuEvent;
   #streams = new Set<Stream>();
   #host: BlockHost;
@@ -253,6 +253,7 @@ export class MemoryPool implements Owned {
     }
     this.name = opts.name ?? "pool";
     this.#scheduler = getScheduler();
+    this.#staging = stagingFor(this.#scheduler);
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     this.#ownsNativePool = internals?.nativePool === undefined;
     this.#nativePool = internals?.nativePool ?? createNativePool(this.quota);
@@ -446,7 +447,6 @@ export class MemoryPool implements Owned {
     while (this.#cacheLru.size > 0) this.#releaseOldestCached();
     for (const copies of this.#spareHost.values()) for (const copy of copies) pinnedFree(copy.ptr);
     this.#spareHost.clear();
-    this.#staging.dispose();
     this.#orderEvent.destroy();
     if (this.#ownsStream) this.stream.destroy();
     if (this.#ownsNativePool) destroyNativePool(this.#nativePool);

@@ -5,9 +5,10 @@
  * A CUDA copy from or to pageable memory (any JavaScript ArrayBuffer)
  * blocks the calling thread: device-to-host until the copy and everything
  * queued before it on the stream are done. Awaiting such a call would
- * still freeze the event loop. So transfers go through page-locked chunks:
- * the copy engine works on one chunk while JavaScript fills or drains the
- * other, and the only waits are `await`s on stream positions.
+ * still freeze the event loop. So transfers go through page-locked chunks,
+ * and the only wait is an `await` on the stream position after the last
+ * copy. A transfer takes as many chunks as it needs, so all its copies are
+ * queued when the call returns, as API.md promises.
  *
  * @module
  */
@@ -17,16 +18,21 @@ import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "./native_memo
 
 /** Bytes per staging chunk: large enough to run near copy-engine speed. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
+/** Free chunks kept for reuse; more are freed once their copies completed. */
+const KEPT_CHUNKS = 16;
 
 interface Chunk {
   readonly ptr: Deno.PointerObject;
   readonly view: Uint8Array;
 }
 
-/** A free list of pinned chunks; grows to the number of transfers in flight. */
+/**
+ * A free list of pinned chunks, one per scheduler (pinned allocation costs
+ * milliseconds; sharing keeps every pool's first transfer fast).
+ */
 export class StagingArea {
   #free: Chunk[] = [];
-  #all: Chunk[] = [];
+  #held = 0;
 
   /** A free chunk, allocating one when none is free. */
   acquire(): Chunk {
@@ -38,37 +44,68 @@ export class StagingArea {
         `Cannot stage a transfer: ${CHUNK_BYTES} bytes of pinned host memory refused`,
       );
     }
-    const fresh = {
+    this.#held++;
+    return {
       ptr,
       view: new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, CHUNK_BYTES)),
     };
-    this.#all.push(fresh);
-    return fresh;
   }
 
   /** Returns a chunk whose copies have completed. */
   release(chunk: Chunk): void {
-    this.#free.push(chunk);
-  }
-
-  /** Frees every chunk (all transfers must have settled). */
-  dispose(): void {
-    for (const chunk of this.#all) pinnedFree(chunk.ptr);
-    this.#all = [];
-    this.#free = [];
+    if (this.#free.length < KEPT_CHUNKS) {
+      this.#free.push(chunk);
+    } else {
+      pinnedFree(chunk.ptr);
+      this.#held--;
+    }
   }
 
   /** Pinned bytes held. */
   get bytes(): number {
-    return this.#all.length * CHUNK_BYTES;
+    return this.#held * CHUNK_BYTES;
   }
 }
 
+const areas = new WeakMap<object, StagingArea>();
+
+/** The staging area shared by everything of one scheduler. */
+export function stagingFor(scheduler: object): StagingArea {
+  let area = areas.get(scheduler);
+  if (!area) {
+    area = new StagingArea();
+    areas.set(scheduler, area);
+  }
+  return area;
+}
+
 /**
- * Copies `data` to `device + offset` on `stream`; resolves when the copy is
- * complete. `native` is the stream's libsched handle.
+ * Waits for the copies queued with `chunks` (even after a failure) and
+ * gives the chunks back; rethrows the first failure.
  */
-export async function stagedWrite(
+async function settle(
+  area: StagingArea,
+  stream: Stream,
+  chunks: Chunk[],
+  failure: unknown,
+  onDone?: () => void,
+): Promise<void> {
+  try {
+    if (chunks.length > 0) await stream.synchronize();
+    if (failure === undefined) onDone?.();
+  } finally {
+    for (const chunk of chunks) area.release(chunk);
+  }
+  if (failure !== undefined) throw failure;
+}
+
+/**
+ * Copies `data` to `device + offset` on `stream`. Every copy is queued
+ * before this returns (so work queued on the stream afterwards sees the
+ * data); the promise resolves when they are complete. `native` is the
+ * stream's libsched handle.
+ */
+export function stagedWrite(
   area: StagingArea,
   stream: Stream,
   native: number,
@@ -76,7 +113,8 @@ export async function stagedWrite(
   offset: number,
   data: Uint8Array,
 ): Promise<void> {
-  let previous: { chunk: Chunk; done: Promise<void> } | undefined;
+  const chunks: Chunk[] = [];
+  let failure: unknown;
   try {
     for (let pos = 0; pos < data.byteLength; pos += CHUNK_BYTES) {
       const n = Math.min(CHUNK_BYTES, data.byteLength - pos);
@@ -88,28 +126,19 @@ export async function stagedWrite(
         area.release(chunk);
         throw error;
       }
-      // The position promise must be taken right after this chunk's copy,
-      // before the next one is queued.
-      const done = stream.synchronize();
-      if (previous) {
-        await previous.done;
-        area.release(previous.chunk);
-      }
-      previous = { chunk, done };
+      chunks.push(chunk);
     }
-  } finally {
-    if (previous) {
-      await previous.done;
-      area.release(previous.chunk);
-    }
+  } catch (error) {
+    failure = error;
   }
+  return settle(area, stream, chunks, failure);
 }
 
 /**
- * Copies `device + offset` into `out` on `stream`; resolves when `out`
- * holds the data.
+ * Copies `device + offset` into `out` on `stream`. Every copy is queued
+ * before this returns; the promise resolves when `out` holds the data.
  */
-export async function stagedRead(
+export function stagedRead(
   area: StagingArea,
   stream: Stream,
   native: number,
@@ -117,15 +146,8 @@ export async function stagedRead(
   offset: number,
   out: Uint8Array,
 ): Promise<void> {
-  let previous: { chunk: Chunk; done: Promise<void>; pos: number; n: number } | undefined;
-  const drain = async (p: NonNullable<typeof previous>) => {
-    try {
-      await p.done;
-      out.set(p.chunk.view.subarray(0, p.n), p.pos);
-    } finally {
-      area.release(p.chunk);
-    }
-  };
+  const chunks: Chunk[] = [];
+  let failure: unknown;
   try {
     for (let pos = 0; pos < out.byteLength; pos += CHUNK_BYTES) {
       const n = Math.min(CHUNK_BYTES, out.byteLength - pos);
@@ -136,12 +158,15 @@ export async function stagedRead(
         area.release(chunk);
         throw error;
       }
-      const done = stream.synchronize();
-      const waiting = previous;
-      previous = { chunk, done, pos, n };
-      if (waiting) await drain(waiting);
+      chunks.push(chunk);
     }
-  } finally {
-    if (previous) await drain(previous);
+  } catch (error) {
+    failure = error;
   }
+  return settle(area, stream, chunks, failure, () => {
+    chunks.forEach((chunk, i) => {
+      const pos = i * CHUNK_BYTES;
+      out.set(chunk.view.subarray(0, Math.min(CHUNK_BYTES, out.byteLength - pos)), pos);
+    });
+  });
 }
