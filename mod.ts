@@ -108,3 +108,4 @@ export {
   PartitionManager,
   type PartitionStreamOptions,
 } from "./src/engine/partition_manager.ts";
+export type { Owned, Owner } from "./src/lifetime.ts";

@@ -19,6 +19,7 @@ import { statusName } from "./native/status_codes.ts";
  * ```
  */
 export class SchedulerError extends Error {
+  /** Always `"SchedulerError"`. */
   override name = "SchedulerError";
 }
 
@@ -34,6 +35,7 @@ export class SchedulerError extends Error {
  * ```
  */
 export class AdmissionError extends SchedulerError {
+  /** Always `"AdmissionError"`. */
   override name = "AdmissionError";
 }
 
@@ -49,6 +51,7 @@ export class AdmissionError extends SchedulerError {
  * ```
  */
 export class VramBudgetExceededError extends SchedulerError {
+  /** Always `"VramBudgetExceededError"`. */
   override name = "VramBudgetExceededError";
   /** Name of the context that asked. */
   readonly context: string;
@@ -58,6 +61,8 @@ export class VramBudgetExceededError extends SchedulerError {
   readonly available: number;
 
   /**
+   * An error for `context` asking `requested` bytes when `available` could be given.
+   *
    * @param context name of the context that asked
    * @param requested bytes asked for
    * @param available bytes that could have been given
@@ -85,6 +90,7 @@ export class VramBudgetExceededError extends SchedulerError {
  * ```
  */
 export class NoActiveSessionError extends SchedulerError {
+  /** Always `"NoActiveSessionError"`. */
   override name = "NoActiveSessionError";
 }
 
@@ -101,11 +107,14 @@ export class NoActiveSessionError extends SchedulerError {
  * ```
  */
 export class NativeError extends SchedulerError {
+  /** Always `"NativeError"`. */
   override name = "NativeError";
   /** libsched status code (`sched_status` in sched.h). */
   readonly code: number;
 
   /**
+   * A failure of libsched, with its status code and message.
+   *
    * @param code libsched status code
    * @param message the backend's message
    * @param options standard error options (`cause`)

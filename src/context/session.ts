@@ -84,6 +84,7 @@ class SyncSession implements ContextScope {
  * @throws {SchedulerError} when ctx was destroyed
  */
 export function contextSession(ctx: ExecutionContext): ContextScope;
+/** Runs `fn` with `ctx` current across every await; resolves to its result. */
 export function contextSession<T>(
   ctx: ExecutionContext,
   fn: (ctx: ExecutionContext) => T | Promise<T>,

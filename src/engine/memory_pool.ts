@@ -233,6 +233,8 @@ export class MemoryPool implements Owned {
   #peak = 0;
 
   /**
+   * A pool on the initialized scheduler's device.
+   *
    * @throws {TypeError | RangeError} for bad options
    * @throws {SchedulerError} when the scheduler is not initialized
    */

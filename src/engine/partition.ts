@@ -36,6 +36,8 @@ export class PartitionConfig {
   readonly totalMemory: number | undefined;
 
   /**
+   * A configuration; `totalMemory` defaults to the device's memory.
+   *
    * @param options `totalMemory` (optional)
    * @throws {TypeError | RangeError} when `totalMemory` is not a positive integer
    */
@@ -75,6 +77,8 @@ export class PartitionLimits {
   readonly computeLimit: number | undefined;
 
   /**
+   * Limits, empty unless `init` gives some.
+   *
    * @param init limits to start from (default: none)
    * @throws {TypeError | RangeError} as `memory()` and `compute()` do
    */

@@ -154,6 +154,8 @@ export class PartitionManager implements Owned {
   #open = true;
 
   /**
+   * The partition manager of the initialized scheduler (one at a time).
+   *
    * @param config `totalMemory` (default: the scheduler's `memoryLimit`)
    * @throws {SchedulerError} before `initialize()`, or while another manager is open
    * @throws {TypeError | RangeError} for a bad config, or `totalMemory` above the device's memory

@@ -130,6 +130,8 @@ export class QosPolicyEvaluator {
   readonly #bestEffortDefault: number;
 
   /**
+   * An evaluator with nothing reserved yet.
+   *
    * @param options `totalMemory` (required), `totalBandwidth`, `priorityRange`
    * @throws {TypeError | RangeError} naming the bad option and its value
    *

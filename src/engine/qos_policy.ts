@@ -24,7 +24,11 @@
  * assert.equal(policy, "burstable");
  * ```
  */
-export const QoSPolicy = Object.freeze(
+export const QoSPolicy: {
+  readonly GUARANTEED: "guaranteed";
+  readonly BURSTABLE: "burstable";
+  readonly BEST_EFFORT: "best_effort";
+} = Object.freeze(
   {
     GUARANTEED: "guaranteed",
     BURSTABLE: "burstable",
