@@ -65,6 +65,14 @@ export function expectStatus(actual: number, expected: number, what = "status"):
 const u32Out = new Uint32Array(1);
 const ptrOut = new BigUint64Array(1);
 
+const nativeOut = new BigUint64Array(1);
+
+/** The native stream (what user kernels take) of a raw libsched stream. */
+export function nativeOf(stream: number): Deno.PointerValue {
+  expectStatus(lib().sched_stream_native(stream, nativeOut), Status.OK);
+  return Deno.UnsafePointer.create(nativeOut[0]!);
+}
+
 /** Creates a raw libsched stream (in a raw partition, 0: the whole device) and returns its handle. */
 export function rawStream(priority = 0, partition = 0): number {
   expectStatus(

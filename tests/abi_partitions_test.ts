@@ -7,18 +7,13 @@ import {
   gate,
   hold,
   lib,
+  nativeOf,
   rawMallocAsync,
   rawPool,
   rawStream,
   spin,
   Status,
 } from "./_helpers.ts";
-
-const nativeOut = new BigUint64Array(1);
-function nativeOf(stream: number): Deno.PointerValue {
-  expectStatus(lib().sched_stream_native(stream, nativeOut), Status.OK);
-  return Deno.UnsafePointer.create(nativeOut[0]!);
-}
 
 interface RawSet {
   handles: Uint32Array;

@@ -5,6 +5,7 @@ import {
   expectStatus,
   kernels,
   lib,
+  nativeOf,
   rawEvent,
   rawMallocAsync,
   rawPool,
@@ -12,12 +13,6 @@ import {
   spin,
   Status,
 } from "./_helpers.ts";
-
-const nativeOut = new BigUint64Array(1);
-function nativeOf(stream: number): Deno.PointerValue {
-  expectStatus(lib().sched_stream_native(stream, nativeOut), Status.OK);
-  return Deno.UnsafePointer.create(nativeOut[0]!);
-}
 
 backendTest(
   "sched_stream_create clamps priorities to the device range and reports them",

@@ -100,6 +100,34 @@ async function settle(
 }
 
 /**
+ * Takes a chunk for each CHUNK_BYTES of `bytes` and queues its copy with
+ * `copy`; stops at the first failure, keeping the chunks whose copies were
+ * queued (they must not be reused before those copies complete).
+ */
+function queueChunks(
+  area: StagingArea,
+  bytes: number,
+  copy: (chunk: Chunk, pos: number, n: number) => void,
+): { chunks: Chunk[]; failure: unknown } {
+  const chunks: Chunk[] = [];
+  try {
+    for (let pos = 0; pos < bytes; pos += CHUNK_BYTES) {
+      const chunk = area.acquire();
+      try {
+        copy(chunk, pos, Math.min(CHUNK_BYTES, bytes - pos));
+      } catch (error) {
+        area.release(chunk);
+        throw error;
+      }
+      chunks.push(chunk);
+    }
+    return { chunks, failure: undefined };
+  } catch (failure) {
+    return { chunks, failure };
+  }
+}
+
+/**
  * Copies `data` to `device + offset` on `stream`. Every copy is queued
  * before this returns (so work queued on the stream afterwards sees the
  * data); the promise resolves when they are complete. `native` is the
@@ -113,24 +141,10 @@ export function stagedWrite(
   offset: number,
   data: Uint8Array,
 ): Promise<void> {
-  const chunks: Chunk[] = [];
-  let failure: unknown;
-  try {
-    for (let pos = 0; pos < data.byteLength; pos += CHUNK_BYTES) {
-      const n = Math.min(CHUNK_BYTES, data.byteLength - pos);
-      const chunk = area.acquire();
-      chunk.view.set(data.subarray(pos, pos + n));
-      try {
-        copyToDevice(device, offset + pos, chunk.ptr, n, native);
-      } catch (error) {
-        area.release(chunk);
-        throw error;
-      }
-      chunks.push(chunk);
-    }
-  } catch (error) {
-    failure = error;
-  }
+  const { chunks, failure } = queueChunks(area, data.byteLength, (chunk, pos, n) => {
+    chunk.view.set(data.subarray(pos, pos + n));
+    copyToDevice(device, offset + pos, chunk.ptr, n, native);
+  });
   return settle(area, stream, chunks, failure);
 }
 
@@ -146,23 +160,9 @@ export function stagedRead(
   offset: number,
   out: Uint8Array,
 ): Promise<void> {
-  const chunks: Chunk[] = [];
-  let failure: unknown;
-  try {
-    for (let pos = 0; pos < out.byteLength; pos += CHUNK_BYTES) {
-      const n = Math.min(CHUNK_BYTES, out.byteLength - pos);
-      const chunk = area.acquire();
-      try {
-        copyToHost(chunk.ptr, device, offset + pos, n, native);
-      } catch (error) {
-        area.release(chunk);
-        throw error;
-      }
-      chunks.push(chunk);
-    }
-  } catch (error) {
-    failure = error;
-  }
+  const { chunks, failure } = queueChunks(area, out.byteLength, (chunk, pos, n) => {
+    copyToHost(chunk.ptr, device, offset + pos, n, native);
+  });
   return settle(area, stream, chunks, failure, () => {
     chunks.forEach((chunk, i) => {
       const pos = i * CHUNK_BYTES;
