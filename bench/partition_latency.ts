@@ -15,6 +15,8 @@
  * 32 blocks per SM (every block slot of every SM), 2 ms each. The victim's
  * time is GPU time between timing events recorded around it on its stream,
  * so it includes waiting for SMs but not the host's launch or wake-up.
+ * The flood side's throughput (kernels completed per second, no victim) is
+ * counted on the whole GPU and in its partition, to compare with its SM share.
  *
  * Run: `deno task bench:partition` (CUDA when a device is usable;
  * GPUSCHED_BACKEND=host|cuda to force one; host figures mean nothing).
@@ -30,6 +32,8 @@ const FLOOD_DEPTH = 3;
 const FLOOD_STREAMS = 2;
 const WARMUP = 20;
 const SAMPLES = 400;
+// Long enough that counting whole kernels (about 2 ms each) errs by under 1%.
+const THROUGHPUT_MS = 1000;
 
 const sched = benchScheduler();
 const kernels = Deno.dlopen(
@@ -78,8 +82,9 @@ async function measure(victim: Stream): Promise<Summary> {
 }
 
 /** Keeps every stream FLOOD_DEPTH kernels deep until stop() resolves. */
-function flood(streams: Stream[]): { stop(): Promise<void> } {
+function flood(streams: Stream[]): { stop(): Promise<void>; completed(): number } {
   let running = true;
+  let completed = 0;
   const loops = streams.map(async (stream) => {
     const ring: GpuEvent[] = [];
     for (let i = 0; i < FLOOD_DEPTH; i++) {
@@ -88,6 +93,7 @@ function flood(streams: Stream[]): { stop(): Promise<void> } {
     }
     for (let i = 0; running; i = (i + 1) % FLOOD_DEPTH) {
       await ring[i]!.synchronize();
+      completed++;
       if (!running) break;
       launch(stream, FLOOD_NS, floodBlocks);
       ring[i]!.record(stream);
@@ -100,7 +106,23 @@ function flood(streams: Stream[]): { stop(): Promise<void> } {
       running = false;
       await Promise.all(loops);
     },
+    completed: () => completed,
   };
+}
+
+/**
+ * Flood kernels completed per second with no victim running, counted over
+ * THROUGHPUT_MS once the flood has filled the device: the flood side's
+ * throughput, to compare a partition's with its SM share of the whole GPU.
+ */
+async function floodThroughput(streams: Stream[]): Promise<number> {
+  const f = flood(streams);
+  await new Promise((r) => setTimeout(r, 50));
+  const c0 = f.completed(), t0 = performance.now();
+  await new Promise((r) => setTimeout(r, THROUGHPUT_MS));
+  const c1 = f.completed(), t1 = performance.now();
+  await f.stop();
+  return (c1 - c0) / ((t1 - t0) / 1000);
 }
 
 interface Scenario {
@@ -126,6 +148,7 @@ function floodStreams(make: () => Stream): Stream[] {
 const plainVictim = sched.createStream({ priority: greatest });
 const plainFloods = floodStreams(() => sched.createStream({ priority: least }));
 const plain = await scenario(plainVictim, plainFloods);
+const wholeGpuKps = await floodThroughput(plainFloods);
 for (const s of [plainVictim, ...plainFloods]) s.destroy();
 
 /** Milliseconds fn takes on the host. */
@@ -150,6 +173,7 @@ const layout = {
 const victim = manager.createStream("latency", { priority: greatest });
 const partitionFloods = floodStreams(() => manager.createStream("flood", { priority: least }));
 const partitions = await scenario(victim, partitionFloods);
+const partitionKps = await floodThroughput(partitionFloods);
 for (const s of partitionFloods) s.destroy();
 
 // 3. Victim in its partition, flood outside partitions (on the shared SMs).
@@ -192,6 +216,18 @@ console.log(
 console.log(
   "| setup                                  | alone p50 |   p99     | flood p50 |   p99     | p99 ratio |",
 );
+const share = layout.flood / sched.device.smCount;
+const throughput = {
+  wholeGpuKps,
+  partitionKps,
+  smShare: share,
+  ofShare: share > 0 ? partitionKps / (wholeGpuKps * share) : 0,
+};
+console.log(
+  `flood throughput (no victim): whole GPU ${wholeGpuKps.toFixed(1)} kernels/s, ` +
+    `its partition (${layout.flood} SMs, share ${share.toFixed(3)}) ${partitionKps.toFixed(1)} ` +
+    `kernels/s = ${(100 * throughput.ofShare).toFixed(1)}% of what the share predicts`,
+);
 console.log(row(`plain streams, victim at priority ${greatest}`, plain));
 console.log(row("partitions: victim's, flood's", partitions));
 console.log(row("partition: victim's, flood outside", outside));
@@ -210,5 +246,6 @@ console.log(`json: ${
     plain,
     partitions,
     partitionOutsideFlood: outside,
+    floodThroughput: throughput,
   })
 }`);
