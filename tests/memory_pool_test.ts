@@ -318,3 +318,22 @@ backendTest(
     await writing;
   },
 );
+
+backendTest(
+  "a read in flight when the scheduler shuts down rejects instead of reading freed memory",
+  async () => {
+    const pool = new MemoryPool({ quota: 16 * MB });
+    const block = pool.allocate(6 * MB);
+    await fill(block, 7);
+    const out = new Uint8Array(block.size);
+    const reading = block.read(out);
+    shutdown();
+    await assert.rejects(
+      reading,
+      (error: Error) =>
+        error instanceof SchedulerError && /shut down while it was in flight/.test(error.message),
+    );
+    assert.ok(out.every((b) => b === 0), "out was not written from freed staging memory");
+  },
+  { hostMemory: 64 * MB },
+);

@@ -16,7 +16,9 @@
  *   - Handles (streams, partitions, events, memory pools) are 32-bit ids:
  *     0 is never valid (where a partition is asked for, 0 means the whole
  *     device), a destroyed handle is rejected with
- *     SCHED_ERR_INVALID_HANDLE and never reaches freed memory.
+ *     SCHED_ERR_INVALID_HANDLE and never reaches freed memory. A destroy
+ *     refuses the handle at once and returns when calls already using it on
+ *     other threads have returned (a synchronize included).
  *   - Device allocations are named by their base pointer; copies take a
  *     base pointer plus a byte offset, so every range is bounds-checked.
  *   - Out-parameters are written only on success.

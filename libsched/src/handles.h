@@ -18,10 +18,13 @@ typedef struct handle_slot {
   void *object;     /* NULL when free */
   uint32_t generation;
   uint32_t next_free; /* slot index + 1 of the next free slot, 0 = none */
+  uint32_t users;     /* calls between handles_acquire and handles_release */
+  int removing;       /* handles_remove is waiting for the users to leave */
 } handle_slot;
 
 typedef struct handle_table {
   pthread_mutex_t lock;
+  pthread_cond_t released; /* a removing slot lost its last user */
   handle_slot *slots;
   uint32_t len, cap;
   uint32_t free_head; /* slot index + 1, 0 = none */
@@ -35,7 +38,20 @@ void handles_destroy(handle_table *t);
 uint32_t handles_add(handle_table *t, void *object);
 /** The object, or NULL for an unknown handle. */
 void *handles_get(handle_table *t, uint32_t handle);
-/** Removes and returns the object, or NULL for an unknown handle. */
+/**
+ * The object, or NULL for an unknown handle, kept alive until the matching
+ * handles_release: a concurrent handles_remove of this handle waits for it,
+ * so a destroy on one thread never frees what another thread is using.
+ */
+void *handles_acquire(handle_table *t, uint32_t handle);
+/** Like handles_acquire, for the first live object pred accepts; returns its handle (0: none). */
+uint32_t handles_acquire_match(handle_table *t, int (*pred)(void *object, void *arg), void *arg, void **out_object);
+/** Ends a use begun by handles_acquire or handles_acquire_match. */
+void handles_release(handle_table *t, uint32_t handle);
+/**
+ * Removes and returns the object, or NULL for an unknown handle. The handle
+ * is refused at once; the call waits until its current users have released it.
+ */
 void *handles_remove(handle_table *t, uint32_t handle);
 /** Removes every live object, calling fn on each (for teardown, in creation order). */
 void handles_clear(handle_table *t, void (*fn)(void *object, void *arg), void *arg);

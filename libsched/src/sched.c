@@ -56,13 +56,25 @@ static int32_t bad_handle(const char *kind, uint32_t handle) {
                     kind, handle);
 }
 
-#define LOOKUP(table, kind, handle, var)            \
-  void *var = handles_get(&(table), (handle));      \
-  if (var == NULL) return bad_handle(kind, handle)
+/* A handle in use until the end of the enclosing scope (see handles_acquire). */
+typedef struct handle_use {
+  handle_table *from; /* NULL until acquired */
+  uint32_t handle;
+} handle_use;
 
-#define LOOKUP_STREAM(handle, var)                                  \
-  stream_entry *var##_entry = handles_get(&streams, (handle));      \
-  if (var##_entry == NULL) return bad_handle("stream", handle);     \
+static void end_use(handle_use *use) {
+  if (use->from != NULL) handles_release(use->from, use->handle);
+}
+
+#define LOOKUP(table, kind, handle, var)                                  \
+  __attribute__((cleanup(end_use))) handle_use var##_use = {NULL, handle}; \
+  void *var = handles_acquire(&(table), (handle));                         \
+  if (var == NULL) return bad_handle(kind, handle);                        \
+  var##_use.from = &(table)
+
+#define LOOKUP_STREAM(handle, var)                                        \
+  LOOKUP(streams, "stream", handle, var##_entry_any);                      \
+  stream_entry *var##_entry = var##_entry_any;                             \
   void *var = var##_entry->backend_stream
 
 static const backend_ops *ops_for(int32_t backend) {
@@ -302,9 +314,9 @@ SCHED_API int32_t sched_stream_synchronize(uint32_t stream) {
 SCHED_API int32_t sched_stream_native(uint32_t stream, void **out_native) {
   REQUIRE_INIT();
   if (out_native == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_native must not be NULL");
-  stream_entry *entry = handles_get(&streams, stream);
-  if (entry == NULL) return bad_handle("stream", stream);
-  *out_native = load_native(entry);
+  LOOKUP_STREAM(stream, s);
+  (void)s;
+  *out_native = load_native(s_entry);
   return SCHED_OK;
 }
 
@@ -322,27 +334,20 @@ SCHED_API int32_t sched_launch_host_func(uint32_t stream, sched_host_fn fn, void
   return B->launch_host_func(s, fn, user_data);
 }
 
-typedef struct native_search {
-  void *native;
-  void *found;
-} native_search;
-
-static void match_native(void *object, void *arg) {
-  native_search *search = arg;
-  stream_entry *entry = object;
-  if (load_native(entry) == search->native) search->found = entry->backend_stream;
-}
+static int is_native(void *object, void *native) { return load_native(object) == native; }
 
 SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_fn fn, void *user_data) {
   REQUIRE_INIT();
   if (fn == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Host function must not be NULL");
   /* A linear scan: streams are few, and a pointer from user code must be
    * proven live before the host backend dereferences it. */
-  native_search search = {native_stream, NULL};
-  if (native_stream != NULL) handles_each(&streams, match_native, &search);
-  if (search.found == NULL)
+  void *found = NULL;
+  uint32_t stream = native_stream != NULL ? handles_acquire_match(&streams, is_native, native_stream, &found) : 0;
+  if (stream == 0)
     return sched_fail(SCHED_ERR_INVALID_HANDLE, "Native stream %p is not a live libsched stream", native_stream);
-  return B->launch_host_func(search.found, fn, user_data);
+  int32_t status = B->launch_host_func(((stream_entry *)found)->backend_stream, fn, user_data);
+  handles_release(&streams, stream);
+  return status;
 }
 
 /* --------------------------------------------------------------- partitions */

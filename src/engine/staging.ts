@@ -13,6 +13,7 @@
  * @module
  */
 
+import { SchedulerError } from "../errors.ts";
 import type { Stream } from "../stream.ts";
 import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "./native_memory.ts";
 
@@ -33,6 +34,17 @@ interface Chunk {
 export class StagingArea {
   #free: Chunk[] = [];
   #held = 0;
+  readonly #owner: { readonly active: boolean };
+
+  /** `owner`'s shutdown frees every chunk (libsched frees all pinned memory). */
+  constructor(owner: { readonly active: boolean }) {
+    this.#owner = owner;
+  }
+
+  /** False once the owner shut down and the chunks were freed with it. */
+  get alive(): boolean {
+    return this.#owner.active;
+  }
 
   /** A free chunk, allocating one when none is free. */
   acquire(): Chunk {
@@ -70,10 +82,10 @@ export class StagingArea {
 const areas = new WeakMap<object, StagingArea>();
 
 /** The staging area shared by everything of one scheduler. */
-export function stagingFor(scheduler: object): StagingArea {
+export function stagingFor(scheduler: { readonly active: boolean }): StagingArea {
   let area = areas.get(scheduler);
   if (!area) {
-    area = new StagingArea();
+    area = new StagingArea(scheduler);
     areas.set(scheduler, area);
   }
   return area;
@@ -92,9 +104,16 @@ async function settle(
 ): Promise<void> {
   try {
     if (chunks.length > 0) await stream.synchronize();
+    // A shutdown meanwhile completed the copies, then freed the chunks:
+    // reading them now would touch freed memory.
+    if (!area.alive) {
+      throw new SchedulerError(
+        "Cannot finish the transfer: the scheduler was shut down while it was in flight",
+      );
+    }
     if (failure === undefined) onDone?.();
   } finally {
-    for (const chunk of chunks) area.release(chunk);
+    if (area.alive) { for (const chunk of chunks) area.release(chunk); }
   }
   if (failure !== undefined) throw failure;
 }
