@@ -24,7 +24,7 @@ import {
   VramBudgetExceededError,
   waitEvent,
 } from "../mod.ts";
-import { backendTest, kernels, randomBytes, spin } from "./_helpers.ts";
+import { backendTest, gate, hold, kernels, randomBytes } from "./_helpers.ts";
 
 backendTest(
   "contexts of each class get their reservation and their class's stream priority",
@@ -326,7 +326,8 @@ backendTest(
     const consumer = createContext("consumer", { maxVram: 8 * MB });
     const n = 4096;
     const buf = producer.alloc(n * 4);
-    spin(sched.backend, getStream(producer).handle, 30);
+    const g = gate(); // holds the producer until the test opens it: no timing assumption
+    hold(sched.backend, getStream(producer).handle, g);
     assert.equal(
       kernels(sched.backend).gs_fill_u32(getStream(producer).handle, buf.ptr, 42, BigInt(n)),
       0,
@@ -335,6 +336,7 @@ backendTest(
     waitEvent(consumer, ready);
     const done = recordEvent(consumer);
     assert.equal(done.query(), false, "consumer waits on the device");
+    g.open();
     await done.synchronize();
     assert.equal(ready.query(), true);
     destroyContext(producer);
@@ -390,11 +392,18 @@ backendTest(
             }
             check();
             const data = randomBytes(size, task * 100 + round);
-            await buf.write(data);
-            check();
             const out = new Uint8Array(size);
-            await buf.read(out);
-            assert.deepEqual(out, data, `task ${task} round ${round} in ${ctx.name}`);
+            try {
+              await buf.write(data);
+              check();
+              // An evictable buffer may be evicted by another task between the
+              // two calls; restoring it needs room, which may not be there.
+              await buf.read(out);
+              assert.deepEqual(out, data, `task ${task} round ${round} in ${ctx.name}`);
+            } catch (error) {
+              if (!(error instanceof VramBudgetExceededError)) throw error;
+              failures++;
+            }
             buf.free();
             check();
           }
