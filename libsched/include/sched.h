@@ -279,6 +279,20 @@ SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void 
 /** Sets bytes of a device allocation to value, in stream order. */
 SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, uint64_t bytes, uint32_t stream);
 
+/* ---------------------------------------------------------- fault injection */
+
+typedef enum sched_fault {
+  SCHED_FAULT_ALLOC = 1,  /* device allocations fail with SCHED_ERR_OUT_OF_MEMORY */
+  SCHED_FAULT_COPY = 2,   /* copies and memsets fail to queue with SCHED_ERR_BACKEND */
+  SCHED_FAULT_STREAM = 3  /* stream notifications complete with SCHED_ERR_BACKEND, as a failed stream would */
+} sched_fault;
+
+/**
+ * Host backend only (for tests): makes the next `count` calls of `kind`
+ * fail; 0 disarms. SCHED_ERR_UNSUPPORTED on CUDA. Reset by sched_init.
+ */
+SCHED_API int32_t sched_host_inject_fault(int32_t kind, uint32_t count);
+
 /* -------------------------------------------------------------- completions */
 
 /**

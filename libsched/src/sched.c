@@ -729,6 +729,20 @@ SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, 
   return B->memset_async(d, value, bytes, s);
 }
 
+/* ---------------------------------------------------------- fault injection */
+
+void host_faults_arm(int32_t kind, uint32_t count);
+
+SCHED_API int32_t sched_host_inject_fault(int32_t kind, uint32_t count) {
+  REQUIRE_INIT();
+  if (active_backend != SCHED_BACKEND_HOST)
+    return sched_fail(SCHED_ERR_UNSUPPORTED, "Fault injection exists only on the host backend");
+  if (kind < SCHED_FAULT_ALLOC || kind > SCHED_FAULT_STREAM)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown fault kind %" PRId32 ": expected 1 (alloc), 2 (copy) or 3 (stream)", kind);
+  host_faults_arm(kind, count);
+  return SCHED_OK;
+}
+
 /* -------------------------------------------------------------- completions */
 
 SCHED_API int32_t sched_stream_notify(uint32_t stream, uint32_t token) {

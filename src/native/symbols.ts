@@ -235,6 +235,14 @@ export const symbols = {
     result: "i32",
   },
 
+  // Host backend only, for tests: the next `count` calls of a kind fail.
+  sched_host_inject_fault: {
+    parameters: [
+      "i32", // int32_t kind (sched_fault)
+      "u32", // uint32_t count
+    ],
+    result: "i32",
+  },
   sched_notifier_install: { parameters: ["function"], result: "i32" }, // sched_notify_fn fn
   sched_stream_notify: {
     parameters: [

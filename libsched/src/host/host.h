@@ -82,4 +82,10 @@ uint64_t host_memory_capacity(void);
 
 double host_now_ms(void);
 
+/* host_faults.c */
+void host_faults_reset(void);
+void host_faults_arm(int32_t kind, uint32_t count);
+/** True (and counts it) when an armed fault of this kind fires now. */
+int host_fault_hit(int32_t kind);
+
 #endif /* GPUSCHED_HOST_H */

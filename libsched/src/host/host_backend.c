@@ -21,6 +21,7 @@ static int32_t device_count(int32_t *out_count) {
 static int32_t init(int32_t device, uint64_t host_capacity) {
   if (device != 0) return sched_fail(SCHED_ERR_NO_DEVICE, "Host device %d does not exist: the host backend has one device, 0", device);
   host_memory_reset(host_capacity);
+  host_faults_reset();
   return SCHED_OK;
 }
 

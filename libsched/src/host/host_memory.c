@@ -66,6 +66,9 @@ static int32_t out_of_memory(uint64_t bytes) {
 }
 
 static int32_t allocate(host_pool *pool, uint64_t bytes, void **out_ptr) {
+  if (host_fault_hit(SCHED_FAULT_ALLOC))
+    return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Host device out of memory: injected fault allocating %llu bytes",
+                      (unsigned long long)bytes);
   if (charge(bytes) != 0) return out_of_memory(bytes);
   void *base = NULL;
   if (bytes > UINT64_MAX - BLOCK_ALIGN || posix_memalign(&base, BLOCK_ALIGN, BLOCK_ALIGN + bytes) != 0) {
@@ -184,6 +187,7 @@ static void run_copy(host_op *op) { memmove(op->u.copy.dst, op->u.copy.src, op->
 
 static int32_t memcpy_async(void *dst, const void *src, uint64_t bytes, int32_t kind, void *stream) {
   (void)kind;
+  if (host_fault_hit(SCHED_FAULT_COPY)) return sched_fail(SCHED_ERR_BACKEND, "Copy of %llu bytes failed: injected fault", (unsigned long long)bytes);
   host_op *op = host_op_new(run_copy);
   if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a copy");
   op->u.copy.dst = dst;
@@ -195,6 +199,7 @@ static int32_t memcpy_async(void *dst, const void *src, uint64_t bytes, int32_t 
 static void run_set(host_op *op) { memset(op->u.set.dst, op->u.set.value, op->u.set.bytes); }
 
 static int32_t memset_async(void *dst, uint8_t value, uint64_t bytes, void *stream) {
+  if (host_fault_hit(SCHED_FAULT_COPY)) return sched_fail(SCHED_ERR_BACKEND, "Memset of %llu bytes failed: injected fault", (unsigned long long)bytes);
   host_op *op = host_op_new(run_set);
   if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a memset");
   op->u.set.dst = dst;

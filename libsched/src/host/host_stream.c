@@ -209,7 +209,9 @@ static int32_t launch_host_func_native(void *native, sched_host_fn fn, void *use
   return launch_host_func(native, fn, user_data);
 }
 
-static void push_token(host_op *op) { completions_push(op->u.notify.token, SCHED_OK); }
+static void push_token(host_op *op) {
+  completions_push(op->u.notify.token, host_fault_hit(SCHED_FAULT_STREAM) ? SCHED_ERR_BACKEND : SCHED_OK);
+}
 
 static int32_t stream_notify(void *stream, uint32_t token) {
   host_op *op = host_op_new(NULL);
