@@ -204,3 +204,22 @@ export function spin(backend: BackendName, stream: Deno.PointerValue, ms: number
   const status = kernels(backend).gs_spin_ns(stream, BigInt(Math.round(ms * 1e6)), 1);
   assert.equal(status, 0, "gs_spin_ns failed");
 }
+
+/** A seeded generator of numbers in [0, 1) (mulberry32): the same seed, the same sequence. */
+export function seededRandom(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A positive integer from an environment variable, read only when --allow-env grants it. */
+export function readEnvInt(name: string, fallback: number): number {
+  const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
+  const value = state === "granted" ? Number(Deno.env.get(name)) : NaN;
+  return Number.isSafeInteger(value) && value > 0 ? value : fallback;
+}

@@ -29,13 +29,7 @@ import {
   shutdown,
   waitEvent,
 } from "../mod.ts";
-import { BACKENDS, randomBytes } from "./_helpers.ts";
-
-function readEnvInt(name: string, fallback: number): number {
-  const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
-  const value = state === "granted" ? Number(Deno.env.get(name)) : NaN;
-  return Number.isInteger(value) && value > 0 ? value : fallback;
-}
+import { BACKENDS, randomBytes, readEnvInt } from "./_helpers.ts";
 
 const CYCLES = readEnvInt("GPUSCHED_LEAK_CYCLES", 1000);
 const HOST_MEMORY = 256 * MB;

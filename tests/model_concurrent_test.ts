@@ -23,32 +23,15 @@ import {
   VramBudgetExceededError,
   waitEvent,
 } from "../mod.ts";
-import { BACKENDS } from "./_helpers.ts";
+import { BACKENDS, readEnvInt, seededRandom as rng } from "./_helpers.ts";
 
 const LIMIT = 16 * MB;
 const TASKS = 8;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Owned {
   buf: DeviceBuffer;
   contents: Uint8Array | undefined;
   pin: Disposable | undefined;
-}
-
-function readEnvInt(name: string, fallback: number): number {
-  const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
-  const value = state === "granted" ? Number(Deno.env.get(name)) : NaN;
-  return Number.isSafeInteger(value) && value > 0 ? value : fallback;
 }
 
 const STEPS = readEnvInt("GPUSCHED_MODEL_STEPS", 400);

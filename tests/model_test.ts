@@ -32,7 +32,7 @@ import {
   waitEvent,
 } from "../mod.ts";
 import { contextManager } from "../src/api.ts";
-import { BACKENDS } from "./_helpers.ts";
+import { BACKENDS, readEnvInt, seededRandom as rng } from "./_helpers.ts";
 
 type Op =
   | { kind: "create"; qos: number; max: number; base: number }
@@ -46,17 +46,6 @@ type Op =
   | { kind: "event"; from: number; to: number }
   | { kind: "handler"; mode: number }
   | { kind: "unhandler" };
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function generate(seed: number, steps: number): Op[] {
   const r = rng(seed);
@@ -319,12 +308,6 @@ async function shrink(backend: "host" | "cuda", ops: Op[], failingStep: number):
     if (await fails(candidate)) current = candidate;
   }
   return current;
-}
-
-function readEnvInt(name: string, fallback: number): number {
-  const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
-  const value = state === "granted" ? Number(Deno.env.get(name)) : NaN;
-  return Number.isSafeInteger(value) && value > 0 ? value : fallback;
 }
 
 const STEPS = readEnvInt("GPUSCHED_MODEL_STEPS", 400);
