@@ -4,8 +4,7 @@
  * @module
  */
 
-import { type BlockHost, PoolBlock } from "../engine/pool_block.ts";
-import type { Stream } from "../stream.ts";
+import { PoolBlock } from "../engine/pool_block.ts";
 import type { ExecutionContext } from "./execution_context.ts";
 
 /**
@@ -32,16 +31,8 @@ export class DeviceBuffer extends PoolBlock {
   readonly context: ExecutionContext;
 
   /** @internal Made by the context's pool. */
-  constructor(
-    context: ExecutionContext,
-    host: BlockHost,
-    id: number,
-    size: number,
-    classSize: number,
-    evictable: boolean,
-    stream: Stream,
-  ) {
-    super(host, id, size, classSize, evictable, stream);
+  constructor(context: ExecutionContext, ...block: ConstructorParameters<typeof PoolBlock>) {
+    super(...block);
     this.context = context;
   }
 }

@@ -123,8 +123,7 @@ export class ExecutionContext {
           returned: (bytes) => host.returned(this, bytes),
           pressure: (bytes, available) => host.pressure(this, bytes, available),
         },
-        makeBlock: (blockHost, id, size, classSize, evictable, stream) =>
-          new DeviceBuffer(this, blockHost, id, size, classSize, evictable, stream),
+        makeBlock: (...block) => new DeviceBuffer(this, ...block),
       },
     );
   }

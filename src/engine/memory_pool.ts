@@ -68,14 +68,7 @@ export interface PoolInternals {
    */
   nativePool?: number;
   /** Makes the block objects (a subclass of PoolBlock, e.g. DeviceBuffer). */
-  makeBlock?: (
-    host: BlockHost,
-    id: number,
-    size: number,
-    classSize: number,
-    evictable: boolean,
-    stream: Stream,
-  ) => PoolBlock;
+  makeBlock?: (...args: ConstructorParameters<typeof PoolBlock>) => PoolBlock;
 }
 
 /** Options of `MemoryPool.allocate()`. */
@@ -270,9 +263,7 @@ export class MemoryPool implements Owned {
     this.#streams.add(this.stream);
     this.#host = this.#makeBlockHost();
     this.#budget = internals?.budget;
-    this.#makeBlock = internals?.makeBlock ??
-      ((host, id, size, classSize, evictable, stream) =>
-        new PoolBlock(host, id, size, classSize, evictable, stream));
+    this.#makeBlock = internals?.makeBlock ?? ((...args) => new PoolBlock(...args));
     this.#scheduler.adopt(this);
   }
 
