@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ExecutionContext } from "./context/execution_context.ts";
 import { statusName } from "./native/status_codes.ts";
 
 /**
@@ -42,40 +43,56 @@ export class AdmissionError extends SchedulerError {
 /**
  * An allocation would exceed its context's budget or what the device can give it.
  *
+ * `context` is the ExecutionContext that asked (undefined for a standalone
+ * `MemoryPool`, whose name is in `contextName`); `available < requested`
+ * always. A memory-pressure handler that threw, or returned something other
+ * than a boolean (a `TypeError`), is the `cause`.
+ *
  * @example
  * ```ts
  * import { VramBudgetExceededError } from "@gpusched/core";
  * import assert from "node:assert/strict";
  * const err = new VramBudgetExceededError("llm", 2048, 1024);
- * assert.ok(err.requested === 2048 && err.available === 1024);
+ * assert.ok(err.requested === 2048 && err.available === 1024 && err.contextName === "llm");
  * ```
  */
 export class VramBudgetExceededError extends SchedulerError {
   /** Always `"VramBudgetExceededError"`. */
   override name = "VramBudgetExceededError";
-  /** Name of the context that asked. */
-  readonly context: string;
+  /** The context that asked; undefined when a standalone pool asked. */
+  readonly context: ExecutionContext | undefined;
+  /** Name of the context (or pool) that asked. */
+  readonly contextName: string;
   /** Bytes asked for. */
   readonly requested: number;
-  /** Bytes that could have been given. */
+  /** Bytes that could have been given: always below `requested`. */
   readonly available: number;
 
   /**
    * An error for `context` asking `requested` bytes when `available` could be given.
    *
-   * @param context name of the context that asked
+   * @param context the context that asked, or the name of the pool that asked
    * @param requested bytes asked for
-   * @param available bytes that could have been given
+   * @param available bytes that could have been given (kept below `requested`)
    * @param options standard error options (`cause`)
    */
-  constructor(context: string, requested: number, available: number, options?: ErrorOptions) {
+  constructor(
+    context: ExecutionContext | string,
+    requested: number,
+    available: number,
+    options?: ErrorOptions,
+  ) {
+    const name = typeof context === "string" ? context : context.name;
+    // Refused means fewer than `requested` bytes could be given, whatever a layer estimated.
+    const shown = Math.max(0, Math.min(available, requested - 1));
     super(
-      `Context "${context}" cannot allocate ${requested} bytes: ${available} bytes available`,
+      `Context "${name}" cannot allocate ${requested} bytes: ${shown} bytes available`,
       options,
     );
-    this.context = context;
+    this.context = typeof context === "string" ? undefined : context;
+    this.contextName = name;
     this.requested = requested;
-    this.available = available;
+    this.available = shown;
   }
 }
 

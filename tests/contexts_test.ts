@@ -209,7 +209,7 @@ backendTest(
     assert.ok(getContextUsage(ctx).used <= 8 * MB);
     assert.throws(() => ctx.alloc(4 * MB), (e: unknown) => {
       assert.ok(e instanceof VramBudgetExceededError);
-      assert.equal(e.context, "llm");
+      assert.equal(e.contextName, "llm");
       assert.equal(e.requested, 4 * MB);
       return true;
     });

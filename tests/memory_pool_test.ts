@@ -82,7 +82,7 @@ backendTest("over the quota without eviction fails cleanly and loses nothing", a
     assert.ok(e instanceof VramBudgetExceededError);
     assert.equal(e.requested, 3 * MB);
     assert.equal(e.available, 2 * MB);
-    assert.equal(e.context, "pool");
+    assert.equal(e.contextName, "pool");
     return true;
   });
   assert.equal(pool.stats().activeBlocks, 1);
@@ -206,7 +206,7 @@ backendTest(
     const held = fixedPool.allocate(8 * MB);
     assert.throws(() => fixedPool.allocate(8 * MB), (e: unknown) => {
       assert.ok(e instanceof VramBudgetExceededError);
-      assert.equal(e.context, "fixed");
+      assert.equal(e.contextName, "fixed");
       return true;
     });
     assert.equal(held.state, "resident");

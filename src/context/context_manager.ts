@@ -2,26 +2,31 @@
  * The scheduler's contexts and the memory arbitration between them.
  *
  * Accounting: a context's pool holds `held` device bytes (live buffers plus
- * its cache); its claim is max(held, reserved). The invariant is
- * Σ claims ≤ memoryLimit, kept synchronously on every change (pools call
- * `request` before taking memory and `returned` after giving it back), so
- * there is never a check-then-add across an await. A reserved context
- * allocating inside its reservation never raises its claim, which is why
- * its allocations cannot fail because of others.
+ * its cache); its claim is max(held, reserved). Claims are taken from the
+ * device's one account, the LimitOwner, which standalone MemoryPools draw
+ * from too, so Σ claims ≤ memoryLimit holds by construction. A claim grows
+ * only in `tryRequest`, which runs no user code, so no check-then-add spans
+ * a callback or an await. A reserved context allocating inside its
+ * reservation never raises its claim, which is why its allocations cannot
+ * fail because of others.
  *
  * When a claim must grow past the spare bytes, the pressure handlers are
- * asked, then caches are released, then evictable buffers are evicted:
- * BEST_EFFORT contexts first, then BURSTABLE bursts above base, then the
- * asking context's own. Only then does the allocation fail.
+ * asked first (nothing is evicted for an allocation they refuse), then
+ * caches are released, then evictable buffers are evicted: BEST_EFFORT
+ * contexts first, then BURSTABLE bursts above base, then the asking
+ * context's own. After the handlers return, the pool re-validates
+ * everything (its context alive, the scheduler active, sizes recomputed)
+ * before it claims anything. Only then does the allocation fail.
  *
  * @module
  */
 
-import { AdmissionError, VramBudgetExceededError } from "../errors.ts";
+import { AdmissionError, SchedulerError, VramBudgetExceededError } from "../errors.ts";
 import { QoSPolicy } from "../engine/qos_policy.ts";
 import { QosPolicyEvaluator } from "../engine/qos_evaluator.ts";
 import { QosTaskMeta } from "../engine/qos_task.ts";
 import { createNativePool } from "../engine/native_memory.ts";
+import { type LimitOwner, limitOwnerOf } from "../engine/limit_owner.ts";
 import type { Scheduler } from "../scheduler.ts";
 import {
   requireNonNegativeInteger,
@@ -49,8 +54,14 @@ export interface ContextOptions {
 /**
  * Called when an allocation of `ctx` for `requested` bytes cannot be met
  * from its reservation plus `available` spare bytes. Return true to let the
- * scheduler make room (evict), false to refuse at once; a throw refuses
- * with the error as `cause`.
+ * scheduler make room (evict), false to refuse at once: then nothing at all
+ * is evicted for that allocation. A throw refuses with the error as
+ * `cause`; a result that is not a boolean (a Promise, undefined, a number)
+ * refuses too, with a `TypeError` as `cause`. The handler may allocate,
+ * free, destroy contexts (the asking one too), register or unregister
+ * handlers, or call `shutdown()`: the scheduler re-checks everything after
+ * it returns (an allocation of a context destroyed meanwhile fails with
+ * `SchedulerError`).
  */
 export type MemoryPressureHandler = (
   ctx: ExecutionContext,
@@ -75,29 +86,39 @@ export class ContextManager implements ContextHost {
   #accounts = new Map<ExecutionContext, Account>();
   #evaluator: QosPolicyEvaluator;
   #handlers: MemoryPressureHandler[] = [];
-  #claims = 0;
+  #owner: LimitOwner;
   #nativePool: number | undefined;
 
   constructor(scheduler: Scheduler) {
     this.#scheduler = scheduler;
+    this.#owner = limitOwnerOf(scheduler);
+    // Standalone pools may take what contexts cache above their reservations.
+    this.#owner.setReclaimer((bytes) => this.#trimCaches(this.#owner.spare + bytes, undefined));
     this.#evaluator = new QosPolicyEvaluator({
       totalMemory: scheduler.memoryLimit,
       priorityRange: scheduler.device.priorityRange,
     });
   }
 
-  /** Spare bytes: the limit less every claim. */
+  /** Spare bytes: the limit less every claim (standalone pools' included). */
   get spare(): number {
-    return this.#scheduler.memoryLimit - this.#claims;
+    return this.#owner.spare;
   }
 
   /** Bytes a new reservation or best-effort allocation could still get (caches count as free). */
   availableVram(): number {
-    let claimed = 0;
-    for (const ctx of this.#contexts.values()) {
-      claimed += Math.max(ctx.pool.allocatedBytes, ctx.reserved);
+    return Math.max(0, this.#owner.spare + this.#othersCache(undefined));
+  }
+
+  /** Claimed bytes that releasing caches of contexts other than `except` would free. */
+  #othersCache(except: ExecutionContext | undefined): number {
+    let bytes = 0;
+    for (const [ctx, account] of this.#accounts) {
+      if (ctx === except) continue;
+      const aboveReservation = account.held - ctx.reserved;
+      if (aboveReservation > 0) bytes += Math.min(ctx.pool.cachedBytes, aboveReservation);
     }
-    return Math.max(0, this.#scheduler.memoryLimit - claimed);
+    return bytes;
   }
 
   get(name: string): ExecutionContext | undefined {
@@ -186,7 +207,6 @@ export class ContextManager implements ContextHost {
     }
     let ctx: ExecutionContext;
     try {
-      if (reserved > this.spare) this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[qos]);
       ctx = new ExecutionContext(this.#scheduler, {
         name,
         qos,
@@ -196,48 +216,94 @@ export class ContextManager implements ContextHost {
         partition: opts.partition,
         device,
         stream,
-        nativePool: this.#nativePool ??= createNativePool(this.#scheduler.memoryLimit),
+        // No cap of the native pool's own: the ledger is the cap, and a native cap counts
+        // memory the pool keeps in pieces, refusing bytes the ledger rightly calls free.
+        nativePool: this.#nativePool ??= createNativePool(0),
       }, this);
     } catch (error) {
       stream.destroy();
       throw error;
     }
+    try {
+      this.#claimReservation(ctx, doing);
+    } catch (error) {
+      ctx.destroy();
+      throw error;
+    }
     if (task) this.#evaluator.admit(task);
     this.#contexts.set(name, ctx);
     this.#accounts.set(ctx, { held: 0 });
-    this.#claims += reserved;
     this.#scheduler.adopt(ctx);
     return ctx;
+  }
+
+  /**
+   * Claims ctx's reservation (not yet registered): caches first; evictions
+   * only after the pressure handlers allowed them (asked with the new
+   * context). Re-validated from scratch after the handlers ran.
+   */
+  #claimReservation(ctx: ExecutionContext, doing: string): void {
+    const reserved = ctx.reserved;
+    if (reserved === 0) return;
+    for (let round = 0;; round++) {
+      this.#scheduler.assertActive("create a context");
+      if (!ctx.alive) {
+        throw new SchedulerError(`${doing}: it was destroyed by a memory-pressure handler`);
+      }
+      if (this.#contexts.has(ctx.name)) {
+        throw new RangeError(`${doing}: the name was taken by a memory-pressure handler`);
+      }
+      const reservable = this.#reservable();
+      if (reserved > reservable) {
+        throw new AdmissionError(
+          `${doing}: cannot reserve ${reserved} bytes, only ${reservable} are free or reclaimable ` +
+            `(the rest is reserved or held by buffers that cannot be evicted)`,
+        );
+      }
+      if (reserved > this.spare) this.#trimCaches(reserved, undefined);
+      if (this.#owner.tryClaim(reserved)) return;
+      if (round === 1) {
+        throw new AdmissionError(
+          `${doing}: cannot reserve ${reserved} bytes, ${Math.max(0, this.spare)} are free`,
+        );
+      }
+      try {
+        this.#askHandlers(ctx, reserved, Math.max(0, this.spare));
+      } catch (error) {
+        throw new AdmissionError(`${doing}: a memory-pressure handler refused to make room`, {
+          cause: (error as Error).cause ?? error,
+        });
+      }
+      if (this.#scheduler.active && ctx.alive) {
+        this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[ctx.qos]);
+      }
+    }
   }
 
   /** Bytes a new reservation could be given: the limit less what cannot be reclaimed. */
   #reservable(): number {
     let fixed = 0;
-    for (const ctx of this.#contexts.values()) {
+    let contextClaims = 0;
+    for (const [ctx, account] of this.#accounts) {
       const pool = ctx.pool;
       const unreclaimable = pool.allocatedBytes - pool.evictableBytes;
       fixed += Math.max(ctx.reserved, unreclaimable);
+      contextClaims += Math.max(ctx.reserved, account.held);
     }
-    return Math.max(0, this.#scheduler.memoryLimit - fixed);
+    // What standalone pools hold is theirs until they give it back.
+    const standalone = this.#owner.claimed - contextClaims;
+    return Math.max(0, this.#owner.limit - fixed - standalone);
   }
 
-  /** @internal ContextHost */
-  request(ctx: ExecutionContext, bytes: number): void {
-    const account = this.#accounts.get(ctx)!;
-    const before = Math.max(account.held, ctx.reserved);
-    const after = Math.max(account.held + bytes, ctx.reserved);
-    const increase = after - before;
-    if (increase > this.spare) {
-      this.#askHandlers(ctx, bytes, this.availableVram());
-      this.#reclaim(increase - this.spare, ctx, CLASS_ORDER[ctx.qos]);
-      if (increase > this.spare) {
-        throw new VramBudgetExceededError(ctx.name, bytes, Math.max(0, this.spare));
-      }
-    }
-    // Re-read: reclaiming may have evicted from this context and lowered held.
+  /** @internal ContextHost: claims `bytes` more for ctx if they fit now. No user code. */
+  tryRequest(ctx: ExecutionContext, bytes: number): boolean {
+    const account = this.#accounts.get(ctx);
+    if (!account) return false;
     const held = account.held;
-    this.#claims += Math.max(held + bytes, ctx.reserved) - Math.max(held, ctx.reserved);
+    const increase = Math.max(held + bytes, ctx.reserved) - Math.max(held, ctx.reserved);
+    if (increase > 0 && !this.#owner.tryClaim(increase)) return false;
     account.held = held + bytes;
+    return true;
   }
 
   /** @internal ContextHost */
@@ -245,35 +311,79 @@ export class ContextManager implements ContextHost {
     const account = this.#accounts.get(ctx);
     if (!account) return;
     const held = account.held;
-    this.#claims -= Math.max(held, ctx.reserved) - Math.max(held - bytes, ctx.reserved);
+    this.#owner.release(Math.max(held, ctx.reserved) - Math.max(held - bytes, ctx.reserved));
     account.held = held - bytes;
   }
 
-  /** @internal ContextHost */
+  /** @internal ContextHost: ask the handlers before anything is evicted for ctx. */
   pressure(ctx: ExecutionContext, bytes: number, available: number): void {
+    if (!this.#accounts.has(ctx)) {
+      throw new SchedulerError(
+        `Cannot allocate in context "${ctx.name}": it is not created yet (or was destroyed)`,
+      );
+    }
     this.#askHandlers(ctx, bytes, available);
+  }
+
+  /** @internal ContextHost: frees others' claims (and ctx's evictable bursts) for `bytes` more. */
+  reclaim(ctx: ExecutionContext, bytes: number): void {
+    const account = this.#accounts.get(ctx);
+    if (!account) return;
+    const held = account.held;
+    const increase = Math.max(held + bytes, ctx.reserved) - Math.max(held, ctx.reserved);
+    if (increase > this.spare) this.#reclaim(increase - this.spare, ctx, CLASS_ORDER[ctx.qos]);
+  }
+
+  /** @internal ContextHost: bytes ctx could get now without evicting anything. */
+  available(ctx: ExecutionContext): number {
+    const account = this.#accounts.get(ctx);
+    if (!account) return 0;
+    const allocated = ctx.pool.allocatedBytes;
+    return Math.max(0, Math.max(ctx.reserved, account.held) - allocated) +
+      Math.max(0, this.spare) + this.#othersCache(ctx);
   }
 
   /** @internal ContextHost */
   forget(ctx: ExecutionContext): void {
     const account = this.#accounts.get(ctx);
     if (!account) return;
-    this.#claims -= Math.max(account.held, ctx.reserved);
+    this.#owner.release(Math.max(account.held, ctx.reserved));
     this.#accounts.delete(ctx);
     this.#contexts.delete(ctx.name);
     if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
     this.#scheduler.release(ctx);
   }
 
+  /**
+   * Asks every handler registered now; the first refusal (false, a throw, a
+   * non-boolean) rejects. Handlers registered or removed meanwhile take
+   * effect for the next allocation.
+   */
   #askHandlers(ctx: ExecutionContext, requested: number, available: number): void {
     for (const handler of [...this.#handlers]) {
-      let allowed: boolean;
+      let allowed: unknown;
       try {
         allowed = handler(ctx, requested, available);
       } catch (cause) {
-        throw new VramBudgetExceededError(ctx.name, requested, available, { cause });
+        throw new VramBudgetExceededError(ctx, requested, available, { cause });
       }
-      if (allowed === false) throw new VramBudgetExceededError(ctx.name, requested, available);
+      if (allowed === true) continue;
+      if (allowed === false) throw new VramBudgetExceededError(ctx, requested, available);
+      if (allowed instanceof Promise) allowed.catch(() => {}); // refused: its outcome is moot
+      throw new VramBudgetExceededError(ctx, requested, available, {
+        cause: new TypeError(
+          `A memory-pressure handler must return a boolean synchronously, got ${show(allowed)}`,
+        ),
+      });
+    }
+  }
+
+  /** Releases caches of contexts other than `except` above their reservations until spare ≥ target. */
+  #trimCaches(target: number, except: ExecutionContext | undefined): void {
+    for (const [ctx, account] of [...this.#accounts]) {
+      if (this.spare >= target) return;
+      if (ctx === except || !ctx.alive) continue;
+      if (ctx.pool.cachedBytes > 0 && account.held > ctx.reserved) ctx.pool.trim();
     }
   }
 
@@ -285,12 +395,9 @@ export class ContextManager implements ContextHost {
   #reclaim(need: number, asking: ExecutionContext | undefined, askingClass: number): void {
     const target = this.spare + need;
     const done = () => this.spare >= target;
-    const others = [...this.#contexts.values()].filter((c) => c !== asking);
-    for (const ctx of others) {
-      if (done()) return;
-      const account = this.#accounts.get(ctx)!;
-      if (ctx.pool.cachedBytes > 0 && account.held > ctx.reserved) ctx.pool.trim();
-    }
+    this.#trimCaches(target, asking);
+    if (done()) return;
+    const others = [...this.#contexts.values()].filter((c) => c !== asking && c.alive);
     const victims = others
       .filter((c) =>
         CLASS_ORDER[c.qos] > askingClass ||
@@ -299,13 +406,14 @@ export class ContextManager implements ContextHost {
       .sort((a, b) => CLASS_ORDER[b.qos] - CLASS_ORDER[a.qos]);
     for (const ctx of victims) {
       if (done()) return;
-      const account = this.#accounts.get(ctx)!;
+      const account = this.#accounts.get(ctx);
+      if (!account) continue;
       const aboveReservation = account.held - ctx.reserved;
       if (aboveReservation <= 0 || ctx.pool.evictableBytes === 0) continue;
       ctx.pool.evict(Math.min(aboveReservation, target - this.spare));
     }
-    if (asking && !done()) {
-      const account = this.#accounts.get(asking)!;
+    const account = asking && this.#accounts.get(asking);
+    if (asking && account && !done()) {
       if (asking.pool.cachedBytes > 0) asking.pool.trim();
       const above = account.held - asking.reserved;
       if (!done() && above > 0 && asking.pool.evictableBytes > 0) {

@@ -5,10 +5,9 @@
  */
 
 import { SchedulerError, VramBudgetExceededError } from "../errors.ts";
-import { sizeClassOf } from "../engine/size_classes.ts";
 import type { GpuEvent } from "../event.ts";
 import { MemoryPool } from "../engine/memory_pool.ts";
-import type { QoSPolicy } from "../engine/qos_policy.ts";
+import { QoSPolicy } from "../engine/qos_policy.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
@@ -22,7 +21,13 @@ export interface AllocOptions {
 
 /** What `getContextUsage()` reports, in bytes. */
 export interface ContextUsage {
-  /** Device bytes held by its live buffers (size classes included). */
+  /**
+   * Device bytes its resident live buffers occupy: each buffer's
+   * `classSize`, the size class its request was rounded to — or exactly
+   * the bytes asked for when the class would not fit what is left of
+   * maxVram, and always for GUARANTEED contexts (which never round). So
+   * `used ≤ max` always, and allocations whose sizes sum to maxVram fit.
+   */
   used: number;
   /** Its budget: it never holds more. */
   max: number;
@@ -30,7 +35,7 @@ export interface ContextUsage {
   base: number;
   /** Bytes reserved for it at creation: maxVram (GUARANTEED), baseVram (BURSTABLE), 0 (BEST_EFFORT). */
   reserved: number;
-  /** Highest `used` seen. */
+  /** Highest `used` seen (restores of evicted buffers included): never below `used`. */
   peak: number;
   /** Freed bytes its pool keeps for reuse; available to everyone on demand. */
   cached: number;
@@ -38,14 +43,18 @@ export interface ContextUsage {
   evicted: number;
 }
 
-/** @internal What a context needs from the scheduler's context manager. */
+/** @internal What a context needs from the scheduler's context manager (see PoolBudget). */
 export interface ContextHost {
-  /** Charges `bytes` more device memory to ctx, making room or throwing. */
-  request(ctx: ExecutionContext, bytes: number): void;
+  /** Claims `bytes` more device memory for ctx if they fit now; runs no user code. */
+  tryRequest(ctx: ExecutionContext, bytes: number): boolean;
   /** ctx gave `bytes` of device memory back. */
   returned(ctx: ExecutionContext, bytes: number): void;
-  /** ctx must evict its own buffers to stay in budget: ask the pressure handlers. */
+  /** ctx cannot fit `bytes` without making room: ask the pressure handlers (throws to refuse). */
   pressure(ctx: ExecutionContext, bytes: number, available: number): void;
+  /** The handlers allowed it: free others' claims so ctx can claim `bytes` more. */
+  reclaim(ctx: ExecutionContext, bytes: number): void;
+  /** Bytes ctx could claim now without evicting. */
+  available(ctx: ExecutionContext): number;
   /** ctx is being destroyed. */
   forget(ctx: ExecutionContext): void;
 }
@@ -100,7 +109,6 @@ export class ExecutionContext {
   #pool: MemoryPool;
   #events = new Set<GpuEvent>();
   #alive = true;
-  #peak = 0;
 
   /** @internal Use `createContext()`. */
   constructor(scheduler: Scheduler, spec: ContextSpec, host: ContextHost) {
@@ -119,11 +127,16 @@ export class ExecutionContext {
       {
         nativePool: spec.nativePool,
         budget: {
-          request: (bytes) => host.request(this, bytes),
+          tryRequest: (bytes) => host.tryRequest(this, bytes),
           returned: (bytes) => host.returned(this, bytes),
           pressure: (bytes, available) => host.pressure(this, bytes, available),
+          reclaim: (bytes) => host.reclaim(this, bytes),
+          available: () => host.available(this),
         },
         makeBlock: (...block) => new DeviceBuffer(this, ...block),
+        errorContext: this,
+        // A GUARANTEED context is promised every allocation up to maxVram: no rounding slack.
+        exactSizes: spec.qos === QoSPolicy.GUARANTEED,
       },
     );
   }
@@ -159,13 +172,10 @@ export class ExecutionContext {
     if (typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes <= 0) {
       this.#rejectSize(bytes);
     }
-    if (sizeClassOf(bytes) > this.maxVram) {
-      throw new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes);
+    if (bytes > this.maxVram) {
+      throw new VramBudgetExceededError(this, bytes, this.maxVram - this.#pool.allocatedBytes);
     }
-    const buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
-    const used = this.#pool.allocatedBytes;
-    if (used > this.#peak) this.#peak = used;
-    return buffer;
+    return this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
   }
 
   #rejectSize(bytes: unknown): never {
@@ -184,7 +194,7 @@ export class ExecutionContext {
       max: this.maxVram,
       base: this.baseVram,
       reserved: this.reserved,
-      peak: this.#peak,
+      peak: this.#pool.peakAllocatedBytes,
       cached: this.#pool.cachedBytes,
       evicted: this.#pool.stats().evictedHostBytes,
     };

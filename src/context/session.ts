@@ -38,6 +38,11 @@ class SyncSession implements ContextScope {
   #open = true;
   constructor(readonly context: ExecutionContext) {}
 
+  /** False once closed. */
+  get open(): boolean {
+    return this.#open;
+  }
+
   [Symbol.dispose](): void {
     if (!this.#open) return;
     this.#open = false;
@@ -115,7 +120,8 @@ export function contextSession<T>(
   } catch (error) {
     return Promise.reject(error);
   } finally {
-    syncStack.push(...outer);
+    // fn may have closed some of them (by hand): only those still open come back.
+    for (const session of outer) if (session.open) syncStack.push(session);
   }
 }
 

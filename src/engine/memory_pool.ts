@@ -6,6 +6,7 @@
  */
 
 import { SchedulerError, VramBudgetExceededError } from "../errors.ts";
+import type { ExecutionContext } from "../context/execution_context.ts";
 import type { GpuEvent } from "../event.ts";
 import type { Owned } from "../lifetime.ts";
 import { getScheduler, type Scheduler } from "../scheduler.ts";
@@ -21,7 +22,9 @@ import {
   deviceFree,
   pinnedAlloc,
   pinnedFree,
+  trimNativePool,
 } from "./native_memory.ts";
+import { limitOwnerOf } from "./limit_owner.ts";
 import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
@@ -42,20 +45,27 @@ export interface MemoryPoolOptions {
 }
 
 /**
- * How a pool that belongs to a larger budget (a scheduler context) asks
- * before taking device memory and reports giving it back.
+ * The account a pool claims device bytes from: a context's share of the
+ * device (its manager's rules), or, for a standalone pool, the device's
+ * limit owner directly. Only `pressure` may run user code; the pool
+ * re-validates everything after it, so no decision survives a callback.
  * @internal
  */
 export interface PoolBudget {
-  /** Called before the pool takes `bytes` more device memory; throws to refuse. */
-  request(bytes: number): void;
+  /** Claims `bytes` more for the pool if they fit now; true when claimed. Runs no user code. */
+  tryRequest(bytes: number): boolean;
   /** Called after the pool gave `bytes` of device memory back. */
   returned(bytes: number): void;
   /**
-   * Called before the pool evicts its own blocks to fit `bytes` under its
-   * quota, with the bytes it could give without evicting; throws to refuse.
+   * The pool cannot fit `bytes` without evicting or reclaiming: asks the
+   * memory-pressure handlers (user code: anything may change meanwhile);
+   * throws to refuse. Nothing is evicted unless it returns.
    */
   pressure(bytes: number, available: number): void;
+  /** After `pressure` allowed it: frees others' claims so `bytes` more may be claimed. No user code. */
+  reclaim(bytes: number): void;
+  /** Bytes the pool could claim now without evicting anything (others' caches count). */
+  available(): number;
 }
 
 /** @internal Hooks for pools owned by the scheduler. */
@@ -69,6 +79,14 @@ export interface PoolInternals {
   nativePool?: number;
   /** Makes the block objects (a subclass of PoolBlock, e.g. DeviceBuffer). */
   makeBlock?: (...args: ConstructorParameters<typeof PoolBlock>) => PoolBlock;
+  /** Who errors name as asking (the ExecutionContext of a context's pool). */
+  errorContext?: ExecutionContext;
+  /**
+   * Exact sizes instead of size classes (GUARANTEED contexts): every block
+   * occupies exactly the bytes asked for, so allocations whose sizes sum to
+   * the quota always fit.
+   */
+  exactSizes?: boolean;
 }
 
 /** Options of `MemoryPool.allocate()`. */
@@ -207,7 +225,11 @@ export class MemoryPool implements Owned {
   #orderEvent: GpuEvent;
   #streams = new Set<Stream>();
   #host: BlockHost;
-  #budget: PoolBudget | undefined;
+  #budget: PoolBudget;
+  #errorContext: ExecutionContext | string;
+  #exact: boolean;
+  /** Host copies whose release waits on a stream: freed at once by destroy(). */
+  #pendingHostCopies = new Set<HostCopy>();
   #makeBlock: NonNullable<PoolInternals["makeBlock"]>;
 
   #allocated = 0;
@@ -224,6 +246,7 @@ export class MemoryPool implements Owned {
   #evictedBytesTotal = 0;
   #restoredBytesTotal = 0;
   #peak = 0;
+  #peakAllocated = 0;
 
   /**
    * A pool on the initialized scheduler's device.
@@ -262,7 +285,10 @@ export class MemoryPool implements Owned {
     }
     this.#streams.add(this.stream);
     this.#host = this.#makeBlockHost();
-    this.#budget = internals?.budget;
+    this.#budget = internals?.budget ??
+      standaloneBudget(this.#scheduler, (bytes) => this.#evictOwn(bytes));
+    this.#errorContext = internals?.errorContext ?? this.name;
+    this.#exact = internals?.exactSizes ?? false;
     this.#makeBlock = internals?.makeBlock ?? ((...args) => new PoolBlock(...args));
     this.#scheduler.adopt(this);
   }
@@ -307,13 +333,12 @@ export class MemoryPool implements Owned {
       if (opts.stream !== undefined) stream = this.#requireOwnStream(opts.stream, doing, "stream");
     }
     if (!this.#alive) this.#assertAlive("allocate");
-    const classSize = sizeClassOf(size);
-    if (classSize > this.quota) {
-      throw new RangeError(
-        `${doing}: size ${size} (${classSize} bytes with rounding) exceeds the quota of ${this.quota} bytes`,
-      );
+    if (size > this.quota) {
+      throw new RangeError(`${doing}: size ${size} exceeds the quota of ${this.quota} bytes`);
     }
-    const memory = this.#takeDevice(classSize, stream);
+    const key = this.#exact ? size : sizeClassOf(size);
+    const memory = this.#reuse(key, stream) ?? this.#takeDevice(size, key, stream, undefined);
+    const classSize = memory.size;
     const block = this.#makeBlock(this.#host, this.#nextId++, size, classSize, evictable, stream);
     block._memory = memory;
     block._index = this.#live.length;
@@ -330,6 +355,7 @@ export class MemoryPool implements Owned {
     this.#allocationCount++;
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
+    if (this.#allocated > this.#peakAllocated) this.#peakAllocated = this.#allocated;
     return block;
   }
 
@@ -389,6 +415,11 @@ export class MemoryPool implements Owned {
     return this.#allocated;
   }
 
+  /** Highest `allocatedBytes` seen (restores included). */
+  get peakAllocatedBytes(): number {
+    return this.#peakAllocated;
+  }
+
   /** Device bytes cached for reuse. */
   get cachedBytes(): number {
     return this.#cached;
@@ -430,16 +461,19 @@ export class MemoryPool implements Owned {
       const memory = memoryOf(block), host = hostCopyOf(block);
       if (memory) {
         deviceFree(memory.ptr, memory.stream.nativeHandle("free"));
-        this.#budget?.returned(memory.size);
+        this.#budget.returned(memory.size);
       }
       if (host) pinnedFree(host.ptr);
     }
     this.#live = [];
-    this.#allocated = 0;
-    this.#residentRequested = 0;
+    this.#resetLiveCounters();
     while (this.#cacheLru.size > 0) this.#releaseOldestCached();
     for (const copies of this.#spareHost.values()) for (const copy of copies) pinnedFree(copy.ptr);
     this.#spareHost.clear();
+    this.#spareHostBytes = 0;
+    // Streams are synchronized above: host copies waiting for them are free to go now.
+    for (const copy of this.#pendingHostCopies) pinnedFree(copy.ptr);
+    this.#pendingHostCopies.clear();
     this.#orderEvent.destroy();
     if (this.#ownsStream) this.stream.destroy();
     if (this.#ownsNativePool) destroyNativePool(this.#nativePool);
@@ -455,42 +489,106 @@ export class MemoryPool implements Owned {
     this.#alive = false;
     for (const block of this.#live) block._state = "freed";
     this.#live = [];
+    // libsched freed every allocation: nothing is held, cached or evicted any more.
+    this.#resetLiveCounters();
+    this.#free.clear();
+    this.#cacheLru = new LinkedList();
+    this.#cached = 0;
+    this.#spareHost.clear();
+    this.#spareHostBytes = 0;
+    this.#pendingHostCopies.clear();
+  }
+
+  /** No live block is left: live counters go to zero (totals and peaks stay). */
+  #resetLiveCounters(): void {
+    this.#allocated = 0;
+    this.#requested = 0;
+    this.#residentRequested = 0;
+    this.#evictableResident = 0;
+    this.#evictedBlocks = 0;
+    this.#evictedHostBytes = 0;
+    this.#residentLru = new LinkedList();
   }
 
   // ------------------------------------------------------------ internals
 
-  /** Device memory of classSize for stream: cached if possible, else new. */
-  #takeDevice(classSize: number, stream: Stream): DeviceMemory {
-    const list = this.#free.get(classSize);
-    const cached = list?.pop();
-    if (cached) {
-      this.#cacheLru.remove(cached.cacheNode);
-      this.#cached -= classSize;
-      this.#reuseCount++;
-      if (cached.stream !== stream) {
-        // Freed on another stream: work queued there may still use it.
-        this.#orderEvent.record(cached.stream);
-        this.#orderEvent.wait(stream);
-        cached.stream = stream;
-        this.#streams.add(stream);
+  /** Cached device memory of exactly `key` bytes for stream, if any (the hot path: no FFI). */
+  #reuse(key: number, stream: Stream): DeviceMemory | undefined {
+    const cached = this.#free.get(key)?.pop();
+    if (!cached) return undefined;
+    this.#cacheLru.remove(cached.cacheNode);
+    this.#cached -= key;
+    this.#reuseCount++;
+    if (cached.stream !== stream) {
+      // Freed on another stream: work queued there may still use it.
+      this.#orderEvent.record(cached.stream);
+      this.#orderEvent.wait(stream);
+      cached.stream = stream;
+      this.#streams.add(stream);
+    }
+    return cached;
+  }
+
+  /**
+   * New device memory for `size` bytes (`key`: its size class, or `size`
+   * itself for exact sizes), claimed from the budget before the native call.
+   *
+   * Every decision is re-made from scratch after the one call into user
+   * code (the pressure handlers): they may allocate, free, destroy this
+   * pool's context, or shut the scheduler down. `stillWanted` (restore)
+   * re-checks the caller's own precondition after it.
+   *
+   * The size class is used only when it fits what is left under the quota
+   * and in the budget; otherwise the block takes exactly `size` bytes, so
+   * rounding never makes an allocation fail that would fit.
+   */
+  #takeDevice(
+    size: number,
+    key: number,
+    stream: Stream,
+    stillWanted: (() => void) | undefined,
+  ): DeviceMemory {
+    let deviceRefused = false;
+    for (let round = 0;; round++) {
+      if (!this.#alive) this.#assertAlive("allocate");
+      this.#scheduler.assertActive("allocate");
+      const want = key <= this.quota - this.#allocated ? key : size;
+      while (this.#allocated + this.#cached + want > this.quota && this.#cacheLru.size > 0) {
+        this.#releaseOldestCached();
       }
-      return cached;
+      if (this.#allocated + this.#cached + want <= this.quota) {
+        let claimed = this.#budget.tryRequest(want);
+        if (!claimed && this.#cacheLru.size > 0) {
+          this.trim(); // our own cache is claimed too: give it back and ask again
+          claimed = this.#budget.tryRequest(want);
+        }
+        if (!claimed && want > size) {
+          return this.#takeDevice(size, size, stream, stillWanted);
+        }
+        if (claimed) {
+          const native = stream.nativeHandle("allocate");
+          const ptr = deviceAlloc(this.#nativePool, native, want) ??
+            this.#retryAfterDeviceRefusal(want, native);
+          if (ptr) return this.#newMemory(ptr, want, stream);
+          this.#budget.returned(want);
+          deviceRefused = true;
+        }
+      }
+      if (round === 1) throw this.#refusal(size, deviceRefused);
+      // The one call into user code: on return, nothing read above is trusted.
+      this.#budget.pressure(want, this.#availableNow());
+      if (!this.#alive) this.#assertAlive("allocate");
+      this.#scheduler.assertActive("allocate");
+      stillWanted?.();
+      this.#makeRoom(want, deviceRefused);
     }
-    this.#makeRoom(classSize);
-    this.#budget?.request(classSize);
-    const native = stream.nativeHandle("allocate");
-    let ptr: Deno.PointerObject;
-    try {
-      ptr = deviceAlloc(this.#nativePool, native, classSize) ??
-        this.#retryAfterDevicePressure(classSize, native);
-    } catch (error) {
-      this.#budget?.returned(classSize);
-      throw error;
-    }
+  }
+
+  #newMemory(ptr: Deno.PointerObject, size: number, stream: Stream): DeviceMemory {
     this.#streams.add(stream);
     const memory: DeviceMemory = {
       ptr,
-      size: classSize,
+      size,
       stream,
       classNode: undefined as unknown as ListNode<DeviceMemory>,
       cacheNode: undefined as unknown as ListNode<DeviceMemory>,
@@ -500,49 +598,60 @@ export class MemoryPool implements Owned {
     return memory;
   }
 
-  /** Releases cache, then evicts, until classSize fits under the quota, or throws without side effects. */
-  #makeRoom(classSize: number): void {
-    const held = this.#allocated + this.#cached;
-    if (held + classSize <= this.quota) return;
-    const reclaimable = this.#cached + (this.enableEviction ? this.#evictableResident : 0);
-    if (held - reclaimable + classSize > this.quota) {
-      throw new VramBudgetExceededError(
-        this.name,
-        classSize,
-        Math.max(0, this.quota - held + reclaimable),
-      );
+  /** Bytes this pool could get now without evicting: under its quota and in its budget. */
+  #availableNow(): number {
+    return Math.max(0, Math.min(this.quota - this.#allocated, this.#budget.available()));
+  }
+
+  #refusal(size: number, deviceRefused: boolean): VramBudgetExceededError {
+    let available = this.#alive && this.#scheduler.active ? this.#availableNow() : 0;
+    if (deviceRefused && this.#scheduler.active) {
+      available = Math.min(available, this.#scheduler.memoryInfo().free);
     }
-    while (this.#allocated + this.#cached + classSize > this.quota && this.#cacheLru.size > 0) {
+    return new VramBudgetExceededError(this.#errorContext, size, available);
+  }
+
+  /**
+   * The handlers allowed it: evict our own evictable blocks until `bytes`
+   * fit under the quota (or, when the device refused, until `bytes` were
+   * released), then let the budget reclaim from others. No user code.
+   */
+  #makeRoom(bytes: number, deviceRefused: boolean): void {
+    while (this.#allocated + this.#cached + bytes > this.quota && this.#cacheLru.size > 0) {
       this.#releaseOldestCached();
     }
-    if (this.#allocated + this.#cached + classSize > this.quota) {
-      this.#budget?.pressure(classSize, this.quota - this.#allocated - this.#cached);
-    }
-    while (this.#allocated + this.#cached + classSize > this.quota && this.#residentLru.head) {
+    while (
+      this.enableEviction && this.#allocated + this.#cached + bytes > this.quota &&
+      this.#residentLru.head
+    ) {
       this.#evictBlock(this.#residentLru.head.value);
+    }
+    if (deviceRefused) this.#evictOwn(bytes);
+    this.#budget.reclaim(bytes);
+  }
+
+  /** Evicts own evictable blocks, least recently used first, until `bytes` were released. */
+  #evictOwn(bytes: number): void {
+    let released = 0;
+    while (this.enableEviction && released < bytes && this.#residentLru.head) {
+      released += this.#evictBlock(this.#residentLru.head.value);
     }
   }
 
-  /** The device refused: give back the cache, evict what we may, and try once more. */
-  #retryAfterDevicePressure(classSize: number, native: number): Deno.PointerObject {
-    const touched = new Set<Stream>();
-    while (this.#cacheLru.size > 0) touched.add(this.#releaseOldestCached());
-    let released = 0;
-    while (this.enableEviction && released < classSize && this.#residentLru.head) {
-      const victim = this.#residentLru.head.value;
-      released += this.#evictBlock(victim);
-      touched.add(victim.stream);
-    }
-    // Frees are stream-ordered: let them land so the device can hand the bytes out again.
-    for (const s of touched) s.synchronizeSync();
-    const ptr = deviceAlloc(this.#nativePool, native, classSize);
-    if (ptr) return ptr;
-    const free = this.#scheduler.memoryInfo().free;
-    throw new VramBudgetExceededError(
-      this.name,
-      classSize,
-      Math.min(free, this.quota - this.#allocated),
-    );
+  /**
+   * The device refused although the ledger had the bytes: what accounting
+   * calls free may still be held by frees not yet done in stream order, or
+   * kept by the native pool in pieces. Give back our cache, let every
+   * stream of the scheduler reach its queued frees, return the native
+   * pool's unused memory to the device, and try once more. No user code;
+   * nothing of anyone's live data is touched.
+   */
+  #retryAfterDeviceRefusal(bytes: number, native: number): Deno.PointerObject | null {
+    while (this.#cacheLru.size > 0) this.#releaseOldestCached();
+    for (const s of this.#scheduler.liveStreams()) if (!s.destroyed) s.synchronizeSync();
+    for (const s of this.#streams) if (!s.destroyed) s.synchronizeSync();
+    trimNativePool(this.#nativePool, 0);
+    return deviceAlloc(this.#nativePool, native, bytes);
   }
 
   /** Frees the least recently cached allocation to the device; returns its stream. */
@@ -552,7 +661,7 @@ export class MemoryPool implements Owned {
     memory.classNode.list!.remove(memory.classNode);
     this.#cached -= memory.size;
     deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
-    this.#budget?.returned(memory.size);
+    this.#budget.returned(memory.size);
     return memory.stream;
   }
 
@@ -567,7 +676,7 @@ export class MemoryPool implements Owned {
     }
     copyToHost(host.ptr, memory.ptr, 0, block.size, native);
     deviceFree(memory.ptr, native);
-    this.#budget?.returned(block.classSize);
+    this.#budget.returned(block.classSize);
     this.#residentLru.remove(lruNodeOf(block)!);
     this.#evictableResident -= block.classSize;
     this.#allocated -= block.classSize;
@@ -599,10 +708,12 @@ export class MemoryPool implements Owned {
 
   /** Keeps a host buffer for the next eviction once stream has finished with it. */
   #returnHostCopyWhenDone(copy: HostCopy, stream: Stream): void {
+    this.#pendingHostCopies.add(copy);
     stream.synchronize().then(
       () => {
+        // destroy() already freed it (and shutdown freed everything natively).
+        if (!this.#pendingHostCopies.delete(copy)) return;
         if (!this.#alive) {
-          // After a scheduler shutdown libsched has already freed it.
           if (this.#scheduler.active) pinnedFree(copy.ptr);
           return;
         }
@@ -616,8 +727,24 @@ export class MemoryPool implements Owned {
   }
 
   #restore(block: PoolBlock): Deno.PointerObject {
+    let memory = this.#reuse(block.classSize, block.stream);
+    if (!memory) {
+      try {
+        memory = this.#takeDevice(block.classSize, block.classSize, block.stream, () => {
+          // A pressure handler may have freed or restored this very block.
+          if (block._state === "freed") {
+            throw new SchedulerError(
+              `Cannot use block ${block.id} of pool "${this.name}": it was freed by a memory-pressure handler`,
+            );
+          }
+          if (block._state === "resident") throw RESTORED_MEANWHILE;
+        });
+      } catch (error) {
+        if (error === RESTORED_MEANWHILE) return memoryOf(block)!.ptr;
+        throw error;
+      }
+    }
     const host = hostCopyOf(block)!;
-    const memory = this.#takeDevice(block.classSize, block.stream);
     copyToDevice(memory.ptr, 0, host.ptr, block.size, block.stream.nativeHandle("restore a block"));
     block._memory = memory;
     block._hostCopy = undefined;
@@ -634,6 +761,7 @@ export class MemoryPool implements Owned {
     }
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
+    if (this.#allocated > this.#peakAllocated) this.#peakAllocated = this.#allocated;
     this.#returnHostCopyWhenDone(host, block.stream);
     return memory.ptr;
   }
@@ -732,4 +860,25 @@ export class MemoryPool implements Owned {
       },
     };
   }
+}
+
+/** Thrown inside a restore when a pressure handler made the block resident itself. */
+const RESTORED_MEANWHILE = Symbol("restored meanwhile");
+
+/**
+ * A standalone pool's budget: the device's limit owner itself. It takes
+ * only bytes nobody claims (others' caches are released for it), so it can
+ * never take what a context reserved; it has no reservation of its own.
+ */
+function standaloneBudget(scheduler: Scheduler, evictOwn: (bytes: number) => void): PoolBudget {
+  const owner = limitOwnerOf(scheduler);
+  return {
+    tryRequest: (bytes) => owner.claimReclaiming(bytes),
+    returned: (bytes) => owner.release(bytes),
+    pressure: () => {},
+    reclaim: (bytes) => {
+      if (bytes > owner.spare) evictOwn(bytes - owner.spare);
+    },
+    available: () => Math.max(0, owner.spare),
+  };
 }

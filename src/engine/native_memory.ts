@@ -15,7 +15,7 @@ const handleOut = new Uint32Array(1);
 const usedOut = new BigUint64Array(1);
 const reservedOut = new BigUint64Array(1);
 
-/** A stream-ordered libsched pool capped at maxBytes; returns its handle. */
+/** A stream-ordered libsched pool capped at maxBytes (0: no cap of ours); returns its handle. */
 export function createNativePool(maxBytes: number): number {
   // Release threshold 0: bytes this pool gives back go back to the device
   // for everyone; the TypeScript pool does its own caching.
@@ -26,6 +26,11 @@ export function createNativePool(maxBytes: number): number {
 /** Destroys a libsched pool (it must hold no live allocations). */
 export function destroyNativePool(pool: number): void {
   unwrap(lib().sched_pool_destroy(pool), "Cannot destroy a memory pool");
+}
+
+/** Returns the libsched pool's unused memory to the device, down to keepBytes. */
+export function trimNativePool(pool: number, keepBytes: number): void {
+  unwrap(lib().sched_pool_trim(pool, BigInt(keepBytes)), "Cannot trim a memory pool");
 }
 
 /** Bytes the libsched pool holds from the device. */
