@@ -1,14 +1,18 @@
 /**
- * The model-based test's concurrent variant: several async tasks share a
- * fixed set of contexts (one of each class) and interleave on the event
- * loop, each allocating, writing, reading, pinning and freeing its own
- * buffers and recording and awaiting events, so waits resolve out of order
- * and evictions triggered by one task hit another's buffers. After every
- * operation of any task the shared invariants are checked: no context over
- * maxVram, Σ claims ≤ memoryLimit, usage equal to the model's, and every
- * buffer reads back what its task last wrote.
+ * The model-based test's concurrent variant, with fast-check: several async
+ * tasks share a fixed set of contexts (one of each class); each runs its
+ * own generated plan (allocate, write, read, pin, free, events), and
+ * `fc.scheduler()` decides the interleaving of their steps, so waits
+ * resolve out of order and evictions triggered by one task hit another's
+ * buffers. A re-entrant pressure handler allocates and frees inside the
+ * asking context while the others are mid-flight. After every step of any
+ * task the shared invariants are checked: no context over maxVram, peak ≥
+ * used, Σ claims ≤ memoryLimit, usage equal to the model's, and every buffer
+ * reads back what its task last wrote. A failure prints the seed, the
+ * shrunk plans and the scheduler's order.
  */
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   createContext,
   type DeviceBuffer,
@@ -17,16 +21,17 @@ import {
   initialize,
   KB,
   MB,
+  onMemoryPressure,
   QoSPolicy,
   recordEvent,
   shutdown,
   VramBudgetExceededError,
   waitEvent,
 } from "../mod.ts";
-import { BACKENDS, readEnvInt, seededRandom as rng } from "./_helpers.ts";
+import { BACKENDS, readEnvInt } from "./_helpers.ts";
 
 const LIMIT = 16 * MB;
-const TASKS = 8;
+const TASKS = 6;
 
 interface Owned {
   buf: DeviceBuffer;
@@ -34,104 +39,196 @@ interface Owned {
   pin: Disposable | undefined;
 }
 
-const STEPS = readEnvInt("GPUSCHED_MODEL_STEPS", 400);
-const SEEDS = readEnvInt("GPUSCHED_MODEL_SEEDS", 3);
+type Op =
+  | { kind: "alloc"; ctx: number; size: number; evictable: boolean }
+  | { kind: "free" | "read" | "pin"; pick: number }
+  | { kind: "write"; pick: number; fill: number }
+  | { kind: "event"; from: number; to: number };
 
-async function run(backend: "host" | "cuda", seed: number, steps: number): Promise<void> {
+const op: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant("alloc" as const),
+      ctx: fc.nat({ max: 2 }),
+      size: fc.integer({ min: 1, max: 1024 * KB }),
+      evictable: fc.boolean(),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("free" as const), pick: fc.nat() }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("write" as const),
+      pick: fc.nat(),
+      fill: fc.nat({ max: 255 }),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("read" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("pin" as const), pick: fc.nat() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("event" as const),
+      from: fc.nat({ max: 2 }),
+      to: fc.nat({ max: 2 }),
+    }),
+  },
+);
+
+const RUNS = readEnvInt("GPUSCHED_MODEL_RUNS", 15);
+const STEPS = readEnvInt("GPUSCHED_MODEL_STEPS", 60);
+
+async function run(backend: "host" | "cuda", s: fc.Scheduler, plans: Op[][]): Promise<number> {
   initialize({ backend, hostMemory: LIMIT, memoryLimit: LIMIT });
+  const offs: (() => void)[] = [];
   try {
     const contexts: ExecutionContext[] = [
       createContext("g", { maxVram: 4 * MB, qos: QoSPolicy.GUARANTEED }),
       createContext("b", { maxVram: 8 * MB, baseVram: 2 * MB }),
       createContext("e", { maxVram: 12 * MB, qos: QoSPolicy.BEST_EFFORT }),
     ];
-    const owned: Owned[][] = Array.from({ length: TASKS }, () => []);
+    const owned: Owned[][] = plans.map(() => []);
     const check = (where: string) => {
       let claims = 0;
       for (const ctx of contexts) {
         const u = getContextUsage(ctx);
         assert.ok(u.used <= u.max, `${where}: ${ctx.name} holds ${u.used} > ${u.max}`);
+        assert.ok(u.peak >= u.used, `${where}: ${ctx.name} peak below used`);
         claims += Math.max(u.used + u.cached, u.reserved);
-        const model = owned.flat().filter((o) =>
-          o.buf.context === ctx && o.buf.state === "resident"
-        )
+        const model = owned.flat()
+          .filter((o) => o.buf.context === ctx && !o.buf.freed && o.buf.state === "resident")
           .reduce((sum, o) => sum + o.buf.classSize, 0);
         assert.equal(u.used, model, `${where}: usage of ${ctx.name}`);
       }
       assert.ok(claims <= LIMIT, `${where}: claims ${claims} > ${LIMIT}`);
     };
-    const budgetError = (e: unknown) => {
+    // Re-entrant: allocates and frees in the asking context while other tasks are mid-flight.
+    let inside = false;
+    offs.push(onMemoryPressure((ctx) => {
+      if (inside) return true;
+      inside = true;
+      try {
+        ctx.alloc(4 * KB).free();
+      } catch (e) {
+        if (!(e instanceof VramBudgetExceededError)) throw e;
+      } finally {
+        inside = false;
+      }
+      return true;
+    }));
+    const budgetError = (e: unknown, ctx: ExecutionContext) => {
       if (!(e instanceof VramBudgetExceededError)) throw e;
+      assert.equal(e.context, ctx);
+      assert.ok(e.available < e.requested);
     };
-    await Promise.all(Array.from({ length: TASKS }, async (_, task) => {
-      const r = rng(seed * 1000 + task);
-      const int = (n: number) => Math.floor(r() * n);
-      const mine = owned[task]!;
-      for (let step = 0; step < steps / TASKS; step++) {
-        const where = `seed ${seed} task ${task} step ${step}`;
-        const x = r();
-        const pick = mine[int(Math.max(1, mine.length))];
-        try {
-          if (x < 0.3 || !pick) {
-            const ctx = contexts[int(contexts.length)]!;
-            mine.push({
-              buf: ctx.alloc(1 + int(1024 * KB), { evictable: r() < 0.7 }),
-              contents: undefined,
-              pin: undefined,
-            });
-          } else if (x < 0.45) {
-            if (!pick.pin) {
+    const task = async (t: number) => {
+      const mine = owned[t]!;
+      for (const [step, o] of plans[t]!.entries()) {
+        await s.schedule(Promise.resolve(), `task ${t} step ${step} ${o.kind}`);
+        const where = `task ${t} step ${step} ${JSON.stringify(o)}`;
+        const pick = "pick" in o ? mine[o.pick % Math.max(1, mine.length)] : undefined;
+        switch (o.kind) {
+          case "alloc": {
+            const ctx = contexts[o.ctx]!;
+            try {
+              mine.push({
+                buf: ctx.alloc(o.size, { evictable: o.evictable }),
+                contents: undefined,
+                pin: undefined,
+              });
+            } catch (e) {
+              budgetError(e, ctx);
+            }
+            break;
+          }
+          case "free":
+            if (pick && !pick.pin) {
               pick.buf.free();
               mine.splice(mine.indexOf(pick), 1);
             }
-          } else if (x < 0.65) {
-            const data = new Uint8Array(pick.buf.size).map(() => int(256));
-            await pick.buf.write(data);
-            pick.contents = data;
-          } else if (x < 0.85) {
-            if (pick.contents) {
-              const out = new Uint8Array(pick.buf.size);
-              await pick.buf.read(out);
-              assert.ok(out.every((v, i) => v === pick.contents![i]), `${where}: contents differ`);
+            break;
+          case "write":
+            if (pick) {
+              const data = new Uint8Array(pick.buf.size).fill(o.fill);
+              try {
+                await pick.buf.write(data);
+                pick.contents = data;
+              } catch (e) {
+                budgetError(e, pick.buf.context);
+              }
             }
-          } else if (x < 0.92) {
-            if (pick.pin) {
+            break;
+          case "read":
+            if (pick?.contents) {
+              const out = new Uint8Array(pick.buf.size);
+              try {
+                await pick.buf.read(out);
+                assert.ok(
+                  out.every((v, i) => v === pick.contents![i]),
+                  `${where}: contents differ`,
+                );
+              } catch (e) {
+                budgetError(e, pick.buf.context);
+              }
+            }
+            break;
+          case "pin":
+            if (pick?.pin) {
               pick.pin[Symbol.dispose]();
               pick.pin = undefined;
-            } else {
-              pick.pin = pick.buf.pin();
+            } else if (pick) {
+              try {
+                pick.pin = pick.buf.pin();
+              } catch (e) {
+                budgetError(e, pick.buf.context);
+              }
             }
-          } else {
-            const from = contexts[int(contexts.length)]!, to = contexts[int(contexts.length)]!;
-            const ev = recordEvent(from);
-            waitEvent(to, ev);
+            break;
+          case "event": {
+            const ev = recordEvent(contexts[o.from]!);
+            waitEvent(contexts[o.to]!, ev);
             await ev.synchronize();
             ev.destroy();
+            break;
           }
-        } catch (e) {
-          budgetError(e);
         }
         check(where);
       }
       for (const o of mine) o.pin?.[Symbol.dispose]();
-    }));
-    // The sizes are chosen so that tasks really push each other out.
-    const evictions = contexts.reduce((n, ctx) => n + ctx.pool.stats().evictionCount, 0);
-    assert.ok(evictions > 0, `seed ${seed}: no eviction happened, the test would prove little`);
+    };
+    await s.waitFor(Promise.all(plans.map((_, t) => task(t))));
+    return contexts.reduce((n, ctx) => n + ctx.pool.stats().evictionCount, 0);
   } finally {
+    for (const off of offs) off();
     shutdown();
   }
 }
 
 for (const backend of BACKENDS) {
   Deno.test({
-    name:
-      `[${backend.name}] ${TASKS} concurrent tasks keep every promise (${SEEDS} seeds x ${STEPS} steps)${
+    name: `[${backend.name}] ${TASKS} concurrent tasks keep every promise (fast-check scheduler, ` +
+      `${RUNS} runs x up to ${STEPS} steps per task)${
         backend.skip ? ` (skipped: ${backend.skip})` : ""
       }`,
     ignore: backend.skip !== undefined,
     async fn() {
-      for (let seed = 1; seed <= SEEDS; seed++) await run(backend.name, seed, STEPS);
+      let evictions = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.scheduler(),
+          fc.array(fc.array(op, { minLength: 1, maxLength: STEPS, size: "max" }), {
+            minLength: TASKS,
+            maxLength: TASKS,
+          }),
+          async (s, plans) => {
+            evictions += await run(backend.name, s, plans);
+          },
+        ),
+        { numRuns: RUNS },
+      );
+      // The sizes are chosen so that tasks really push each other out.
+      assert.ok(evictions > 0, "no eviction happened, the test would prove little");
     },
   });
 }
