@@ -399,3 +399,70 @@ backendTest(
   },
   { hostMemory: 64 * MB },
 );
+
+// ---------------------------------------------------------------- items 15, 16
+
+backendTest(
+  "60 concurrent sessions near the limit: GUARANTEED allocations inside the reservation never fail",
+  async () => {
+    const guaranteed = [1, 2, 3, 4].map((i) =>
+      createContext(`g${i}`, { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED })
+    );
+    const others = [
+      createContext("b1", { maxVram: 64 * MB }),
+      createContext("b2", { maxVram: 64 * MB, baseVram: 16 * MB }),
+      createContext("e1", { maxVram: 96 * MB, qos: QoSPolicy.BEST_EFFORT }),
+      createContext("e2", { maxVram: 96 * MB, qos: QoSPolicy.BEST_EFFORT }),
+    ];
+    const all = [...guaranteed, ...others];
+    /** Bytes each GUARANTEED context's sessions hold or are about to: they share its reservation. */
+    const promised = new Map<ExecutionContext, number>(guaranteed.map((g) => [g, 0]));
+    const r = seededRandom(15);
+    const sizes = [256 * 1024, MB, 2 * MB, 3 * MB + 4096, 4 * MB, 6 * MB, 8 * MB];
+    const refusedGuaranteed: string[] = [];
+    const session = (id: number) =>
+      contextSession(all[id % all.length]!, async (ctx) => {
+        const live: DeviceBuffer[] = [];
+        const isG = promised.has(ctx);
+        for (let step = 0; step < 40; step++) {
+          const size = sizes[Math.floor(r() * sizes.length)]!;
+          if (isG && promised.get(ctx)! + size > ctx.maxVram) {
+            const b = live.shift();
+            if (b) {
+              promised.set(ctx, promised.get(ctx)! - b.size);
+              b.free();
+            }
+            continue;
+          }
+          if (isG) promised.set(ctx, promised.get(ctx)! + size);
+          try {
+            const buf = alloc(size, { evictable: !isG && r() < 0.5 });
+            live.push(buf);
+            if (r() < 0.3) await buf.write(new Uint8Array(4096).fill(id));
+          } catch (e) {
+            if (isG) {
+              promised.set(ctx, promised.get(ctx)! - size);
+              const u = getContextUsage(ctx);
+              refusedGuaranteed.push(`${ctx.name} refused ${size} with ${u.used} used: ${e}`);
+            } else isBudgetError(ctx)(e);
+          }
+          if (live.length > 3 || r() < 0.3) {
+            const b = live.splice(Math.floor(r() * live.length), 1)[0];
+            if (b) {
+              if (isG) promised.set(ctx, promised.get(ctx)! - b.size);
+              b.free();
+            }
+          }
+          if (r() < 0.2) await new Promise((done) => setTimeout(done, 0));
+          assertBudgets(256 * MB, all);
+        }
+        for (const b of live) {
+          if (isG) promised.set(ctx, promised.get(ctx)! - b.size);
+          b.free();
+        }
+      });
+    await Promise.all(Array.from({ length: 60 }, (_, id) => session(id)));
+    assert.deepEqual(refusedGuaranteed, [], "GUARANTEED refused inside its reservation");
+  },
+  { hostMemory: 256 * MB },
+);
