@@ -331,9 +331,13 @@ backendTest("closing a sync session inside a nested async session leaves it clos
   await contextSession(b, () => s[Symbol.dispose]());
   assert.equal(currentContext(), undefined, "a is not current any more");
   assert.throws(() => alloc(1024), NoActiveSessionError);
+  // A sync session left open when the scheduler shuts down does not survive into the next one.
+  const c = createContext("c", { maxVram: 4 * MB });
+  contextSession(c);
   shutdown();
   initialize({ backend: "host" });
   assert.equal(currentContext(), undefined, "nor after shutdown() + initialize()");
+  assert.throws(() => alloc(1024), NoActiveSessionError);
 });
 
 // ---------------------------------------------------------------- items 14, 18

@@ -12,6 +12,7 @@ import type { Scheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
+import { dropSessionsOf } from "./session.ts";
 
 /** Options of `alloc()` and `ExecutionContext.alloc()`. */
 export interface AllocOptions {
@@ -234,6 +235,7 @@ export class ExecutionContext {
   invalidate(): void {
     this.#alive = false;
     this.#pool.invalidate();
+    dropSessionsOf(this);
   }
 }
 

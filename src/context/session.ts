@@ -43,6 +43,11 @@ class SyncSession implements ContextScope {
     return this.#open;
   }
 
+  /** Closed without a check: its context's scheduler shut down. */
+  drop(): void {
+    this.#open = false;
+  }
+
   [Symbol.dispose](): void {
     if (!this.#open) return;
     this.#open = false;
@@ -122,6 +127,21 @@ export function contextSession<T>(
   } finally {
     // fn may have closed some of them (by hand): only those still open come back.
     for (const session of outer) if (session.open) syncStack.push(session);
+  }
+}
+
+/**
+ * @internal The scheduler of ctx shut down: sync sessions still open on it
+ * are closed, so no later `alloc()` (after a new `initialize()`) is charged
+ * to a context of the old scheduler.
+ */
+export function dropSessionsOf(ctx: ExecutionContext): void {
+  for (let i = syncStack.length - 1; i >= 0; i--) {
+    const session = syncStack[i]!;
+    if (session.context === ctx) {
+      session.drop();
+      syncStack.splice(i, 1);
+    }
   }
 }
 

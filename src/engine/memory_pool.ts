@@ -544,11 +544,12 @@ export class MemoryPool implements Owned {
    */
   #takeDevice(
     size: number,
-    key: number,
+    classKey: number,
     stream: Stream,
     stillWanted: (() => void) | undefined,
   ): DeviceMemory {
     let deviceRefused = false;
+    let key = classKey;
     for (let round = 0;; round++) {
       if (!this.#alive) this.#assertAlive("allocate");
       this.#scheduler.assertActive("allocate");
@@ -563,7 +564,10 @@ export class MemoryPool implements Owned {
           claimed = this.#budget.tryRequest(want);
         }
         if (!claimed && want > size) {
-          return this.#takeDevice(size, size, stream, stillWanted);
+          // The class does not fit the budget but the exact size might: same round, exact size.
+          key = size;
+          round--;
+          continue;
         }
         if (claimed) {
           const native = stream.nativeHandle("allocate");
