@@ -171,11 +171,10 @@ class World {
     mode: HandlerMode,
     registration: { off?: () => void },
   ): (ctx: ExecutionContext) => boolean {
-    const self = this;
     return (ctx: ExecutionContext): boolean => {
       seen.handlerCalls++;
-      if (self.depth > 0) return true; // re-entered by its own allocation
-      self.depth++;
+      if (this.depth > 0) return true; // re-entered by its own allocation
+      this.depth++;
       try {
         switch (mode) {
           case "accept":
@@ -190,11 +189,11 @@ class World {
           case "allocOther": {
             const target = mode === "allocAsking"
               ? ctx
-              : self.contexts.find((c) => c !== ctx && c.alive);
+              : this.contexts.find((c) => c !== ctx && c.alive);
             if (target?.alive) {
-              self.handlerActed = true;
+              this.handlerActed = true;
               try {
-                self.track(target.alloc(64 * KB), target);
+                this.track(target.alloc(64 * KB), target);
               } catch (e) {
                 if (!(e instanceof VramBudgetExceededError)) throw e;
               }
@@ -202,34 +201,34 @@ class World {
             return true;
           }
           case "freeOne": {
-            const b = self.buffers.find((b) => b.pins.length === 0 && !b.buf.freed);
+            const b = this.buffers.find((b) => b.pins.length === 0 && !b.buf.freed);
             if (b) {
-              self.handlerActed = true;
+              this.handlerActed = true;
               b.buf.free();
             }
             return true;
           }
           case "destroyAsking":
-            self.handlerActed = true;
+            this.handlerActed = true;
             ctx.destroy();
             return true;
           case "destroyOther":
-            self.handlerActed = true;
-            self.contexts.find((c) => c !== ctx && c.alive)?.destroy();
+            this.handlerActed = true;
+            this.contexts.find((c) => c !== ctx && c.alive)?.destroy();
             return true;
           case "registerMore":
-            self.handlers.push(onMemoryPressure(() => true));
+            this.handlers.push(onMemoryPressure(() => true));
             return true;
           case "unregisterSelf":
             registration.off?.();
             return true;
           case "shutdown":
-            self.handlerActed = true;
+            this.handlerActed = true;
             shutdown();
             return true;
         }
       } finally {
-        self.depth--;
+        this.depth--;
       }
     };
   }
