@@ -4,7 +4,8 @@
  * @module
  */
 
-import { PoolBlock } from "../engine/pool_block.ts";
+import { type BlockHost, PoolBlock } from "../engine/pool_block.ts";
+import type { Stream } from "../stream.ts";
 import type { ExecutionContext } from "./execution_context.ts";
 
 /**
@@ -31,8 +32,17 @@ export class DeviceBuffer extends PoolBlock {
   readonly context: ExecutionContext;
 
   /** @internal Made by the context's pool. */
-  constructor(context: ExecutionContext, ...block: ConstructorParameters<typeof PoolBlock>) {
-    super(...block);
+  constructor(
+    context: ExecutionContext,
+    host: BlockHost,
+    id: number,
+    size: number,
+    classSize: number,
+    evictable: boolean,
+    stream: Stream,
+  ) {
+    // Explicit parameters, not a spread of PoolBlock's: publishing needs explicit types.
+    super(host, id, size, classSize, evictable, stream);
     this.context = context;
   }
 }
