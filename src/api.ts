@@ -113,6 +113,10 @@ export function getContextUsage(ctx: ExecutionContext): ContextUsage {
 
 /**
  * Registers a memory-pressure handler; returns the function that removes it.
+ * The handler must return a boolean synchronously: `true` lets the scheduler
+ * make room, `false` refuses (nothing is evicted), a throw refuses with the
+ * error as `cause`, and any other result (a Promise, `undefined`, a number)
+ * refuses with a `TypeError` as the `cause` of the `VramBudgetExceededError`.
  *
  * @example
  * ```ts
