@@ -274,7 +274,9 @@ export class MemoryPool implements Owned {
     this.#staging = stagingFor(this.#scheduler);
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     this.#ownsNativePool = internals?.nativePool === undefined;
-    this.#nativePool = internals?.nativePool ?? createNativePool(this.quota);
+    // No native cap: the quota and the device account are the caps (a native cap also counts
+    // memory the pool keeps in pieces, refusing bytes the accounts rightly call free).
+    this.#nativePool = internals?.nativePool ?? createNativePool(0);
     try {
       this.#ownsStream = opts.stream === undefined;
       this.stream = opts.stream ?? this.#scheduler.createStream();
