@@ -83,14 +83,27 @@ export class LimitOwner {
   }
 }
 
-const owners = new WeakMap<Scheduler, LimitOwner>();
+const owners = new WeakMap<Scheduler, Map<number, LimitOwner>>();
 
-/** @internal The account of the scheduler's device, made on first use. */
-export function limitOwnerOf(scheduler: Scheduler): LimitOwner {
-  let owner = owners.get(scheduler);
+/**
+ * @internal The account of one device of the scheduler (default: its
+ * device, of `memoryLimit` bytes), made on first use. One per device: every
+ * allocation on that device, by a context or a standalone pool, claims here.
+ */
+export function limitOwnerOf(
+  scheduler: Scheduler,
+  device: number = scheduler.device.id,
+  limit: number = scheduler.memoryLimit,
+): LimitOwner {
+  let devices = owners.get(scheduler);
+  if (!devices) {
+    devices = new Map();
+    owners.set(scheduler, devices);
+  }
+  let owner = devices.get(device);
   if (!owner) {
-    owner = new LimitOwner(scheduler.memoryLimit);
-    owners.set(scheduler, owner);
+    owner = new LimitOwner(limit);
+    devices.set(device, owner);
   }
   return owner;
 }
