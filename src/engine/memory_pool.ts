@@ -583,8 +583,16 @@ export class MemoryPool implements Owned {
       if (round === 1) throw this.#refusal(size, deviceRefused);
       // The one call into user code: on return, nothing read above is trusted.
       this.#budget.pressure(want, this.#availableNow());
-      if (!this.#alive) this.#assertAlive("allocate");
-      this.#scheduler.assertActive("allocate");
+      if (!this.#scheduler.active) {
+        throw new SchedulerError(
+          `Cannot allocate in "${this.name}": a memory-pressure handler shut the scheduler down`,
+        );
+      }
+      if (!this.#alive) {
+        throw new SchedulerError(
+          `Cannot allocate in "${this.name}": it was destroyed by a memory-pressure handler`,
+        );
+      }
       stillWanted?.();
       this.#makeRoom(want, deviceRefused);
     }
