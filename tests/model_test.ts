@@ -6,7 +6,8 @@
  * return non-booleans, or re-enter the scheduler (allocate in the asking or
  * another context, free, destroy the asking or another context, register
  * or unregister handlers, shut down) — plus teardown in the middle (a
- * context destroyed, or the scheduler shut down, with a write in flight).
+ * context destroyed, or the scheduler shut down, with a write in flight, or
+ * from inside a write's or an event's completion callback).
  *
  * After every command, against the reference bookkeeping:
  *   - no context holds more than maxVram, and peak ≥ used;
@@ -495,6 +496,31 @@ class TeardownMidWrite extends Step {
   }
 }
 
+/** Shutdown or destroy from inside a completion callback (a write's or an event's `then`). */
+class TeardownInCallback extends Step {
+  constructor(readonly pick: number, readonly whole: boolean) {
+    super();
+  }
+  async apply(w: World): Promise<void> {
+    const ctx = w.pick(w.contexts, this.pick);
+    if (!ctx) return;
+    const mine = w.buffers.find((b) => b.ctx === ctx && b.pins.length === 0);
+    const teardown = () => (this.whole ? shutdown() : ctx.destroy());
+    const settled = mine
+      ? mine.buf.write(bytesFor(this.pick, mine.buf.size)).then(teardown, (e: unknown) => {
+        if (!(e instanceof VramBudgetExceededError)) throw e;
+        teardown();
+      })
+      : recordEvent(ctx).synchronize().then(teardown);
+    await settled;
+    assert.equal(ctx.alive, false);
+    if (mine) assert.equal(mine.buf.freed, true);
+  }
+  toString(): string {
+    return this.whole ? `shutdownInCallback(${this.pick})` : `destroyInCallback(${this.pick})`;
+  }
+}
+
 const pick = fc.nat({ max: 1_000_000 });
 const alloc = fc.tuple(pick, fc.integer({ min: 1, max: 1 * MB }), fc.boolean(), fc.boolean())
   .map(([p, s, e, v]) => new Alloc(p, s, e, v));
@@ -520,6 +546,7 @@ const commands = [
   fc.constantFrom(...HANDLER_MODES).map((m) => new Handler(m)),
   fc.constant(new Unhandler()),
   fc.tuple(pick, fc.boolean()).map(([p, whole]) => new TeardownMidWrite(p, whole)),
+  fc.tuple(pick, fc.boolean()).map(([p, whole]) => new TeardownInCallback(p, whole)),
 ];
 
 /** What the runs exercised, so a run that proved little fails instead of passing quietly. */
