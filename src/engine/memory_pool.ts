@@ -17,8 +17,6 @@ import {
   copyToHost,
   createNativePool,
   destroyNativePool,
-  deviceAlloc,
-  deviceFree,
   pinnedAlloc,
   pinnedFree,
 } from "./native_memory.ts";
@@ -26,6 +24,13 @@ import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
 import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
+import {
+  addressSpaceFor,
+  type Slot,
+  SlotAllocator,
+  vmmCommit,
+  vmmDecommit,
+} from "./virtual_memory.ts";
 
 /** Options of `new MemoryPool()`. */
 export interface MemoryPoolOptions {
@@ -127,6 +132,8 @@ interface DeviceMemory {
   stream: Stream;
   readonly classNode: ListNode<DeviceMemory>;
   readonly cacheNode: ListNode<DeviceMemory>;
+  /** Its fixed address range: the block keeps it while evicted, so `ptr` never changes. */
+  readonly slot: Slot;
 }
 
 /** Pinned host memory holding an evicted block. */
@@ -209,6 +216,13 @@ export class MemoryPool implements Owned {
   #host: BlockHost;
   #budget: PoolBudget | undefined;
   #makeBlock: NonNullable<PoolInternals["makeBlock"]>;
+  #slots: SlotAllocator;
+  #device: number;
+  /** Address ranges of evicted blocks, committed again at restore. */
+  #parked = new Map<PoolBlock, DeviceMemory>();
+  /** Why its blocks cannot be used now (a sleeping context), or undefined. */
+  #asleep: string | undefined;
+  #inflight = new Set<Promise<void>>();
 
   #allocated = 0;
   #requested = 0;
@@ -249,6 +263,8 @@ export class MemoryPool implements Owned {
     this.name = opts.name ?? "pool";
     this.#scheduler = getScheduler();
     this.#staging = stagingFor(this.#scheduler);
+    this.#device = this.#scheduler.device.id;
+    this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler));
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     this.#ownsNativePool = internals?.nativePool === undefined;
     this.#nativePool = internals?.nativePool ?? createNativePool(this.quota);
@@ -307,6 +323,7 @@ export class MemoryPool implements Owned {
       if (opts.stream !== undefined) stream = this.#requireOwnStream(opts.stream, doing, "stream");
     }
     if (!this.#alive) this.#assertAlive("allocate");
+    if (this.#asleep !== undefined) throw new SchedulerError(`${doing}: ${this.#asleep}`);
     const classSize = sizeClassOf(size);
     if (classSize > this.quota) {
       throw new RangeError(
@@ -429,17 +446,19 @@ export class MemoryPool implements Owned {
       block._state = "freed";
       const memory = memoryOf(block), host = hostCopyOf(block);
       if (memory) {
-        deviceFree(memory.ptr, memory.stream.nativeHandle("free"));
+        vmmDecommit(this.#device, memory.ptr, memory.stream.nativeHandle("free"));
         this.#budget?.returned(memory.size);
       }
       if (host) pinnedFree(host.ptr);
     }
     this.#live = [];
+    this.#parked.clear();
     this.#allocated = 0;
     this.#residentRequested = 0;
     while (this.#cacheLru.size > 0) this.#releaseOldestCached();
     for (const copies of this.#spareHost.values()) for (const copy of copies) pinnedFree(copy.ptr);
     this.#spareHost.clear();
+    this.#slots.destroy();
     this.#orderEvent.destroy();
     if (this.#ownsStream) this.stream.destroy();
     if (this.#ownsNativePool) destroyNativePool(this.#nativePool);
@@ -455,6 +474,51 @@ export class MemoryPool implements Owned {
     this.#alive = false;
     for (const block of this.#live) block._state = "freed";
     this.#live = [];
+    this.#parked.clear();
+  }
+
+  /** @internal Refuses every use of its blocks with `reason` (a sleeping context), or allows them again. */
+  _setAsleep(reason: string | undefined): void {
+    this.#asleep = reason;
+  }
+
+  /** @internal True while a block is pinned by `pin()` (not by a transfer). */
+  _userPinned(): boolean {
+    return this.#live.some((block) => block._userPins > 0);
+  }
+
+  /** @internal Resolves once no write or read of its blocks is in flight. */
+  async _transfersSettled(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  /**
+   * @internal Moves every resident block, evictable or not, to pinned host
+   * memory and releases the cache (a context falling asleep). Returns the
+   * blocks moved; blocks already evicted stay as they are.
+   */
+  _evictAll(): PoolBlock[] {
+    this.#assertAlive("evict a pool");
+    const moved: PoolBlock[] = [];
+    for (const block of [...this.#live]) {
+      if (memoryOf(block) === undefined) continue;
+      this.#evictBlock(block);
+      moved.push(block);
+    }
+    while (this.#cacheLru.size > 0) this.#releaseOldestCached();
+    return moved;
+  }
+
+  /**
+   * @internal Restores `blocks` at their addresses (a context waking), each
+   * as an allocation would (quota, budget, pressure, eviction); throws at the
+   * first that cannot be given memory, leaving the ones before it resident.
+   */
+  _restoreAll(blocks: PoolBlock[]): void {
+    for (const block of blocks) {
+      this.#assertAlive("restore a pool");
+      if (block._state === "evicted") this.#restore(block);
+    }
   }
 
   // ------------------------------------------------------------ internals
@@ -478,19 +542,18 @@ export class MemoryPool implements Owned {
     }
     this.#makeRoom(classSize);
     this.#budget?.request(classSize);
-    const native = stream.nativeHandle("allocate");
-    let ptr: Deno.PointerObject;
+    const slot = this.#slots.take(classSize);
     try {
-      ptr = deviceAlloc(this.#nativePool, native, classSize) ??
-        this.#retryAfterDevicePressure(classSize, native);
+      this.#commit(slot, stream);
     } catch (error) {
+      this.#slots.give(slot);
       this.#budget?.returned(classSize);
       throw error;
     }
-    this.#streams.add(stream);
     const memory: DeviceMemory = {
-      ptr,
+      ptr: slot.ptr,
       size: classSize,
+      slot,
       stream,
       classNode: undefined as unknown as ListNode<DeviceMemory>,
       cacheNode: undefined as unknown as ListNode<DeviceMemory>,
@@ -523,8 +586,22 @@ export class MemoryPool implements Owned {
     }
   }
 
+  /** Backs a slot with device memory for use on stream, ordered after its last use. */
+  #commit(slot: Slot, stream: Stream): void {
+    if (!vmmCommit(this.#device, slot.ptr, slot.size)) this.#retryAfterDevicePressure(slot);
+    const last = slot.stream;
+    if (last !== undefined && last !== stream && !last.destroyed) {
+      // Its address was last used on another stream: work queued there may still touch it.
+      this.#orderEvent.record(last);
+      this.#orderEvent.wait(stream);
+    }
+    slot.stream = stream;
+    this.#streams.add(stream);
+  }
+
   /** The device refused: give back the cache, evict what we may, and try once more. */
-  #retryAfterDevicePressure(classSize: number, native: number): Deno.PointerObject {
+  #retryAfterDevicePressure(slot: Slot): void {
+    const classSize = slot.size;
     const touched = new Set<Stream>();
     while (this.#cacheLru.size > 0) touched.add(this.#releaseOldestCached());
     let released = 0;
@@ -535,8 +612,7 @@ export class MemoryPool implements Owned {
     }
     // Frees are stream-ordered: let them land so the device can hand the bytes out again.
     for (const s of touched) s.synchronizeSync();
-    const ptr = deviceAlloc(this.#nativePool, native, classSize);
-    if (ptr) return ptr;
+    if (vmmCommit(this.#device, slot.ptr, classSize)) return;
     const free = this.#scheduler.memoryInfo().free;
     throw new VramBudgetExceededError(
       this.name,
@@ -551,7 +627,9 @@ export class MemoryPool implements Owned {
     this.#cacheLru.remove(memory.cacheNode);
     memory.classNode.list!.remove(memory.classNode);
     this.#cached -= memory.size;
-    deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    vmmDecommit(this.#device, memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    memory.slot.stream = memory.stream;
+    this.#slots.give(memory.slot);
     this.#budget?.returned(memory.size);
     return memory.stream;
   }
@@ -566,10 +644,17 @@ export class MemoryPool implements Owned {
       this.#orderEvent.wait(block.stream);
     }
     copyToHost(host.ptr, memory.ptr, 0, block.size, native);
-    deviceFree(memory.ptr, native);
+    // The address stays the block's: only the physical memory goes, once the copy is done.
+    vmmDecommit(this.#device, memory.ptr, native);
+    memory.stream = block.stream;
+    memory.slot.stream = block.stream;
+    this.#parked.set(block, memory);
     this.#budget?.returned(block.classSize);
-    this.#residentLru.remove(lruNodeOf(block)!);
-    this.#evictableResident -= block.classSize;
+    const node = lruNodeOf(block);
+    if (node?.list) {
+      this.#residentLru.remove(node);
+      this.#evictableResident -= block.classSize;
+    }
     this.#allocated -= block.classSize;
     this.#residentRequested -= block.size;
     block._memory = undefined;
@@ -617,8 +702,23 @@ export class MemoryPool implements Owned {
 
   #restore(block: PoolBlock): Deno.PointerObject {
     const host = hostCopyOf(block)!;
-    const memory = this.#takeDevice(block.classSize, block.stream);
+    const memory = this.#parked.get(block)!;
+    this.#makeRoom(block.classSize);
+    this.#budget?.request(block.classSize);
+    try {
+      // Pressure handlers may have freed the block, or destroyed the pool, meanwhile.
+      if (block._state !== "evicted" || !this.#alive) {
+        throw new SchedulerError(
+          `Cannot restore block ${block.id} of pool "${this.name}": it was freed`,
+        );
+      }
+      this.#commit(memory.slot, block.stream);
+    } catch (error) {
+      this.#budget?.returned(block.classSize);
+      throw error;
+    }
     copyToDevice(memory.ptr, 0, host.ptr, block.size, block.stream.nativeHandle("restore a block"));
+    this.#parked.delete(block);
     block._memory = memory;
     block._hostCopy = undefined;
     block._state = "resident";
@@ -674,12 +774,23 @@ export class MemoryPool implements Owned {
       this.#cached += memory.size;
     } else {
       const host = hostCopyOf(block)!;
+      const parked = this.#parked.get(block)!;
+      this.#parked.delete(block);
+      this.#slots.give(parked.slot);
       block._hostCopy = undefined;
       this.#evictedBlocks--;
       this.#evictedHostBytes -= host.size;
       this.#returnHostCopyWhenDone(host, block.stream);
     }
     return true;
+  }
+
+  /** Keeps a transfer in the set a sleeping context waits for. */
+  #track(transfer: Promise<void>): Promise<void> {
+    this.#inflight.add(transfer);
+    const done = () => void this.#inflight.delete(transfer);
+    transfer.then(done, done);
+    return transfer;
   }
 
   #makeBlockHost(): BlockHost {
@@ -691,6 +802,9 @@ export class MemoryPool implements Owned {
       },
       ensureResident: (block) => {
         this.#assertAlive("use a block");
+        if (this.#asleep !== undefined) {
+          throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
+        }
         return memoryOf(block)?.ptr ?? this.#restore(block);
       },
       pin: (block) => {
@@ -711,24 +825,24 @@ export class MemoryPool implements Owned {
         return this.#release(block);
       },
       write: (block, ptr, offset, data) => {
-        return stagedWrite(
+        return this.#track(stagedWrite(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("write"),
           ptr,
           offset,
           data,
-        );
+        ));
       },
       read: (block, ptr, offset, out) => {
-        return stagedRead(
+        return this.#track(stagedRead(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("read"),
           ptr,
           offset,
           out,
-        );
+        ));
       },
     };
   }
