@@ -131,6 +131,10 @@ for (const backend of BACKENDS) {
         assert.ok(progress.some((l) => l.includes(stage)), `progress line for ${stage}`);
       }
       assert.ok(report.includes(`backend     ${backend.name}`));
+      assert.ok(
+        report.some((l) => /^sleep\/wake  llm slept .* every buffer at its address$/.test(l)),
+        "the report shows the sleep phase",
+      );
       assert.deepEqual(row(report, "llm").slice(0, 5), [
         "llm",
         "guaranteed",

@@ -68,6 +68,19 @@ backendTest("an evicted buffer comes back at the same device address, bit-exact"
   assert.equal(getContextUsage(ctx).evicted, 0);
 }, { hostMemory: 64 * MB });
 
+backendTest("pointers stay 256-byte aligned for every size class, through sleep", async () => {
+  const ctx = createContext("aligned", { maxVram: 8 * MB });
+  const bufs = [1, 300, 320, 640, 700, 1000, 4097, 70_000].map((n) => ctx.alloc(n));
+  const data = await Promise.all(bufs.map((b, i) => fill(b, 40 + i)));
+  const ptrs = bufs.map(addr);
+  for (const p of ptrs) assert.equal(p % 256n, 0n, `ptr ${p.toString(16)} is 256-byte aligned`);
+  assert.equal(new Set(ptrs).size, ptrs.length);
+  await ctx.sleep();
+  await ctx.wake();
+  assert.deepEqual(bufs.map(addr), ptrs);
+  for (let i = 0; i < bufs.length; i++) assert.deepEqual(await readAll(bufs[i]!), data[i]);
+}, { hostMemory: 32 * MB });
+
 backendTest("a pool block keeps its ptr through eviction and restore", async () => {
   using pool = new MemoryPool({ quota: 4 * MB, enableEviction: true });
   const block = pool.allocate(2 * MB, { evictable: true });

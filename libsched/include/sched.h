@@ -305,8 +305,8 @@ SCHED_API int32_t sched_vmm_reserve(int32_t device, uint64_t bytes, void **out_b
 SCHED_API int32_t sched_vmm_unreserve(int32_t device, void *base);
 
 /**
- * Backs [ptr, ptr + bytes) with physical memory (256-byte aligned, inside a
- * reservation, not committed already). OUT_OF_MEMORY when the device has
+ * Backs [ptr, ptr + bytes) with physical memory (ptr 256-byte aligned, inside
+ * a reservation, not committed already). OUT_OF_MEMORY when the device has
  * none left, after waiting for decommits still pending.
  */
 SCHED_API int32_t sched_vmm_commit(int32_t device, void *ptr, uint64_t bytes);

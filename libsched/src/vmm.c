@@ -333,10 +333,9 @@ SCHED_API int32_t sched_vmm_commit(int32_t device, void *ptr, uint64_t bytes) {
   uint64_t addr = (uint64_t)(uintptr_t)ptr;
   allocation existing;
   if (status != SCHED_OK) goto out;
-  if (bytes == 0 || addr % 256 != 0 || bytes % 256 != 0) {
+  if (bytes == 0 || addr % 256 != 0) {
     status = sched_fail(SCHED_ERR_INVALID_ARGUMENT,
-                        "Committed blocks must be positive multiples of 256 bytes at 256-byte aligned addresses, got %p + %" PRIu64,
-                        ptr, bytes);
+                        "Committed blocks must be non-empty and 256-byte aligned, got %p + %" PRIu64, ptr, bytes);
     goto out;
   }
   if (reservation_of(addr, bytes) == NULL) {

@@ -144,13 +144,15 @@ export class SlotAllocator {
     const reused = this.#free.get(size)?.pop();
     if (reused) return reused;
     const g = this.space.granularity;
-    const bytes = size % g === 0 ? size : roundUp(Math.max(g, 4 * size), g);
+    // Slots start 256-byte aligned, as cudaMalloc's pointers do.
+    const stride = roundUp(size, 256);
+    const bytes = size % g === 0 ? size : roundUp(Math.max(g, 4 * stride), g);
     const base = this.space.take(bytes);
     this.#pieces.push({ base, bytes });
-    const count = Math.floor(bytes / size);
+    const count = Math.floor(bytes / stride);
     const list = this.#free.get(size) ?? [];
     // Highest address first, so pop() hands slots out in address order.
-    for (let i = count - 1; i >= 1; i--) list.push(slotAt(base + BigInt(i * size), size));
+    for (let i = count - 1; i >= 1; i--) list.push(slotAt(base + BigInt(i * stride), size));
     this.#free.set(size, list);
     return slotAt(base, size);
   }
