@@ -23,7 +23,6 @@ import {
 } from "../mod.ts";
 import { backendTest, gate, hold, kernels, randomBytes } from "./_helpers.ts";
 
-
 async function fill(buf: DeviceBuffer, seed: number): Promise<Uint8Array> {
   const data = randomBytes(buf.size, seed);
   await buf.write(data);
