@@ -89,10 +89,8 @@ export function generateTrace(seed = 7, steps = 1500): TraceOp[] {
     for (const id of carried) free(id);
     carried = [];
     for (const id of now) {
-      for (const id of now) {
-        if (rand() < 0.2) carried.push(id); // lives into the next step
-        else free(id);
-      }
+      if (rand() < 0.2) carried.push(id); // lives into the next step
+      else free(id);
     }
   }
   for (const id of carried) free(id);

@@ -132,7 +132,7 @@ for (const backend of BACKENDS) {
       }
       assert.ok(report.includes(`backend     ${backend.name}`));
       assert.ok(
-        report.some((l) => /^sleep\/wake  llm slept .* every buffer at its address$/.test(l)),
+        report.some((l) => /^sleep\/wake {2}llm slept .* every buffer at its address$/.test(l)),
         "the report shows the sleep phase",
       );
       assert.deepEqual(row(report, "llm").slice(0, 5), [
