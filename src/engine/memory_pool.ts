@@ -154,6 +154,8 @@ function lruNodeOf(block: PoolBlock): ListNode<PoolBlock> | undefined {
 }
 
 const CREATE = "Cannot create a memory pool";
+/** Cached bytes a pool always may keep (see #boundCache). */
+const CACHE_FLOOR = 32 * 1024 * 1024;
 
 /**
  * Device memory for one owner (a model, a context), in size classes with
@@ -540,6 +542,7 @@ export class MemoryPool implements Owned {
       }
       return cached;
     }
+    this.#boundCache();
     this.#makeRoom(classSize);
     this.#budget?.request(classSize);
     const slot = this.#slots.take(classSize);
@@ -584,6 +587,18 @@ export class MemoryPool implements Owned {
     while (this.#allocated + this.#cached + classSize > this.quota && this.#residentLru.head) {
       this.#evictBlock(this.#residentLru.head.value);
     }
+  }
+
+  /**
+   * Before mapping more memory, keeps the cache to a small share of what
+   * the pool holds (oldest released first). Under virtual memory released
+   * physical memory serves any size class, so a large cache would only
+   * hold memory (bench/fragmentation_trace.ts measures the effect); reuse
+   * of recently freed sizes still hits the cache.
+   */
+  #boundCache(): void {
+    const keep = Math.max(CACHE_FLOOR, this.#allocated / 32);
+    while (this.#cached > keep && this.#cacheLru.size > 0) this.#releaseOldestCached();
   }
 
   /** Backs a slot with device memory for use on stream, ordered after its last use. */
