@@ -47,6 +47,8 @@ const results = {
   cached64mNs: 0,
   uncached64mUs: 0,
   mallocAsync64mUs: 0,
+  wakeQueuedMs: 0,
+  map1gUs: 0,
 };
 
 // ---- 1a. plain pinned copies, same bytes, in this run
@@ -90,15 +92,19 @@ const results = {
   const head = new Uint8Array(1 * MB).map((_, i) => (i * 31) & 0xff);
   for (const b of bufs) await b.write(head);
   const ptrs = bufs.map((b) => Deno.UnsafePointer.value(b.ptr));
-  const sleeps: number[] = [], wakes: number[] = [];
+  const sleeps: number[] = [], wakes: number[] = [], wakeSync: number[] = [];
   let first = { sleep: 0, wake: 0 };
   for (let round = 0; round < ROUNDS + 1; round++) {
     let t = performance.now();
     await ctx.sleep();
     const s = performance.now() - t;
     t = performance.now();
-    await ctx.wake();
+    // wake() maps every buffer and queues its copy before its first await.
+    const waking = ctx.wake();
+    const queued = performance.now() - t;
+    await waking;
     const w = performance.now() - t;
+    if (round > 0) wakeSync.push(queued);
     if (round === 0) first = { sleep: s, wake: w };
     else {
       sleeps.push(s);
@@ -118,6 +124,7 @@ const results = {
   results.sleepGBps = gbps(TOTAL, median(sleeps));
   results.wakeGBps = gbps(TOTAL, median(wakes));
   results.intact = intact;
+  results.wakeQueuedMs = median(wakeSync);
   console.log(
     `sleep ${TOTAL / GB} GiB: ${median(sleeps).toFixed(1)} ms (${
       results.sleepGBps.toFixed(1)
@@ -128,7 +135,8 @@ const results = {
       `first cycle (pinned buffers allocated) ${first.sleep.toFixed(0)} + ${
         first.wake.toFixed(0)
       } ms; ` +
-      `bit-exact at the same addresses: ${intact}`,
+      `bit-exact at the same addresses: ${intact}; wake's maps and queueing took ` +
+      `${results.wakeQueuedMs.toFixed(1)} ms of it`,
   );
   ctx.destroy();
 }
@@ -155,6 +163,17 @@ const results = {
     b.free();
   }
   results.uncached64mUs = median(uncached);
+  const big: number[] = [];
+  for (let i = 0; i < 9; i++) {
+    ctx.pool.trim();
+    ctx.stream.synchronizeSync();
+    vmmFlush(sched.device.id);
+    const t = performance.now();
+    const b = ctx.alloc(1 * GB - 64 * MB);
+    big.push((performance.now() - t) * 1000);
+    b.free();
+  }
+  results.map1gUs = median(big);
   // cudaMallocAsync of the same size from a pool trimmed to nothing before each.
   const stream = sched.createStream();
   const native = stream.nativeHandle("bench");
@@ -176,7 +195,9 @@ const results = {
     `ctx.alloc + free, cached: 4 KiB ${results.cached4kNs.toFixed(0)} ns, 64 MiB ` +
       `${results.cached64mNs.toFixed(0)} ns; uncached 64 MiB (maps new memory): ` +
       `${results.uncached64mUs.toFixed(1)} us vs cudaMallocAsync 64 MiB from a trimmed pool ` +
-      `${results.mallocAsync64mUs.toFixed(1)} us`,
+      `${results.mallocAsync64mUs.toFixed(1)} us; uncached 960 MiB ${
+        results.map1gUs.toFixed(0)
+      } us`,
   );
   ctx.destroy();
 }
