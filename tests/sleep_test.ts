@@ -148,10 +148,9 @@ backendTest(
     await assert.rejects(ctx.sleep(), isAsleep);
     assert.equal(ctx.sleeping, true, "a refused call changes nothing");
     // Bad input is still a TypeError/RangeError first where it always was.
-    assert.throws(
-      () => ctx.alloc(-1),
-      (e: unknown) => e instanceof SchedulerError || e instanceof RangeError,
-    );
+    assert.throws(() => ctx.alloc(-1), RangeError);
+    assert.throws(() => ctx.alloc(1, { evictable: "yes" as unknown as boolean }), TypeError);
+    await assert.rejects(keep.write("x" as unknown as Uint8Array), TypeError);
     drop.free();
     assert.equal(getContextUsage(ctx).evicted, 1 * MB, "a freed buffer leaves the host copy");
     await ctx.wake();
@@ -386,4 +385,33 @@ backendTest(
     }
   },
   { hostMemory: 16 * MB },
+);
+
+backendTest(
+  "destroy and shutdown while waking settle the promise and leak nothing",
+  async (sched) => {
+    const a = createContext("a", { maxVram: 8 * MB });
+    a.alloc(4 * MB);
+    await a.sleep();
+    const g = gate();
+    hold(sched.backend, getStream(a).handle, g);
+    const waking = a.wake(); // copies queued behind the gate
+    assert.equal(a.sleeping, false, "buffers have memory again; their copies are queued");
+    destroyContext(a);
+    g.open();
+    await waking.catch((e) => assert.ok(e instanceof SchedulerError));
+    assert.equal(getAvailableVram(), sched.memoryLimit);
+    const b = createContext("b", { maxVram: 8 * MB });
+    const buf = b.alloc(4 * MB);
+    await fill(buf, 50);
+    await b.sleep();
+    const g2 = gate();
+    hold(sched.backend, getStream(b).handle, g2);
+    const wakingB = b.wake();
+    g2.open();
+    shutdown();
+    await wakingB.catch((e) => assert.ok(e instanceof Error));
+    initialize({ backend: sched.backend, memoryLimit: 32 * MB });
+  },
+  { hostMemory: 32 * MB },
 );

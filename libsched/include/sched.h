@@ -321,6 +321,9 @@ SCHED_API int32_t sched_vmm_decommit(int32_t device, void *ptr, uint32_t stream)
 /** Waits for pending decommits and unmaps their memory. */
 SCHED_API int32_t sched_vmm_flush(int32_t device);
 
+/** Unmaps the memory of pending decommits whose stream work is already done; never waits. */
+SCHED_API int32_t sched_vmm_reap(int32_t device);
+
 /** Bytes in committed blocks, and bytes of physical memory mapped under them. */
 SCHED_API int32_t sched_vmm_usage(int32_t device, uint64_t *out_committed, uint64_t *out_mapped);
 

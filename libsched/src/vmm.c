@@ -438,6 +438,13 @@ SCHED_API int32_t sched_vmm_flush(int32_t device) {
   return status;
 }
 
+SCHED_API int32_t sched_vmm_reap(int32_t device) {
+  pthread_mutex_lock(&lock);
+  int32_t status = begin(device); /* begin reaps what has completed */
+  pthread_mutex_unlock(&lock);
+  return status;
+}
+
 SCHED_API int32_t sched_vmm_usage(int32_t device, uint64_t *out_committed, uint64_t *out_mapped) {
   if (out_committed == NULL || out_mapped == NULL)
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_committed and out_mapped must not be NULL");

@@ -203,7 +203,6 @@ export class ExecutionContext {
    */
   alloc(bytes: number, options?: AllocOptions): DeviceBuffer {
     if (!this.#alive) this.assertAlive("Cannot allocate");
-    if (this.#sleep.sleeping) this.#sleep.assertAwake(`Cannot allocate in context "${this.name}"`);
     let evictable = false;
     if (options !== undefined) {
       const doing = `Cannot allocate in context "${this.name}"`;
@@ -215,6 +214,7 @@ export class ExecutionContext {
     if (typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes <= 0) {
       this.#rejectSize(bytes);
     }
+    if (this.#sleep.sleeping) this.#sleep.assertAwake(`Cannot allocate in context "${this.name}"`);
     if (sizeClassOf(bytes) > this.maxVram) {
       throw new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes);
     }

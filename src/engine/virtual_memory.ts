@@ -51,6 +51,11 @@ export function vmmFlush(device: number): void {
   unwrap(lib().sched_vmm_flush(device), "Cannot release unmapped device memory");
 }
 
+/** Unmaps the memory of decommits whose stream work is done; never waits. */
+export function vmmReap(device: number): void {
+  unwrap(lib().sched_vmm_reap(device), "Cannot release unmapped device memory");
+}
+
 /** Bytes in committed blocks and bytes of physical memory mapped, natively. */
 export function vmmUsage(device: number): { committed: number; mapped: number } {
   unwrap(lib().sched_vmm_usage(device, u64Out, u64Out2), "Cannot read virtual memory usage");

@@ -260,6 +260,10 @@ export const symbols = {
     parameters: ["i32"], // int32_t device
     result: "i32",
   },
+  sched_vmm_reap: {
+    parameters: ["i32"], // int32_t device
+    result: "i32",
+  },
   sched_vmm_usage: {
     parameters: ["i32", "buffer", "buffer"], // int32_t device, uint64_t *out_committed, uint64_t *out_mapped
     result: "i32",

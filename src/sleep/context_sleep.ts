@@ -17,7 +17,7 @@
 import { AdmissionError, SchedulerError, VramBudgetExceededError } from "../errors.ts";
 import type { MemoryPool } from "../engine/memory_pool.ts";
 import type { PoolBlock } from "../engine/pool_block.ts";
-import { vmmFlush } from "../engine/virtual_memory.ts";
+import { vmmReap } from "../engine/virtual_memory.ts";
 import type { Stream } from "../stream.ts";
 
 /** What a sleeping context is to the cycle. @internal */
@@ -119,7 +119,7 @@ export class SleepCycle {
     }
     if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed meanwhile`);
     // The copies are done: unmap their physical memory now rather than at the next allocation.
-    vmmFlush(target.device);
+    vmmReap(target.device);
   }
 
   async wake(): Promise<void> {
