@@ -22,6 +22,7 @@ import {
   shutdown,
 } from "../mod.ts";
 import { backendTest, gate, hold, kernels, randomBytes } from "./_helpers.ts";
+import { vmmUsage } from "../src/engine/virtual_memory.ts";
 
 async function fill(buf: DeviceBuffer, seed: number): Promise<Uint8Array> {
   const data = randomBytes(buf.size, seed);
@@ -115,6 +116,8 @@ backendTest("sleep and wake: usage, addresses and bytes", async () => {
   assert.equal(asleep.evicted, awake.used, "every byte is held on the host");
   assert.equal(asleep.max, 32 * MB);
   assert.equal(getAvailableVram(), freeBefore + 32 * MB, "the reservation is released for others");
+  assert.equal(vmmUsage(0).mapped, 0, "the physical memory is really unmapped");
+  assert.equal(vmmUsage(0).committed, 0);
   await llm.wake();
   assert.equal(llm.sleeping, false);
   const woken = getContextUsage(llm);
