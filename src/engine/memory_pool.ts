@@ -547,7 +547,7 @@ export class MemoryPool implements Owned {
     this.#budget?.request(classSize);
     const slot = this.#slots.take(classSize);
     try {
-      this.#commit(slot, stream);
+      this.#commit(slot, classSize, stream);
     } catch (error) {
       this.#slots.give(slot);
       this.#budget?.returned(classSize);
@@ -602,8 +602,8 @@ export class MemoryPool implements Owned {
   }
 
   /** Backs a slot with device memory for use on stream, ordered after its last use. */
-  #commit(slot: Slot, stream: Stream): void {
-    if (!vmmCommit(this.#device, slot.ptr, slot.size)) this.#retryAfterDevicePressure(slot);
+  #commit(slot: Slot, bytes: number, stream: Stream): void {
+    if (!vmmCommit(this.#device, slot.ptr, bytes)) this.#retryAfterDevicePressure(slot, bytes);
     const last = slot.stream;
     if (last !== undefined && last !== stream && !last.destroyed) {
       // Its address was last used on another stream: work queued there may still touch it.
@@ -615,8 +615,7 @@ export class MemoryPool implements Owned {
   }
 
   /** The device refused: give back the cache, evict what we may, and try once more. */
-  #retryAfterDevicePressure(slot: Slot): void {
-    const classSize = slot.size;
+  #retryAfterDevicePressure(slot: Slot, classSize: number): void {
     const touched = new Set<Stream>();
     while (this.#cacheLru.size > 0) touched.add(this.#releaseOldestCached());
     let released = 0;
@@ -727,7 +726,7 @@ export class MemoryPool implements Owned {
           `Cannot restore block ${block.id} of pool "${this.name}": it was freed`,
         );
       }
-      this.#commit(memory.slot, block.stream);
+      this.#commit(memory.slot, memory.size, block.stream);
     } catch (error) {
       this.#budget?.returned(block.classSize);
       throw error;

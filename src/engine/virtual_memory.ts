@@ -23,6 +23,7 @@ import { lib } from "../native/loader.ts";
 import { Status } from "../native/status_codes.ts";
 import { unwrap } from "../native/unwrap.ts";
 import type { Stream } from "../stream.ts";
+import { sizeClassOf } from "./size_classes.ts";
 
 const u64Out = new BigUint64Array(1);
 const u64Out2 = new BigUint64Array(1);
@@ -65,7 +66,7 @@ export function vmmUsage(device: number): { committed: number; mapped: number } 
 /** A block's fixed address range; committed or not. */
 export interface Slot {
   readonly ptr: Deno.PointerObject;
-  /** Its size class, in bytes. */
+  /** Bytes it can hold (a size class); what is committed may be less. */
   readonly size: number;
   /** Stream of its last use: a reuse on another stream is ordered after it. */
   stream: Stream | undefined;
@@ -144,17 +145,22 @@ export class SlotAllocator {
     this.space = space;
   }
 
-  /** An uncommitted slot of `size` bytes (a size class). */
-  take(size: number): Slot {
+  /**
+   * An uncommitted slot that holds `bytes`. Slots are laid out by size
+   * class, so pools that keep exact sizes still share slabs between
+   * nearby sizes instead of making one per size.
+   */
+  take(bytes: number): Slot {
+    const size = sizeClassOf(bytes);
     const reused = this.#free.get(size)?.pop();
     if (reused) return reused;
     const g = this.space.granularity;
     // Slots start 256-byte aligned, as cudaMalloc's pointers do.
     const stride = roundUp(size, 256);
-    const bytes = size % g === 0 ? size : roundUp(Math.max(g, 4 * stride), g);
-    const base = this.space.take(bytes);
-    this.#pieces.push({ base, bytes });
-    const count = Math.floor(bytes / stride);
+    const piece = size % g === 0 ? size : roundUp(Math.max(g, 4 * stride), g);
+    const base = this.space.take(piece);
+    this.#pieces.push({ base, bytes: piece });
+    const count = Math.floor(piece / stride);
     const list = this.#free.get(size) ?? [];
     // Highest address first, so pop() hands slots out in address order.
     for (let i = count - 1; i >= 1; i--) list.push(slotAt(base + BigInt(i * stride), size));
