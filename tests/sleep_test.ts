@@ -20,6 +20,7 @@ import {
   QoSPolicy,
   SchedulerError,
   shutdown,
+  VramBudgetExceededError,
 } from "../mod.ts";
 import { backendTest, gate, hold, kernels, randomBytes } from "./_helpers.ts";
 import { vmmUsage } from "../src/engine/virtual_memory.ts";
@@ -415,6 +416,35 @@ backendTest(
     shutdown();
     await wakingB.catch((e) => assert.ok(e instanceof Error));
     initialize({ backend: sched.backend, memoryLimit: 32 * MB });
+  },
+  { hostMemory: 32 * MB },
+);
+
+backendTest(
+  "a wake and another context's allocations interleaved never over-commit the device",
+  async (sched) => {
+    const a = createContext("a", { maxVram: 20 * MB, qos: QoSPolicy.GUARANTEED });
+    const weights = a.alloc(16 * MB);
+    const data = await fill(weights, 60);
+    await a.sleep();
+    const b = createContext("b", { maxVram: 32 * MB });
+    const early = b.alloc(8 * MB); // fits while a sleeps
+    const waking = a.wake(); // admits a's 20 MiB at once
+    assert.throws(() => b.alloc(8 * MB), VramBudgetExceededError, "only 4 MiB are left");
+    const small = b.alloc(4 * MB);
+    await waking;
+    assert.ok(getAvailableVram() === 0 && sched.memoryLimit === 32 * MB);
+    assert.deepEqual(await readAll(weights), data);
+    // And the other way round: b takes the memory first, a's wake is refused and retried later.
+    await a.sleep();
+    const late = b.alloc(16 * MB);
+    await assert.rejects(a.wake(), AdmissionError);
+    late.free();
+    b.pool.trim();
+    await a.wake();
+    assert.deepEqual(await readAll(weights), data);
+    early.free();
+    small.free();
   },
   { hostMemory: 32 * MB },
 );
