@@ -483,7 +483,7 @@ int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out
   for (int g = 0; g < groups_total; g++) {
     if ((mask >> g) & 1u) res[count++] = split_groups[g];
   }
-  if (count == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "An SM set must name at least one group");
+  if (count == 0 && !remainder) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "An SM set must name at least one SM");
   cuda_partition *p = NULL;
   uint32_t sms = 0;
   int32_t status = SCHED_ERR_BACKEND;
@@ -492,8 +492,10 @@ int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out
     status = make_partition(res, count + 1, &p, &sms);
   }
   /* A descriptor may refuse the remainder next to groups (see make_rest). */
-  if (status != SCHED_OK) status = make_partition(res, count, &p, &sms);
-  if (status != SCHED_OK) return status;
+  if (status != SCHED_OK && count > 0) status = make_partition(res, count, &p, &sms);
+  if (status != SCHED_OK) {
+    return count > 0 ? status : sched_fail(SCHED_ERR_INVALID_ARGUMENT, "The SMs left over make no green context");
+  }
   /* The cache keeps the reference make_partition gave; the caller gets one more. */
   int slot = 0;
   for (int i = 0; i < SET_CACHE_SIZE; i++) {

@@ -210,8 +210,10 @@ SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, 
  * same remainder) reuses that green context while it lives or is cached
  * (the 8 most recent sets stay cached), so only new sets cost a
  * cuGreenCtxCreate and its wait for the device to go idle. The host backend
- * only accounts (groups of 8 of 132 SMs, 4 left over). INVALID_ARGUMENT for
- * an empty set or a group past sm_groups; UNSUPPORTED as sched_partition_create.
+ * only accounts (groups of 8 of 132 SMs, 4 left over). A set may be the
+ * remainder alone (mask 0); INVALID_ARGUMENT for a set of no SM or a group past
+ * sm_groups (also on cuda for a remainder alone that makes no green
+ * context); UNSUPPORTED as sched_partition_create.
  */
 SCHED_API int32_t sched_partition_create_sets(const uint64_t *group_masks, const uint8_t *with_remainder,
                                               uint32_t n, uint32_t *out_partitions, uint32_t *out_sm_given);

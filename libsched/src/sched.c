@@ -419,8 +419,8 @@ SCHED_API int32_t sched_partition_create_sets(const uint64_t *group_masks, const
     return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: the device reports no SM groups");
   const uint64_t valid = device_sm_groups >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << device_sm_groups) - 1);
   for (uint32_t i = 0; i < n; i++) {
-    if (group_masks[i] == 0)
-      return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "SM set %" PRIu32 " names no group", i);
+    if (group_masks[i] == 0 && with_remainder[i] == 0)
+      return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "SM set %" PRIu32 " names no SM", i);
     if ((group_masks[i] & ~valid) != 0)
       return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
                         "SM set %" PRIu32 " names a group past the device's %" PRId32 " (mask 0x%" PRIx64 ")", i,
