@@ -26,7 +26,7 @@ import {
 
 /** SM groups the docs promise a share alone: round(share * smGroups), at least one. */
 function expectedGroups(sched: Scheduler, share: number): number {
-  const { smCount, smGranularity: g, smGroups } = sched.device;
+  const { smGranularity: g, smGroups } = sched.device;
   if (g === 0) return 0;
   return Math.min(Math.max(1, Math.round(share * smGroups)), smGroups);
 }

@@ -186,6 +186,7 @@ export class ContextManager implements ContextHost {
         priority,
         ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
       }, reservation);
+      reservation?.attach(stream);
     } catch (error) {
       reservation?.release();
       if (opts.partition !== undefined && error instanceof RangeError) {

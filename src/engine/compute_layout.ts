@@ -37,6 +37,7 @@ import { lib } from "../native/loader.ts";
 import { Status } from "../native/status_codes.ts";
 import { unwrap } from "../native/unwrap.ts";
 import type { PartitionBinding, Scheduler } from "../scheduler.ts";
+import type { Stream } from "../stream.ts";
 import { show } from "../validate.ts";
 
 /** @internal What the layout asks a `PartitionManager` about its partition ids. */
@@ -54,6 +55,7 @@ export class ComputeReservation {
   /** SMs reserved for it (its groups). */
   readonly smCount: number;
   #layout: ComputeLayout | undefined;
+  #stream: Stream | undefined;
 
   /** @internal Use `ComputeLayout.reserve()`. */
   constructor(layout: ComputeLayout, share: number, groups: number, smCount: number) {
@@ -61,6 +63,16 @@ export class ComputeReservation {
     this.share = share;
     this.groups = groups;
     this.smCount = smCount;
+  }
+
+  /** The stream of the context holding it, once made. */
+  get stream(): Stream | undefined {
+    return this.#stream;
+  }
+
+  /** @internal The context's stream, whose idleness lets others borrow its SMs. */
+  attach(stream: Stream): void {
+    this.#stream = stream;
   }
 
   /** Gives its groups back to the shared SMs. Idempotent. */
@@ -147,6 +159,19 @@ export class ComputeLayout implements Owned, PartitionBinding {
   /** Whether any reservation exists. */
   get hasReservations(): boolean {
     return this.reservedGroups > 0;
+  }
+
+  /** The live reservations. */
+  reservations(): ComputeReservation[] {
+    const all = new Set<ComputeReservation>();
+    for (const o of this.#owners) if (o instanceof ComputeReservation) all.add(o);
+    return [...all];
+  }
+
+  /** @internal The layout of `sched` if one was made (no side effects). */
+  static peek(sched: Scheduler): ComputeLayout | undefined {
+    const layout = layouts.get(sched);
+    return layout !== undefined && layout.#alive ? layout : undefined;
   }
 
   /** Groups partitions may hold at most now: all not reserved, one kept shared while reservations exist. */
