@@ -57,11 +57,10 @@ const NAMES = ["libcublas.so.13", "libcublas.so.12", "libcublas.so"];
 let loaded: { path: string; symbols: CublasLibrary } | undefined;
 
 function envPath(): string | undefined {
-  try {
-    return Deno.env.get("GPUSCHED_CUBLAS") || undefined;
-  } catch {
-    return undefined; // no --allow-env=GPUSCHED_CUBLAS: not asked for
-  }
+  // Queried first, so that a missing grant never prompts: it is just not read.
+  const state = Deno.permissions.querySync({ name: "env", variable: "GPUSCHED_CUBLAS" }).state;
+  if (state !== "granted") return undefined;
+  return Deno.env.get("GPUSCHED_CUBLAS") || undefined;
 }
 
 /**
