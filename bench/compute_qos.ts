@@ -287,6 +287,29 @@ for (
 }
 setGemmQos(defaults);
 
+// Layout-change cost while the device is busy: a new set of SMs makes green
+// contexts (waiting for the device to drain); a set seen before is reused.
+const busyLayoutMs: Record<string, number> = {};
+{
+  const { victim, flood } = contexts({}, {});
+  const f = new Flood(sched, flood);
+  for (const label of ["new sets, flood queued", "same sets again, flood queued"]) {
+    f.topUp();
+    const t = performance.now();
+    const r = createContext("reserving", {
+      maxVram: 64 * MB,
+      qos: QoSPolicy.BURSTABLE,
+      compute: 0.125,
+    });
+    busyLayoutMs[label] = performance.now() - t;
+    r.destroy();
+    f.drain();
+  }
+  f.blas.destroy();
+  victim.destroy();
+  flood.destroy();
+}
+
 const base = results[0]!;
 const report = results.map((r) => ({
   ...r,

@@ -207,7 +207,7 @@ backendTest(
     // The reserved SMs are the ones llm used that the others never touched.
     const others = new Set([...seen.get("plain")!, ...seen.get("bg")!]);
     const reservedSeen = [...llmIds].filter((id) => !others.has(id)).length;
-    assert.ok(reservedSeen > 0 && reservedSeen <= llm.smCount, `${reservedSeen} reserved SMs seen`);
+    assert.ok(reservedSeen > 0, `${reservedSeen} SMs only llm ran on`);
   },
   { hostMemory: 1 * GB },
 );

@@ -77,7 +77,7 @@ export interface GemmQos {
   maxBorrowedQueued: number;
 }
 
-const qos: GemmQos = { maxPieceFlops: 1.4e11, borrow: true, idleMs: 2, maxBorrowedQueued: 1 };
+const qos: GemmQos = { maxPieceFlops: 1.4e11, borrow: true, idleMs: 2, maxBorrowedQueued: 8 };
 
 /**
  * Changes how BEST_EFFORT GEMMs yield to compute reservations; returns the
