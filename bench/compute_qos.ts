@@ -9,9 +9,11 @@
  * - static: PartitionManager partitions, victim 0.25 and flood 0.75;
  * - split: the victim's `compute: 0.25` reservation, the flood's GEMMs
  *   whole (no slicing, no borrowing): the green-context split alone;
- * - sliced: the same, with BEST_EFFORT GEMMs sliced along N;
- * - qos: sliced, and borrowing the reserved SMs while the victim is idle
- *   (the defaults).
+ * - sliced: the same, with BEST_EFFORT GEMMs sliced along N while the
+ *   victim is active (sliced-2x: pieces twice as large);
+ * - borrow: whole GEMMs, borrowing every SM while the victim is idle;
+ * - qos: sliced while the victim is active, borrowing while it is idle (the
+ *   defaults).
  *
  * For each: victim step latency (CUDA events around the 8 GEMMs) alone and
  * under the flood (p50/p99), flood throughput (GEMMs/s) with the victim
@@ -37,8 +39,8 @@ import {
 import { Cublas, setGemmQos } from "../src/cublas/mod.ts";
 import { benchScheduler } from "./_backend.ts";
 
-const STEPS = 300;
-const WARMUP = 20;
+const STEPS = 400;
+const WARMUP = 50;
 const FLOOD_SECONDS = 1.5;
 const FLOOD_QUEUE = 3;
 const D = 4096;
@@ -159,9 +161,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function measure(sched: Scheduler, arr: Arrangement) {
   const victim = new Victim(sched, arr.victim);
   const flood = new Flood(sched, arr.flood);
+  // Warm: cuBLAS's heuristics, and the clocks (a flood first, then the victim).
+  for (let i = 0; i < 4; i++) {
+    flood.topUp();
+    flood.drain();
+  }
   for (let i = 0; i < WARMUP; i++) victim.step();
-  flood.topUp();
-  flood.drain();
 
   const alone = stats(Array.from({ length: STEPS }, () => victim.step()));
 
@@ -269,6 +274,8 @@ for (
   const [name, q] of [
     ["split", { maxPieceFlops: 0, borrow: false }],
     ["sliced", { maxPieceFlops: defaults.maxPieceFlops, borrow: false }],
+    ["sliced-2x", { maxPieceFlops: 2 * defaults.maxPieceFlops, borrow: false }],
+    ["borrow", { maxPieceFlops: 0, borrow: true }],
     ["qos", { maxPieceFlops: defaults.maxPieceFlops, borrow: true }],
   ] as const
 ) {

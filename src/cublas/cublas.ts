@@ -69,15 +69,15 @@ export interface CublasOptions {
 export interface GemmQos {
   /** Slice BEST_EFFORT GEMMs along N into pieces of at most this many FLOPs while a reservation exists (0: never). */
   maxPieceFlops: number;
-  /** Let BEST_EFFORT GEMMs run on every SM while every reservation's owner is idle. */
+  /** Let BEST_EFFORT GEMMs run whole on every SM while every reservation's owner is idle. */
   borrow: boolean;
   /** An owner counts as idle this long after its stream was last seen busy, in ms. */
   idleMs: number;
-  /** Borrowed pieces queued at most at once (bounds what an owner waits for when it wakes). */
+  /** Borrowed GEMMs queued at most at once (bounds what an owner waits for when it wakes). */
   maxBorrowedQueued: number;
 }
 
-const qos: GemmQos = { maxPieceFlops: 1.4e11, borrow: true, idleMs: 2, maxBorrowedQueued: 8 };
+const qos: GemmQos = { maxPieceFlops: 1.4e11, borrow: true, idleMs: 2, maxBorrowedQueued: 3 };
 
 /**
  * Changes how BEST_EFFORT GEMMs yield to compute reservations; returns the
@@ -129,6 +129,8 @@ const GEMM_DEFAULT = -1;
 const MAX_INT32 = 2 ** 31 - 1;
 
 const handles = new WeakMap<ExecutionContext, Cublas>();
+/** When each reservation's owner was last seen active (launching, or its stream busy). */
+const ownerActiveAt = new WeakMap<object, number>();
 const handleOut = new BigUint64Array(1);
 const alphaBuf = new Float32Array(1);
 const betaBuf = new Float32Array(1);
@@ -178,14 +180,15 @@ class BoundHandle {
  *
  * **Compute QoS.** For a BEST_EFFORT context, while any context holds a
  * compute reservation, `gemm` bounds how long one GEMM holds SMs that a
- * reserving context may need: it runs as pieces along N of at most
- * `maxPieceFlops` each (separate GemmEx calls, so the GPU can start the
- * reserving context's kernels between them), and, while every reserving
- * context's stream has been idle for `idleMs`, pieces run on a second
- * stream over every SM (borrowing the reserved SMs), at most
- * `maxBorrowedQueued` at once, ordered with the context's stream by
- * events (work queued on the context's stream later still runs after the
- * GEMM). See `setGemmQos()`.
+ * reserving context may need. While every reserving context has been idle
+ * for `idleMs` (its stream empty and no GEMM of its own issued), the GEMM
+ * runs whole on a second stream over every SM (borrowing the reserved
+ * SMs), at most `maxBorrowedQueued` at once, ordered with the context's
+ * stream by events (work queued on the context's stream later still runs
+ * after it). Otherwise it runs on the shared SMs as pieces along N of at
+ * most `maxPieceFlops` each (separate GemmEx calls, so the GPU can start
+ * the reserving context's kernels on shared SMs between them). See
+ * `setGemmQos()`.
  *
  * @example
  * ```ts ignore
@@ -206,7 +209,6 @@ export class Cublas {
   readonly #main: BoundHandle;
   readonly #workspace: PoolBlock;
   #borrow: Borrowing | undefined;
-  #ownerBusyAt = new WeakMap<object, number>();
   #alive = true;
   /** Pieces launched on the borrowing stream, for benchmarks and tests. */
   borrowedPieces = 0;
@@ -265,18 +267,26 @@ export class Cublas {
     this.#assertAlive(doing);
     const g = parseGemm(options, doing);
     const layout = ComputeLayout.peek(this.#sched);
-    const yielding = this.context.qos === QoSPolicy.BEST_EFFORT && layout !== undefined &&
-      layout.hasReservations;
+    if (layout === undefined || !layout.hasReservations) return this.#launch(g, 0, g.n, false);
+    if (this.context.smCount > 0) {
+      // An owner's own GEMMs say it is active, sooner than sampling its stream would.
+      for (const r of layout.reservations()) {
+        if (r.stream === this.context.stream) ownerActiveAt.set(r, performance.now());
+      }
+    }
+    if (this.context.qos !== QoSPolicy.BEST_EFFORT) return this.#launch(g, 0, g.n, false);
+    // Owners idle: the whole GEMM on every SM (borrowing theirs); else in bounded pieces on the shared SMs.
+    if (qos.borrow && this.#ownersIdle(layout) && this.#borrowRoom()) {
+      return this.#launch(g, 0, g.n, true);
+    }
     let pieceN = g.n;
-    if (yielding && qos.maxPieceFlops > 0) {
+    if (qos.maxPieceFlops > 0) {
       const perColumn = 2 * g.m * g.k;
       const fit = Math.floor(qos.maxPieceFlops / perColumn);
       pieceN = Math.min(g.n, Math.max(128, fit - (fit % 128)));
     }
     for (let first = 0; first < g.n; first += pieceN) {
-      const n = Math.min(pieceN, g.n - first);
-      const borrowed = yielding && qos.borrow && this.#ownersIdle(layout!);
-      this.#launch(g, first, n, borrowed);
+      this.#launch(g, first, Math.min(pieceN, g.n - first), false);
     }
   }
 
@@ -305,20 +315,31 @@ export class Cublas {
     }
   }
 
-  /** Whether every reservation's owner has been idle for `idleMs`. */
+  /** Whether every reservation's owner has been idle (no work queued, none launched) for `idleMs`. */
   #ownersIdle(layout: ComputeLayout): boolean {
     const now = performance.now();
     for (const r of layout.reservations()) {
       const stream = r.stream;
       if (stream === undefined || stream.destroyed) continue;
       if (!stream.query()) {
-        this.#ownerBusyAt.set(r, now);
+        ownerActiveAt.set(r, now);
         return false;
       }
-      const busyAt = this.#ownerBusyAt.get(r);
-      if (busyAt !== undefined && now - busyAt < qos.idleMs) return false;
+      const activeAt = ownerActiveAt.get(r);
+      if (activeAt !== undefined && now - activeAt < qos.idleMs) return false;
     }
     return true;
+  }
+
+  /** Whether fewer than `maxBorrowedQueued` borrowed GEMMs are still queued. */
+  #borrowRoom(): boolean {
+    const b = this.#borrowing();
+    b.queued = b.queued.filter((ev) => {
+      if (!ev.query()) return true;
+      ev.destroy();
+      return false;
+    });
+    return b.queued.length < qos.maxBorrowedQueued;
   }
 
   #borrowing(): Borrowing {
@@ -334,16 +355,7 @@ export class Cublas {
     const main = this.context.stream;
     let stream = main;
     let handle = this.#main;
-    let b: Borrowing | undefined;
-    if (borrow) {
-      b = this.#borrowing();
-      b.queued = b.queued.filter((ev) => {
-        if (!ev.query()) return true;
-        ev.destroy();
-        return false;
-      });
-      if (b.queued.length >= qos.maxBorrowedQueued) b = undefined;
-    }
+    const b = borrow ? this.#borrowing() : undefined;
     if (b !== undefined) {
       const ready = this.#sched.createEvent().record(main);
       ready.wait(b.stream);
