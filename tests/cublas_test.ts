@@ -61,12 +61,15 @@ backendTest(
     await db.write(b);
     const blas = Cublas.for(ctx);
     assert.equal(Cublas.for(ctx), blas, "one handle per context");
-    for (const pieceFlops of [0, 2 * m * k * 128]) {
-      const before = setGemmQos({ maxPieceFlops: pieceFlops });
-      const pieces = blas.pieces;
+    // Whole, in pieces of 128 columns (the owner idle, but no borrowing), and borrowed.
+    for (const [pieceFlops, borrow] of [[0, false], [2 * m * k * 128, false], [0, true]] as const) {
+      const before = setGemmQos({ maxPieceFlops: pieceFlops, borrow, idleMs: 0 });
+      const [pieces, borrowed] = [blas.pieces, blas.borrowedPieces];
+      await dc.write(new Float32Array(m * n)); // no stale result passes
       blas.gemm({ m, n, k, a: da, b: db, c: dc, type: "fp32" });
       setGemmQos(before);
       assert.equal(blas.pieces - pieces, pieceFlops === 0 ? 1 : n / 128);
+      assert.equal(blas.borrowedPieces - borrowed, borrow ? 1 : 0);
       const got = new Float32Array(m * n);
       await dc.read(got);
       let worst = 0;
