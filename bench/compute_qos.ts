@@ -9,13 +9,15 @@
  * - static: PartitionManager partitions, victim 0.25 and flood 0.75;
  * - split: the victim's `compute: 0.25` reservation, the flood's GEMMs
  *   whole (no slicing, no borrowing): the green-context split alone;
- * - sliced: the same, with BEST_EFFORT GEMMs sliced along N while the
- *   victim is active (sliced-2x: pieces twice as large);
+ * - sliced: the same, with BEST_EFFORT GEMMs sliced along N (pieces of
+ *   2048 columns for 8192^3) while the victim is active;
  * - borrow: whole GEMMs, borrowing every SM while the victim is idle;
  * - qos: sliced while the victim is active, borrowing while it is idle (the
  *   defaults).
  *
- * For each: victim step latency (CUDA events around the 8 GEMMs) alone and
+ * For each: victim step latency (CUDA events around the 8 GEMMs, the
+ * launches queued behind a 300 us one-block spin so that host launch time
+ * is not counted; `aloneHost`/`underFloodHost` without that gate) alone and
  * under the flood (p50/p99), flood throughput (GEMMs/s) with the victim
  * idle and with the victim stepping back to back. Ratios are against the
  * plain arrangement's victim alone and flood alone (the whole GPU).
@@ -37,6 +39,7 @@ import {
   type Scheduler,
 } from "../mod.ts";
 import { Cublas, setGemmQos } from "../src/cublas/mod.ts";
+import { localLibraryPath } from "../src/native/loader.ts";
 import { benchScheduler } from "./_backend.ts";
 
 const STEPS = 400;
@@ -47,6 +50,7 @@ const D = 4096;
 const TOKENS = 16;
 const F = 8192;
 const BF16 = 2;
+const GATE_NS = 300_000n;
 
 interface Stats {
   p50: number;
@@ -92,8 +96,13 @@ class Victim {
     this.#end = sched.createEvent({ timing: true });
   }
 
-  /** Queues one step; returns nothing until `finish`. */
-  launch(): void {
+  /**
+   * Queues one step; returns nothing until `finish`. Gated: behind a short
+   * one-block spin, so that the 8 launches are queued before the step
+   * starts and its time is the GPU's alone (host launch jitter excluded).
+   */
+  launch(gated = false): void {
+    if (gated) gate(this.ctx.stream.handle);
     this.#start.record(this.ctx.stream);
     for (let i = 0; i < 8; i++) {
       const [a, c] = i % 2 === 0 ? [this.#x, this.#y] : [this.#y, this.#x];
@@ -108,8 +117,8 @@ class Victim {
     return this.#start.elapsedMs(this.#end)! * 1000;
   }
 
-  step(): number {
-    this.launch();
+  step(gated = false): number {
+    this.launch(gated);
     return this.finish();
   }
 }
@@ -156,6 +165,17 @@ class Flood {
   }
 }
 
+let spinKernel: { gs_spin_ns(stream: Deno.PointerValue, ns: bigint, blocks: number): number };
+function gate(stream: Deno.PointerValue): void {
+  spinKernel ??= Deno.dlopen(
+    localLibraryPath("libgskernels.so"),
+    {
+      gs_spin_ns: { parameters: ["pointer", "u64", "i32"], result: "i32" },
+    } as const,
+  ).symbols;
+  if (spinKernel.gs_spin_ns(stream, GATE_NS, 1) !== 0) throw new Error("gs_spin_ns failed");
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function measure(sched: Scheduler, arr: Arrangement) {
@@ -168,7 +188,8 @@ async function measure(sched: Scheduler, arr: Arrangement) {
   }
   for (let i = 0; i < WARMUP; i++) victim.step();
 
-  const alone = stats(Array.from({ length: STEPS }, () => victim.step()));
+  const alone = stats(Array.from({ length: STEPS }, () => victim.step(true)));
+  const aloneHost = stats(Array.from({ length: STEPS }, () => victim.step()));
 
   // Flood with the victim idle: GEMMs/s over FLOOD_SECONDS.
   flood.topUp();
@@ -182,21 +203,27 @@ async function measure(sched: Scheduler, arr: Arrangement) {
   flood.drain();
   const idleRate = (flood.done + FLOOD_QUEUE) / ((performance.now() - t0) / 1000);
 
-  // Victim stepping back to back under the flood.
-  flood.done = 0;
-  const under: number[] = [];
-  t0 = performance.now();
+  // Victim latency under the flood (gated steps).
   for (let i = 0; i < WARMUP; i++) {
     flood.topUp();
     victim.step();
   }
+  const under: number[] = [];
+  while (under.length < STEPS) {
+    flood.topUp();
+    victim.launch(true);
+    flood.topUp();
+    under.push(victim.finish());
+  }
+  // Flood throughput with the victim stepping back to back (not gated).
   flood.done = 0;
+  const underHost: number[] = [];
   t0 = performance.now();
-  while (under.length < STEPS || performance.now() - t0 < FLOOD_SECONDS * 1000) {
+  while (performance.now() - t0 < FLOOD_SECONDS * 1000) {
     flood.topUp();
     victim.launch();
     flood.topUp();
-    under.push(victim.finish());
+    underHost.push(victim.finish());
   }
   const busyElapsed = (performance.now() - t0) / 1000;
   const busyDone = flood.done;
@@ -207,6 +234,8 @@ async function measure(sched: Scheduler, arr: Arrangement) {
     victimSms: arr.victim.smCount,
     alone,
     underFlood: stats(under),
+    aloneHost,
+    underFloodHost: stats(underHost),
     floodIdleRate: idleRate,
     floodBusyRate: busyRate,
     borrowedPieces: flood.blas.borrowedPieces,
@@ -274,7 +303,6 @@ for (
   const [name, q] of [
     ["split", { maxPieceFlops: 0, borrow: false }],
     ["sliced", { maxPieceFlops: defaults.maxPieceFlops, borrow: false }],
-    ["sliced-2x", { maxPieceFlops: 2 * defaults.maxPieceFlops, borrow: false }],
     ["borrow", { maxPieceFlops: 0, borrow: true }],
     ["qos", { maxPieceFlops: defaults.maxPieceFlops, borrow: true }],
   ] as const
@@ -338,10 +366,14 @@ for (const r of report) {
       r.underP99Ratio.toFixed(2)
     }x  ${(100 * r.floodIdleOfWhole).toFixed(1)}% (${f1(r.floodIdleRate)}/s)  ${
       (100 * r.floodBusyOfWhole).toFixed(1)
-    }% (${f1(r.floodBusyRate)}/s)  borrowed ${r.borrowedPieces}/${r.floodPieces}`,
+    }% (${
+      f1(r.floodBusyRate)
+    }/s)  borrowed ${r.borrowedPieces}/${r.floodPieces}  host-timed alone ${f1(r.aloneHost.p50)}/${
+      f1(r.aloneHost.p99)
+    } flood ${f1(r.underFloodHost.p50)}/${f1(r.underFloodHost.p99)}`,
   );
 }
 console.log(`layout change (createContext with compute, ms): ${layoutMs.map(f1).join(", ")}`);
-console.log(
-  `json: ${JSON.stringify({ device: sched.device.name, arrangements: report, layoutMs })}`,
-);
+console.log(`layout change with the flood queued (ms): ${JSON.stringify(busyLayoutMs)}`);
+const summary = { device: sched.device.name, arrangements: report, layoutMs, busyLayoutMs };
+console.log(`json: ${JSON.stringify(summary)}`);

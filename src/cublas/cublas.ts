@@ -77,7 +77,7 @@ export interface GemmQos {
   maxBorrowedQueued: number;
 }
 
-const qos: GemmQos = { maxPieceFlops: 1.4e11, borrow: true, idleMs: 2, maxBorrowedQueued: 3 };
+const qos: GemmQos = { maxPieceFlops: 2.8e11, borrow: true, idleMs: 2, maxBorrowedQueued: 3 };
 
 /**
  * Changes how BEST_EFFORT GEMMs yield to compute reservations; returns the
