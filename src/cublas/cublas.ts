@@ -445,7 +445,7 @@ function requireFinite(value: unknown, option: string, doing: string, fallback: 
   return value;
 }
 
-/** Checks every argument and that each matrix fits in its buffer. */
+/** @internal Checks every argument and that each matrix fits in its buffer. */
 export function parseGemm(options: GemmOptions, doing: string): ParsedGemm {
   if (options === undefined) throw new TypeError(`${doing}: options are required`);
   const o = requireOptions<GemmOptions>(options, doing);

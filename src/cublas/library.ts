@@ -81,6 +81,11 @@ export function cublasCandidates(): string[] {
 /**
  * libcublas, loaded once.
  *
+ * @example
+ * ```ts ignore
+ * import { loadCublas } from "@gpusched/core/cublas";
+ * console.log(loadCublas().path); // e.g. /usr/local/cuda-13.0/targets/x86_64-linux/lib/libcublas.so.13
+ * ```
  * @throws {SchedulerError} when no candidate loads (the message lists them and the first reason)
  */
 export function loadCublas(): { path: string; symbols: CublasLibrary } {
