@@ -11,6 +11,14 @@ backendTest("cuBLAS on the host backend is a clear error naming the backend", (s
     (e: unknown) => e instanceof SchedulerError && /host backend/.test(e.message),
   );
   assert.equal(ctx.usage().used, 0, "no workspace was taken from the budget");
+  for (const bad of [undefined, null, {}, 5, "llm"]) {
+    assert.throws(
+      () => Cublas.for(bad as unknown as typeof ctx),
+      (e: unknown) => e instanceof TypeError && /ctx must be an ExecutionContext/.test(e.message),
+    );
+  }
+  ctx.destroy();
+  assert.throws(() => Cublas.for(ctx), SchedulerError);
 });
 
 Deno.test("libcublas is looked for in the toolkit, then by the loader", () => {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ExecutionContext } from "../context/execution_context.ts";
+import { ExecutionContext } from "../context/execution_context.ts";
 import { ComputeLayout } from "../engine/compute_layout.ts";
 import { PoolBlock } from "../engine/pool_block.ts";
 import { QoSPolicy } from "../engine/qos_policy.ts";
@@ -218,10 +218,16 @@ export class Cublas {
   /**
    * The context's handle, made on first use.
    *
+   * @throws {TypeError} when ctx is not an ExecutionContext
    * @throws {SchedulerError} on the host backend (naming it), when cuBLAS cannot be loaded, or for a destroyed context
    * @throws {VramBudgetExceededError} when the workspace does not fit in its budget
    */
   static for(ctx: ExecutionContext, options?: CublasOptions): Cublas {
+    if (!(ctx instanceof ExecutionContext)) {
+      throw new TypeError(
+        `Cannot make a cuBLAS handle: ctx must be an ExecutionContext, got ${show(ctx)}`,
+      );
+    }
     let blas = handles.get(ctx);
     if (blas === undefined || !blas.#alive) {
       blas = new Cublas(ctx, options);
@@ -231,7 +237,7 @@ export class Cublas {
   }
 
   private constructor(ctx: ExecutionContext, options?: CublasOptions) {
-    const doing = `Cannot make a cuBLAS handle for context ${show(ctx?.name)}`;
+    const doing = `Cannot make a cuBLAS handle for context ${show(ctx.name)}`;
     const sched = getScheduler();
     ctx.assertAlive(doing);
     const opts = requireOptions<CublasOptions>(options, doing);
