@@ -23,7 +23,9 @@
  * plain arrangement's victim alone and flood alone (the whole GPU).
  *
  * Run: `deno run --allow-ffi --allow-env=GPUSCHED_LIB,GPUSCHED_BACKEND,GPUSCHED_CUBLAS bench/compute_qos.ts`
- * (CUDA only; prints a table and a `json:` line for bench/gpu.ts).
+ * (CUDA only; prints a table and a `json:` line for bench/gpu.ts). `--only=static,qos` runs
+ * some arrangements (plain always runs, as the baseline); `--shares=0.375,0.5` adds the defaults
+ * at larger reservations.
  *
  * @module
  */
@@ -270,6 +272,23 @@ function contexts(victimOpts: Record<string, unknown>, floodOpts: Record<string,
   return { victim, flood };
 }
 
+/**
+ * `--only=a,b` runs those arrangements (plain always, as the baseline);
+ * `--shares=0.375,0.5` adds the defaults (qos) at those reservations.
+ */
+function arg(name: string): string[] | undefined {
+  const found = Deno.args.find((a) => a.startsWith(`--${name}=`));
+  return found?.slice(name.length + 3).split(",").filter((v) => v !== "");
+}
+const only = arg("only");
+const wanted = (name: string) => only === undefined || only.includes(name);
+const extraShares = (arg("shares") ?? []).map(Number);
+for (const share of extraShares) {
+  if (!(share > 0 && share < 1)) {
+    throw new RangeError(`--shares: each must be in (0, 1), got ${share}`);
+  }
+}
+
 const results = [];
 const defaults = setGemmQos({});
 {
@@ -284,7 +303,7 @@ const defaults = setGemmQos({});
     }),
   );
 }
-{
+if (wanted("static")) {
   const manager = new PartitionManager();
   manager.createPartition("v", "victim", new PartitionLimits().compute(0.25));
   manager.createPartition("f", "flood", new PartitionLimits().compute(0.75));
@@ -300,16 +319,18 @@ const defaults = setGemmQos({});
 }
 const layoutMs: number[] = [];
 for (
-  const [name, q] of [
-    ["split", { maxPieceFlops: 0, borrow: false }],
-    ["sliced", { maxPieceFlops: defaults.maxPieceFlops, borrow: false }],
-    ["borrow", { maxPieceFlops: 0, borrow: true }],
-    ["qos", { maxPieceFlops: defaults.maxPieceFlops, borrow: true }],
+  const [name, q, share] of [
+    ["split", { maxPieceFlops: 0, borrow: false }, 0.25],
+    ["sliced", { maxPieceFlops: defaults.maxPieceFlops, borrow: false }, 0.25],
+    ["borrow", { maxPieceFlops: 0, borrow: true }, 0.25],
+    ["qos", { maxPieceFlops: defaults.maxPieceFlops, borrow: true }, 0.25],
+    ...extraShares.map((share) => [`qos@${share}`, {}, share] as const),
   ] as const
 ) {
+  if (!wanted(name.split("@")[0]!)) continue;
   setGemmQos({ ...defaults, ...q });
   const t = performance.now();
-  const { victim, flood } = contexts({ compute: 0.25 }, {});
+  const { victim, flood } = contexts({ compute: share ?? 0.25 }, {});
   layoutMs.push(performance.now() - t);
   results.push(
     await measure(sched, {
