@@ -9,7 +9,7 @@
 
 import { ExecutionContext } from "../context/execution_context.ts";
 import { ComputeLayout } from "../engine/compute_layout.ts";
-import { PoolBlock } from "../engine/pool_block.ts";
+import type { PoolBlock } from "../engine/pool_block.ts";
 import { QoSPolicy } from "../engine/qos_policy.ts";
 import { NativeError, SchedulerError } from "../errors.ts";
 import type { GpuEvent } from "../event.ts";
@@ -18,43 +18,15 @@ import { Stream } from "../stream.ts";
 import { MB } from "../units.ts";
 import {
   requireBoolean,
-  requireOneOf,
+  type requireOneOf,
   requireOptions,
   requirePositiveInteger,
   show,
 } from "../validate.ts";
+import { type GemmOptions, type ParsedGemm, parseGemm } from "./gemm_args.ts";
 import { type CublasLibrary, loadCublas } from "./library.ts";
 
-/** Element types `gemm` takes (A, B and C of one type; accumulation in fp32). */
-export type GemmType = "bf16" | "fp16" | "fp32";
-
-/** Arguments of `Cublas.gemm()`: C = alpha * op(A) * op(B) + beta * C, column-major as cuBLAS. */
-export interface GemmOptions {
-  /** Rows of op(A) and C. */
-  m: number;
-  /** Columns of op(B) and C. */
-  n: number;
-  /** Columns of op(A), rows of op(B). */
-  k: number;
-  /** Device buffers (of any context of the scheduler). */
-  a: PoolBlock;
-  b: PoolBlock;
-  c: PoolBlock;
-  /** Element type of A, B and C (default "bf16"). */
-  type?: GemmType;
-  /** op(A) = A transposed (default false). */
-  transA?: boolean;
-  /** op(B) = B transposed (default false). */
-  transB?: boolean;
-  /** Leading dimensions (default: the tight ones, rows of each stored matrix). */
-  lda?: number;
-  ldb?: number;
-  ldc?: number;
-  /** Default 1. */
-  alpha?: number;
-  /** Default 0. */
-  beta?: number;
-}
+export type { GemmOptions, GemmType } from "./gemm_args.ts";
 
 /** Options of `Cublas.for()`, read when the context's handle is first made. */
 export interface CublasOptions {
@@ -121,12 +93,9 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
   return { ...qos };
 }
 
-// cudaDataType and cublasComputeType_t values (library_types.h, cublas_api.h).
-const DATA_TYPE: Record<GemmType, number> = { fp32: 0, fp16: 2, bf16: 14 };
-const ELEMENT_BYTES: Record<GemmType, number> = { fp32: 4, fp16: 2, bf16: 2 };
+// cublasComputeType_t and cublasGemmAlgo_t values (cublas_api.h).
 const COMPUTE_32F = 68;
 const GEMM_DEFAULT = -1;
-const MAX_INT32 = 2 ** 31 - 1;
 
 const handles = new WeakMap<ExecutionContext, Cublas>();
 /** When each reservation's owner was last seen active (launching, or its stream busy). */
@@ -414,98 +383,4 @@ interface Borrowing {
   handle: BoundHandle;
   /** Events after each borrowed piece not yet seen complete. */
   queued: GpuEvent[];
-}
-
-interface ParsedGemm {
-  m: number;
-  n: number;
-  k: number;
-  a: PoolBlock;
-  b: PoolBlock;
-  c: PoolBlock;
-  transA: boolean;
-  transB: boolean;
-  lda: number;
-  ldb: number;
-  ldc: number;
-  alpha: number;
-  beta: number;
-  dataType: number;
-  elementBytes: number;
-}
-
-function requireDimension(value: unknown, option: string, doing: string): number {
-  const n = requirePositiveInteger(value, option, doing);
-  if (n > MAX_INT32) throw new RangeError(`${doing}: ${option} must fit in int32, got ${n}`);
-  return n;
-}
-
-function requireFinite(value: unknown, option: string, doing: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number") {
-    throw new TypeError(`${doing}: ${option} must be a number, got ${show(value)}`);
-  }
-  if (!Number.isFinite(value)) {
-    throw new RangeError(`${doing}: ${option} must be finite, got ${show(value)}`);
-  }
-  return value;
-}
-
-/** @internal Checks every argument and that each matrix fits in its buffer. */
-export function parseGemm(options: GemmOptions, doing: string): ParsedGemm {
-  if (options === undefined) throw new TypeError(`${doing}: options are required`);
-  const o = requireOptions<GemmOptions>(options, doing);
-  const m = requireDimension(o.m, "m", doing);
-  const n = requireDimension(o.n, "n", doing);
-  const k = requireDimension(o.k, "k", doing);
-  const type = o.type === undefined
-    ? "bf16"
-    : requireOneOf(o.type, ["bf16", "fp16", "fp32"] as const, "type", doing);
-  const transA = o.transA === undefined ? false : requireBoolean(o.transA, "transA", doing);
-  const transB = o.transB === undefined ? false : requireBoolean(o.transB, "transB", doing);
-  const elementBytes = ELEMENT_BYTES[type];
-  // Stored shapes (rows x columns), column-major.
-  const [aRows, aCols] = transA ? [k, m] : [m, k];
-  const [bRows, bCols] = transB ? [n, k] : [k, n];
-  const matrix = (name: "a" | "b" | "c", ldName: string, rows: number, cols: number) => {
-    const buf = o[name];
-    if (!(buf instanceof PoolBlock)) {
-      throw new TypeError(`${doing}: ${name} must be a device buffer, got ${show(buf)}`);
-    }
-    const ldValue = (o as unknown as Record<string, unknown>)[ldName];
-    const ld = ldValue === undefined ? rows : requireDimension(ldValue, ldName, doing);
-    if (ld < rows) {
-      throw new RangeError(
-        `${doing}: ${ldName} must be at least ${rows} (rows of ${name}), got ${ld}`,
-      );
-    }
-    const bytes = (ld * (cols - 1) + rows) * elementBytes;
-    if (bytes > buf.size) {
-      throw new RangeError(
-        `${doing}: ${name} needs ${bytes} bytes (${rows}x${cols} ${type}, ${ldName} ${ld}), ` +
-          `its buffer has ${buf.size}`,
-      );
-    }
-    return { buf, ld };
-  };
-  const a = matrix("a", "lda", aRows, aCols);
-  const b = matrix("b", "ldb", bRows, bCols);
-  const c = matrix("c", "ldc", m, n);
-  return {
-    m,
-    n,
-    k,
-    a: a.buf,
-    b: b.buf,
-    c: c.buf,
-    transA,
-    transB,
-    lda: a.ld,
-    ldb: b.ld,
-    ldc: c.ld,
-    alpha: requireFinite(o.alpha, "alpha", doing, 1),
-    beta: requireFinite(o.beta, "beta", doing, 0),
-    dataType: DATA_TYPE[type],
-    elementBytes,
-  };
 }
