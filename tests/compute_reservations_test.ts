@@ -5,11 +5,14 @@ import {
   type ExecutionContext,
   GB,
   getAvailableVram,
+  initialize,
   MB,
+  onMemoryPressure,
   PartitionLimits,
   PartitionManager,
   QoSPolicy,
   type Scheduler,
+  shutdown,
 } from "../mod.ts";
 import {
   backendTest,
@@ -210,4 +213,69 @@ backendTest(
     assert.ok(reservedSeen > 0, `${reservedSeen} SMs only llm ran on`);
   },
   { hostMemory: 1 * GB },
+);
+
+backendTest(
+  "shutdown with reservations held, then a fresh scheduler has every SM shared",
+  (sched) => {
+    const llm = createContext("llm", { maxVram: 16 * MB, qos: G, compute: 0.5 });
+    const manager = new PartitionManager();
+    manager.createPartition("p", "P", new PartitionLimits().compute(0.25));
+    shutdown();
+    llm.destroy(); // after shutdown: a no-op, not an error
+    const again = initialize({ backend: sched.backend });
+    using m2 = new PartitionManager();
+    assert.equal(m2.sharedSmCount, again.device.smCount);
+    const big = createContext("llm", { maxVram: 16 * MB, qos: G, compute: 0.9 });
+    assert.ok(big.smCount > 0 || again.device.smGranularity === 0);
+  },
+);
+
+backendTest("reservations made and released many times leak no partition", (sched) => {
+  const keep = createContext("keep", {
+    maxVram: 16 * MB,
+    qos: QoSPolicy.BURSTABLE,
+    compute: 0.125,
+  });
+  for (let i = 0; i < 300; i++) {
+    const share = [0.25, 0.5, 0.125][i % 3]!;
+    const ctx = createContext(`r${i}`, { maxVram: 4 * MB, qos: G, compute: share });
+    assert.equal(
+      ctx.smCount,
+      sched.device.smGranularity * Math.round(share * sched.device.smGroups),
+    );
+    ctx.destroy();
+  }
+  assert.equal(keep.smCount, 2 * sched.device.smGranularity);
+  keep.destroy();
+  if (sched.device.smGranularity > 0) assert.equal(sharedSms(), sched.device.smCount);
+});
+
+backendTest(
+  "a pressure handler that destroys a reserving context gives its SMs back",
+  async (sched) => {
+    const victim = createContext("victim", { maxVram: 64 * MB, qos: G, compute: 0.5 });
+    const hungry = createContext("hungry", { maxVram: 1 * GB, qos: QoSPolicy.BEST_EFFORT });
+    let destroyed = false;
+    const off = onMemoryPressure(() => {
+      if (!destroyed) {
+        destroyed = true;
+        victim.destroy(); // its 64 MiB and its SM groups go back, from inside the allocation
+      }
+      return true;
+    });
+    try {
+      const spare = getAvailableVram();
+      const buf = hungry.alloc(spare + 32 * MB);
+      assert.ok(destroyed && !victim.alive);
+      await roundTrip(hungry, 7);
+      buf.free();
+    } finally {
+      off();
+    }
+    if (sched.device.smGranularity > 0) assert.equal(sharedSms(), sched.device.smCount);
+    const next = createContext("next", { maxVram: 16 * MB, qos: G, compute: 0.9 });
+    assert.ok(next.smCount > 0 || sched.device.smGranularity === 0);
+  },
+  { hostMemory: 256 * MB },
 );
