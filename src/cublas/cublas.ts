@@ -16,13 +16,7 @@ import type { GpuEvent } from "../event.ts";
 import { getScheduler, type Scheduler } from "../scheduler.ts";
 import { Stream } from "../stream.ts";
 import { MB } from "../units.ts";
-import {
-  requireBoolean,
-  type requireOneOf,
-  requireOptions,
-  requirePositiveInteger,
-  show,
-} from "../validate.ts";
+import { requireBoolean, requireOptions, requirePositiveInteger, show } from "../validate.ts";
 import { type GemmOptions, type ParsedGemm, parseGemm } from "./gemm_args.ts";
 import { type CublasLibrary, loadCublas } from "./library.ts";
 
