@@ -28,7 +28,8 @@ interface Model {
   probe: Uint8Array[];
 }
 
-const MODEL_BYTES = 96 * MB;
+const MODEL_BYTES = 48 * MB;
+const DEVICE_BYTES = 128 * MB;
 const LAYERS = 3;
 
 function pattern(model: number, layer: number, bytes: number): Uint8Array {
@@ -39,7 +40,7 @@ function pattern(model: number, layer: number, bytes: number): Uint8Array {
 export async function main(backend: BackendChoice = backendFlag()): Promise<string[]> {
   const lines: string[] = [];
   const timings: string[] = [];
-  initialize({ backend, hostMemory: 256 * MB, memoryLimit: 256 * MB });
+  initialize({ backend, hostMemory: DEVICE_BYTES, memoryLimit: DEVICE_BYTES });
   try {
     const models: Model[] = [];
     // Load each model, then put it to sleep so the next one's reservation fits.
@@ -59,9 +60,9 @@ export async function main(backend: BackendChoice = backendFlag()): Promise<stri
       models.push({ ctx, weights, pointers, probe });
     }
     lines.push(
-      `${models.length} models of ${
-        MODEL_BYTES / MB
-      } MiB, ${256} MiB of device memory: one awake at a time`,
+      `${models.length} models of ${MODEL_BYTES / MB} MiB, ${
+        DEVICE_BYTES / MB
+      } MiB of device memory: one awake at a time`,
     );
 
     let intact = true;

@@ -55,7 +55,7 @@ exampleTest("vram_budgeting.ts", vramBudgeting, (lines) => {
 });
 
 exampleTest("model_swap.ts", modelSwap, (lines) => {
-  assert.equal(lines[0], "3 models of 96 MiB, 256 MiB of device memory: one awake at a time");
+  assert.equal(lines[0], "3 models of 48 MiB, 128 MiB of device memory: one awake at a time");
   assert.equal(lines.length, 8);
   for (const line of lines.slice(1, 7)) {
     assert.match(line, /^round [12]: \w+ served, weights intact at the same addresses: true$/);
