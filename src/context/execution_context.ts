@@ -13,6 +13,8 @@ import type { Scheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
+import { type ContextTallies, newContextTallies } from "../metrics/tallies.ts";
+import { traceAllocationFailure, tracing } from "../trace/recorder.ts";
 
 /** Options of `alloc()` and `ExecutionContext.alloc()`. */
 export interface AllocOptions {
@@ -96,6 +98,8 @@ export class ExecutionContext {
   readonly device: number;
   /** Its stream: all its copies, evictions and restores are ordered on it. */
   readonly stream: Stream;
+  /** @internal Event counts for getMetrics() that its pool does not keep. */
+  readonly tallies: ContextTallies = newContextTallies();
   #host: ContextHost;
   #pool: MemoryPool;
   #events = new Set<GpuEvent>();
@@ -160,12 +164,26 @@ export class ExecutionContext {
       this.#rejectSize(bytes);
     }
     if (sizeClassOf(bytes) > this.maxVram) {
-      throw new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes);
+      throw this.#refused(
+        new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes),
+      );
     }
-    const buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    let buffer: DeviceBuffer;
+    try {
+      buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    } catch (error) {
+      throw error instanceof VramBudgetExceededError ? this.#refused(error) : error;
+    }
     const used = this.#pool.allocatedBytes;
     if (used > this.#peak) this.#peak = used;
     return buffer;
+  }
+
+  /** Counts (and traces) a refused allocation; returns the error to throw. */
+  #refused(error: VramBudgetExceededError): VramBudgetExceededError {
+    this.tallies.allocationFailures++;
+    if (tracing.on) traceAllocationFailure(this, error);
+    return error;
   }
 
   #rejectSize(bytes: unknown): never {

@@ -20,6 +20,7 @@ import {
 import type { Stream } from "../stream.ts";
 import { requireNonEmptyString, requireOptions, show } from "../validate.ts";
 import { PartitionConfig, PartitionLimits } from "./partition.ts";
+import { tracePartition, tracing } from "../trace/recorder.ts";
 
 /** What `PartitionManager.getPartition()` reports. */
 export interface PartitionInfo {
@@ -273,6 +274,7 @@ export class PartitionManager implements Owned {
     this.#reservedMemory += memoryLimit ?? 0;
     this.#reservedCompute += computeLimit ?? 0;
     this.#reservedGroups += groups;
+    if (tracing.on) tracePartition("create", this.#info(partition));
     return this.#info(partition);
   }
 
@@ -349,6 +351,7 @@ export class PartitionManager implements Owned {
       ? 0
       : this.#reservedCompute - (partition.computeLimit ?? 0);
     this.#reservedGroups -= partition.groups;
+    if (tracing.on) tracePartition("delete", { id });
   }
 
   /**
