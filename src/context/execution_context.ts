@@ -14,7 +14,7 @@ import type { Stream } from "../stream.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
 import { type ContextTallies, newContextTallies } from "../metrics/tallies.ts";
-import { traceAllocationFailure, tracing } from "../trace/recorder.ts";
+import { traceAllocationFailure, traceContext, tracing } from "../trace/recorder.ts";
 
 /** Options of `alloc()` and `ExecutionContext.alloc()`. */
 export interface AllocOptions {
@@ -242,6 +242,7 @@ export class ExecutionContext {
   invalidate(): void {
     this.#alive = false;
     this.#pool.invalidate();
+    if (tracing.on) traceContext(this, "destroy", { shutdown: true });
   }
 }
 

@@ -19,8 +19,12 @@ import { RingBuffer } from "./ring.ts";
 /** @internal The one flag every hook site checks. */
 export const tracing = { on: false };
 
-/** Slices of synchronous calls (record, wait) get this width so flow arrows can bind to them. */
-const MARK_US = 1;
+/**
+ * Width of the `record event` / `wait event` slices that flow arrows bind
+ * to: 1 ns, so that two of them on one track can never partly overlap
+ * (slices of a track must nest), however close together the calls were.
+ */
+const MARK_US = 0.001;
 const SCHEDULER_TID = 1;
 
 interface RecordMark {
@@ -37,6 +41,7 @@ class Recording {
   readonly #labels = new Set<string>(["scheduler"]);
   readonly #tracks = new WeakMap<object, number>();
   readonly #named = new Map<string, number>();
+  readonly #generic = new Set<number>();
   readonly marks = new WeakMap<object, RecordMark>();
   #nextTid = SCHEDULER_TID + 1;
   #nextId = 1;
@@ -45,12 +50,20 @@ class Recording {
     this.ring = new RingBuffer(capacity);
   }
 
-  /** The track of a stream (or other owner object), named by `label` when it is new. */
-  track(owner: object, label: () => string): number {
+  /**
+   * The track of a stream (or other owner object), named by `label` when
+   * it is new. A track first seen without a name (`generic`, e.g. a bare
+   * stream's wait) takes the name of the first context or pool that uses it.
+   */
+  track(owner: object, label: () => string, generic = false): number {
     let tid = this.#tracks.get(owner);
     if (tid === undefined) {
       tid = this.#newTrack(label());
       this.#tracks.set(owner, tid);
+      if (generic) this.#generic.add(tid);
+    } else if (!generic && this.#generic.delete(tid)) {
+      this.#labels.delete(this.names.get(tid)!);
+      this.#name(tid, label());
     }
     return tid;
   }
@@ -67,11 +80,15 @@ class Recording {
 
   #newTrack(label: string): number {
     const tid = this.#nextTid++;
+    this.#name(tid, label);
+    return tid;
+  }
+
+  #name(tid: number, label: string): void {
     // Two pools may share a name; their tracks (and counter tracks) must not.
     const name = this.#labels.has(label) ? `${label} #${tid}` : label;
     this.#labels.add(name);
     this.names.set(tid, name);
-    return tid;
   }
 
   id(): number {
@@ -121,7 +138,7 @@ function trackOf(r: Recording, owner: Tracked): number {
 }
 
 function streamTrack(r: Recording, stream: object & { readonly id: number }): number {
-  return r.track(stream, () => `stream ${stream.id}`);
+  return r.track(stream, () => `stream ${stream.id}`, true);
 }
 
 /**
@@ -262,9 +279,10 @@ export function traceWait(event: object, stream: object & { readonly id: number 
     });
   }
   const id = r.id();
-  const half = MARK_US / 2;
-  emit({ name: "event", ph: "s", cat: "event", id, pid: PID, tid: mark.tid, ts: mark.ts + half });
-  emit({ name: "event", ph: "f", bp: "e", cat: "event", id, pid: PID, tid, ts: ts + half });
+  // Each flow event shares its slice's start and follows it, so a stable sort
+  // by time keeps the slice first and the arrow binds to it.
+  emit({ name: "event", ph: "s", cat: "event", id, pid: PID, tid: mark.tid, ts: mark.ts });
+  emit({ name: "event", ph: "f", bp: "e", cat: "event", id, pid: PID, tid, ts });
 }
 
 /**
