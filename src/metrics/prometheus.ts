@@ -14,7 +14,16 @@ import {
   type Metrics,
 } from "./snapshot.ts";
 
-/** The `Content-Type` a `/metrics` endpoint serves `formatPrometheus()` output with. */
+/**
+ * The `Content-Type` a `/metrics` endpoint serves `formatPrometheus()` output with.
+ *
+ * @example
+ * ```ts ignore
+ * import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "@gpusched/core";
+ * Deno.serve({ hostname: "127.0.0.1", port: 9464 }, () =>
+ *   new Response(formatPrometheus(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }));
+ * ```
+ */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 interface Family<T> {

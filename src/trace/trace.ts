@@ -89,6 +89,13 @@ export function startTrace(options?: TraceOptions): void {
  * Stops recording and returns the trace: the newest `capacity` events,
  * sorted by time, flows and async spans only where both halves were kept.
  *
+ * @example Writing a file Perfetto opens
+ * ```ts ignore
+ * import { startTrace, stopTrace } from "@gpusched/core";
+ * startTrace();
+ * // ... the application runs ...
+ * await Deno.writeTextFile("out/trace.json", JSON.stringify(stopTrace()));
+ * ```
  * @throws {SchedulerError} when no trace is recording
  */
 export function stopTrace(): ChromeTrace {
@@ -114,7 +121,19 @@ export function readTrace(): ChromeTrace {
   return recordedTrace(false) ?? notRecording("read");
 }
 
-/** True while a trace records. */
+/**
+ * True while a trace records.
+ *
+ * @example
+ * ```ts
+ * import { isTracing, startTrace, stopTrace } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * startTrace();
+ * assert.ok(isTracing());
+ * stopTrace();
+ * assert.ok(!isTracing());
+ * ```
+ */
 export function isTracing(): boolean {
   return tracing.on;
 }
