@@ -153,9 +153,13 @@ export class TimelineRecorder {
     this.#origin.destroy();
     spans.sort((a, b) => a.startMs - b.startMs);
     for (const lane of this.#lanes) {
+      // One stream's spans never overlap; float32 event times could make
+      // neighbours overlap by a rounding error, which a slice track refuses.
+      let laneEnd = -Infinity;
       for (const span of spans.filter((s) => s.lane === lane.id)) {
-        const start = this.#originMs + span.startMs;
-        traceSpan(span.name, start, start + span.durationMs, {
+        const start = Math.max(this.#originMs + span.startMs, laneEnd);
+        laneEnd = start + span.durationMs;
+        traceSpan(span.name, start, laneEnd, {
           track: `${lane.id} (device)`,
           args: span.args,
         });

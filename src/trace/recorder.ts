@@ -14,7 +14,7 @@
  */
 
 import { type ChromeTrace, type ChromeTraceEvent, PID, toChromeTrace } from "./chrome.ts";
-import { RingBuffer } from "./ring.ts";
+import { EventRing, Kind } from "./ring.ts";
 
 /** @internal The one flag every hook site checks. */
 export const tracing = { on: false };
@@ -36,7 +36,7 @@ interface RecordMark {
 type Args = Record<string, string | number | boolean>;
 
 class Recording {
-  readonly ring: RingBuffer<ChromeTraceEvent>;
+  readonly ring: EventRing;
   readonly names = new Map<number, string>([[SCHEDULER_TID, "scheduler"]]);
   readonly #labels = new Set<string>(["scheduler"]);
   readonly #tracks = new WeakMap<object, number>();
@@ -47,23 +47,23 @@ class Recording {
   #nextId = 1;
 
   constructor(capacity: number) {
-    this.ring = new RingBuffer(capacity);
+    this.ring = new EventRing(capacity);
   }
 
   /**
-   * The track of a stream (or other owner object), named by `label` when
-   * it is new. A track first seen without a name (`generic`, e.g. a bare
-   * stream's wait) takes the name of the first context or pool that uses it.
+   * The track of a stream (or other owner object), named `label` when it
+   * is new. A track first seen without a label (a bare stream, shown as
+   * `stream <id>`) takes the label of the first context or pool that uses it.
    */
-  track(owner: object, label: () => string, generic = false): number {
+  track(owner: object, label: string | undefined, streamId = 0): number {
     let tid = this.#tracks.get(owner);
     if (tid === undefined) {
-      tid = this.#newTrack(label());
+      tid = this.#newTrack(label ?? `stream ${streamId}`);
       this.#tracks.set(owner, tid);
-      if (generic) this.#generic.add(tid);
-    } else if (!generic && this.#generic.delete(tid)) {
+      if (label === undefined) this.#generic.add(tid);
+    } else if (label !== undefined && this.#generic.size > 0 && this.#generic.delete(tid)) {
       this.#labels.delete(this.names.get(tid)!);
-      this.#name(tid, label());
+      this.#name(tid, label);
     }
     return tid;
   }
@@ -96,7 +96,34 @@ class Recording {
   }
 
   trace(): ChromeTrace {
-    return toChromeTrace(this.ring.toArray(), this.names, this.ring.capacity, this.ring.dropped);
+    const events: ChromeTraceEvent[] = [];
+    this.ring.forEach((kind, ts, tid, ref, a, b, c) => {
+      if (kind === Kind.EVENT) events.push(ref as ChromeTraceEvent);
+      else if (kind === Kind.MEMORY) {
+        const name = ref as string;
+        events.push({
+          name,
+          ph: "i",
+          s: "t",
+          cat: "memory",
+          pid: PID,
+          tid,
+          ts,
+          args: { bytes: a },
+        });
+      } else {
+        events.push({
+          name: `${this.names.get(tid)} memory`,
+          ph: "C",
+          cat: "memory",
+          pid: PID,
+          tid,
+          ts,
+          args: { used: a, cached: b, evicted: c },
+        });
+      }
+    });
+    return toChromeTrace(events, this.names, this.ring.capacity, this.ring.dropped);
   }
 }
 
@@ -124,7 +151,7 @@ function now(): number {
 }
 
 function emit(event: ChromeTraceEvent): void {
-  recording?.ring.push(event);
+  recording?.ring.push(Kind.EVENT, event.ts ?? 0, event.tid, event);
 }
 
 /** Something with a stream and a name: a context or a pool. */
@@ -134,11 +161,11 @@ interface Tracked {
 }
 
 function trackOf(r: Recording, owner: Tracked): number {
-  return r.track(owner.stream, () => owner.name);
+  return r.track(owner.stream, owner.name);
 }
 
 function streamTrack(r: Recording, stream: object & { readonly id: number }): number {
-  return r.track(stream, () => `stream ${stream.id}`, true);
+  return r.track(stream, undefined, stream.id);
 }
 
 /**
@@ -157,16 +184,9 @@ export function traceMemory(
   if (!r) return;
   const tid = trackOf(r, pool);
   const ts = now();
-  emit({ name: event, ph: "i", s: "t", cat: "memory", pid: PID, tid, ts, args: { bytes } });
-  emit({
-    name: `${r.names.get(tid)} memory`,
-    ph: "C",
-    cat: "memory",
-    pid: PID,
-    tid,
-    ts,
-    args: { used, cached, evicted },
-  });
+  // The most frequent records: columns only, no objects (see EventRing).
+  r.ring.push(Kind.MEMORY, ts, tid, event, bytes);
+  r.ring.push(Kind.COUNTER, ts, tid, undefined, used, cached, evicted);
 }
 
 /** @internal An allocation of `ctx` refused with VramBudgetExceededError. */
@@ -214,19 +234,8 @@ export function traceContext(ctx: Tracked, what: string, args: Args = {}): void 
   const tid = trackOf(r, ctx);
   const ts = now();
   emit({ name: `context ${what}`, ph: "i", s: "t", cat: "context", pid: PID, tid, ts, args });
-  if (what === "destroy") {
-    // Its pool freed everything without a free per buffer: close the counter track at 0.
-    const zero = { used: 0, cached: 0, evicted: 0 };
-    emit({
-      name: `${r.names.get(tid)} memory`,
-      ph: "C",
-      cat: "memory",
-      pid: PID,
-      tid,
-      ts,
-      args: zero,
-    });
-  }
+  // Its pool freed everything without a free per buffer: close the counter track at 0.
+  if (what === "destroy") r.ring.push(Kind.COUNTER, ts, tid, undefined, 0, 0, 0);
 }
 
 /** @internal A partition was created or deleted. */
