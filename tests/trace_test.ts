@@ -26,7 +26,7 @@ import {
 } from "../mod.ts";
 import { main as streamsEvents } from "../examples/streams_events.ts";
 import { assertValidChromeTrace, trackId } from "./_chrome_trace.ts";
-import { BACKENDS } from "./_helpers.ts";
+import { BACKENDS, gate, hold } from "./_helpers.ts";
 
 function traceTest(name: string, fn: (backend: "host" | "cuda") => void | Promise<void>): void {
   for (const backend of BACKENDS) {
@@ -155,13 +155,16 @@ traceTest(
     initialize({ backend });
     const a = createContext("a", { maxVram: 64 * MB });
     const b = createContext("b", { maxVram: 64 * MB });
-    const buf = a.alloc(32 * MB);
+    const buf = a.alloc(1 * MB);
     startTrace();
-    const written = buf.write(new Uint8Array(32 * MB)); // milliseconds of copies queued on a
+    const closed = gate();
+    hold(backend, a.stream.handle, closed); // a's stream waits until the gate opens
+    const written = buf.write(new Uint8Array(1 * MB));
     const ev = recordEvent(a);
     const streamDone = a.stream.synchronize();
     const eventDone = ev.synchronize();
     waitEvent(b, ev);
+    closed.open();
     await Promise.all([written, streamDone, eventDone]);
     const trace = stopTrace();
     const events = assertValidChromeTrace(trace);
