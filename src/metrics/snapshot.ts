@@ -7,6 +7,7 @@
 
 import { contextManager } from "../api.ts";
 import type { ContextManager } from "../context/context_manager.ts";
+import type { DeviceInfo } from "../device.ts";
 import type { ExecutionContext } from "../context/execution_context.ts";
 import type { QoSPolicy } from "../engine/qos_policy.ts";
 import { getScheduler, type Scheduler } from "../scheduler.ts";
@@ -90,25 +91,34 @@ export interface Metrics {
  * @throws {SchedulerError} before `initialize()`
  */
 export function getMetrics(): Metrics {
-  const scheduler = getScheduler();
-  const manager = contextManager(scheduler);
+  const devices = devicesOf(getScheduler());
   return {
-    devices: deviceMetrics(scheduler, manager),
-    contexts: manager.contexts().map(contextMetrics),
+    devices: devices.map(({ device, memoryLimit, manager }) => ({
+      index: device.id,
+      name: device.name,
+      memoryLimit,
+      available: manager.availableVram(),
+    })),
+    contexts: devices.flatMap(({ manager }) => manager.contexts()).map(contextMetrics),
   };
 }
 
+interface ManagedDevice {
+  readonly device: DeviceInfo;
+  readonly memoryLimit: number;
+  readonly manager: ContextManager;
+}
+
 /**
- * The scheduler's devices. One device today; with several, this is the one
- * place that maps over them (index, limit and availability per device).
+ * Every device of the scheduler with its limit and the manager of its
+ * contexts. One device today; with several, this is the one function to
+ * map over `scheduler.devices` (a limit and a context manager per device).
  */
-function deviceMetrics(scheduler: Scheduler, manager: ContextManager): DeviceMetrics[] {
-  const device = scheduler.device;
+function devicesOf(scheduler: Scheduler): ManagedDevice[] {
   return [{
-    index: device.id,
-    name: device.name,
+    device: scheduler.device,
     memoryLimit: scheduler.memoryLimit,
-    available: manager.availableVram(),
+    manager: contextManager(scheduler),
   }];
 }
 
