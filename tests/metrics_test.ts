@@ -139,11 +139,11 @@ backendTest(
     const bg = createContext("bg", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
     const bufs = [0, 1, 2].map(() => bg.alloc(16 * MB, { evictable: true }));
     await bufs[0]!.write(new Uint8Array(16).fill(7));
+    // 48 of 64 MiB are used; a 32 MiB GUARANTEED reservation needs bg's buffers evicted.
+    const llm = createContext("llm", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED });
     const calls: string[] = [];
     const offA = onMemoryPressure((ctx) => (calls.push(`A ${ctx.name}`), true));
     const offB = onMemoryPressure((ctx) => (calls.push(`B ${ctx.name}`), true));
-    // 48 of 64 MiB are used; a 32 MiB GUARANTEED reservation needs bg's buffers evicted.
-    const llm = createContext("llm", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED });
     let m = getMetrics();
     assert.ok(counters(m, "bg").evictions >= 1, "creating llm evicted bg");
     assert.equal(counters(m, "bg").pressureEvents, 0, "no allocation of bg asked for room");
