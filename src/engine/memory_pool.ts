@@ -31,6 +31,7 @@ import {
   vmmCommit,
   vmmDecommit,
 } from "./virtual_memory.ts";
+import { traceCopy, traceMemory, tracing } from "../trace/recorder.ts";
 
 /** Options of `new MemoryPool()`. */
 export interface MemoryPoolOptions {
@@ -349,6 +350,7 @@ export class MemoryPool implements Owned {
     this.#allocationCount++;
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
+    if (tracing.on) this.#trace("alloc", size);
     return block;
   }
 
@@ -645,6 +647,7 @@ export class MemoryPool implements Owned {
     memory.slot.stream = memory.stream;
     this.#slots.give(memory.slot);
     this.#budget?.returned(memory.size);
+    if (tracing.on) this.#trace("release cached", memory.size);
     return memory.stream;
   }
 
@@ -678,6 +681,7 @@ export class MemoryPool implements Owned {
     this.#evictedHostBytes += host.size;
     this.#evictionCount++;
     this.#evictedBytesTotal += block.size;
+    if (tracing.on) this.#trace("evict", block.size);
     return block.classSize;
   }
 
@@ -749,6 +753,7 @@ export class MemoryPool implements Owned {
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
     this.#returnHostCopyWhenDone(host, block.stream);
+    if (tracing.on) this.#trace("restore", block.size);
     return memory.ptr;
   }
 
@@ -796,6 +801,7 @@ export class MemoryPool implements Owned {
       this.#evictedHostBytes -= host.size;
       this.#returnHostCopyWhenDone(host, block.stream);
     }
+    if (tracing.on) this.#trace("free", block.size);
     return true;
   }
 
@@ -805,6 +811,11 @@ export class MemoryPool implements Owned {
     const done = () => void this.#inflight.delete(transfer);
     transfer.then(done, done);
     return transfer;
+  }
+
+  /** Records a memory event and the bytes held after it in the trace. */
+  #trace(event: string, bytes: number): void {
+    traceMemory(this, event, bytes, this.#allocated, this.#cached, this.#evictedHostBytes);
   }
 
   #makeBlockHost(): BlockHost {
@@ -839,7 +850,7 @@ export class MemoryPool implements Owned {
         return this.#release(block);
       },
       write: (block, ptr, offset, data) => {
-        return this.#track(stagedWrite(
+        const done = this.#track(stagedWrite(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("write"),
@@ -847,9 +858,10 @@ export class MemoryPool implements Owned {
           offset,
           data,
         ));
+        return tracing.on ? traceCopy(this, "write", data.byteLength, done) : done;
       },
       read: (block, ptr, offset, out) => {
-        return this.#track(stagedRead(
+        const done = this.#track(stagedRead(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("read"),
@@ -857,6 +869,7 @@ export class MemoryPool implements Owned {
           offset,
           out,
         ));
+        return tracing.on ? traceCopy(this, "read", out.byteLength, done) : done;
       },
     };
   }
