@@ -199,6 +199,26 @@ SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, 
                                          uint32_t *out_sm_given);
 
 /**
+ * Makes n partitions over SM groups of ONE split of the device, made once
+ * per sched_init and reused by every call: partition i spans the groups
+ * whose bits are set in group_masks[i] (bit g: group g, g < sm_groups, at
+ * most 64 groups) plus, when with_remainder[i] is nonzero, the SMs the split
+ * leaves over. Sets may overlap (a compute reservation's set spans its own
+ * groups and the shared ones). out_partitions and out_sm_given get n
+ * entries. On cuda each is a green context over one descriptor of several
+ * resources of that split; a set equal to one made before (same groups,
+ * same remainder) reuses that green context while it lives or is cached
+ * (the 8 most recent sets stay cached), so only new sets cost a
+ * cuGreenCtxCreate and its wait for the device to go idle. The host backend
+ * only accounts (groups of 8 of 132 SMs, 4 left over). A set may be the
+ * remainder alone (mask 0); INVALID_ARGUMENT for a set of no SM or a group past
+ * sm_groups (also on cuda for a remainder alone that makes no green
+ * context); UNSUPPORTED as sched_partition_create.
+ */
+SCHED_API int32_t sched_partition_create_sets(const uint64_t *group_masks, const uint8_t *with_remainder,
+                                              uint32_t n, uint32_t *out_partitions, uint32_t *out_sm_given);
+
+/**
  * Destroys a partition. Fails with INVALID_ARGUMENT while streams are bound
  * to it; work already queued by streams that left it still completes.
  */
@@ -278,6 +298,54 @@ SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void 
 
 /** Sets bytes of a device allocation to value, in stream order. */
 SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, uint64_t bytes, uint32_t stream);
+
+/* ------------------------------------------------------- virtual memory */
+
+/*
+ * Device addresses that stay valid while physical memory moves (eviction,
+ * sleeping contexts). A range of address space is reserved once; blocks
+ * inside it are committed (backed by physical memory) and decommitted.
+ * Physical memory is mapped in units of the granularity: a block whose
+ * ends fall on the granularity and that spans two or more granules is
+ * mapped alone; smaller or unaligned blocks share granules, each unmapped
+ * once no committed block touches it. A committed block is a device
+ * allocation named by its base pointer for sched_memcpy_async and
+ * sched_memset_async. cuda: cuMemAddressReserve/cuMemCreate/cuMemMap;
+ * host: mmap(PROT_NONE)/mprotect/madvise, charged against the capacity.
+ * `device` must be the initialized device.
+ */
+
+/** Bytes physical memory is mapped in (H100/H200: 2 MiB; host: the page size). */
+SCHED_API int32_t sched_vmm_granularity(int32_t device, uint64_t *out_bytes);
+
+/** Reserves bytes (a multiple of the granularity) of address space, no memory. */
+SCHED_API int32_t sched_vmm_reserve(int32_t device, uint64_t bytes, void **out_base);
+
+/** Gives a reservation back; INVALID_ARGUMENT while any block in it is committed. */
+SCHED_API int32_t sched_vmm_unreserve(int32_t device, void *base);
+
+/**
+ * Backs [ptr, ptr + bytes) with physical memory (ptr 256-byte aligned, inside
+ * a reservation, not committed already). OUT_OF_MEMORY when the device has
+ * none left, after waiting for decommits still pending.
+ */
+SCHED_API int32_t sched_vmm_commit(int32_t device, void *ptr, uint64_t bytes);
+
+/**
+ * Decommits a block: copies queued later that name it are refused at once;
+ * its physical memory is unmapped once stream has finished the work queued
+ * so far (VMM calls are not stream-ordered; an event orders this one).
+ */
+SCHED_API int32_t sched_vmm_decommit(int32_t device, void *ptr, uint32_t stream);
+
+/** Waits for pending decommits and unmaps their memory. */
+SCHED_API int32_t sched_vmm_flush(int32_t device);
+
+/** Unmaps the memory of pending decommits whose stream work is already done; never waits. */
+SCHED_API int32_t sched_vmm_reap(int32_t device);
+
+/** Bytes in committed blocks, and bytes of physical memory mapped under them. */
+SCHED_API int32_t sched_vmm_usage(int32_t device, uint64_t *out_committed, uint64_t *out_mapped);
 
 /* ---------------------------------------------------------- fault injection */
 

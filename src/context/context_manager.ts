@@ -27,6 +27,7 @@ import { QosPolicyEvaluator } from "../engine/qos_evaluator.ts";
 import { QosTaskMeta } from "../engine/qos_task.ts";
 import { createNativePool } from "../engine/native_memory.ts";
 import { type LimitOwner, limitOwnerOf } from "../engine/limit_owner.ts";
+import { parseComputeOption, reserveCompute } from "../engine/compute_reservations.ts";
 import type { Scheduler } from "../scheduler.ts";
 import {
   requireNonNegativeInteger,
@@ -36,6 +37,8 @@ import {
   show,
 } from "../validate.ts";
 import { type ContextHost, type ContextUsage, ExecutionContext } from "./execution_context.ts";
+import type { SleepLedger } from "../sleep/context_sleep.ts";
+import { traceContext, tracePressure, tracing } from "../trace/recorder.ts";
 
 /** Options of `createContext()`. */
 export interface ContextOptions {
@@ -49,6 +52,11 @@ export interface ContextOptions {
   partition?: string;
   /** Device index (default: the scheduler's device). */
   device?: number;
+  /**
+   * GUARANTEED and BURSTABLE only: share in (0, 1) of the device's SMs
+   * reserved for it (whole SM groups); it also runs on the shared SMs.
+   */
+  compute?: number;
 }
 
 /**
@@ -167,6 +175,7 @@ export class ContextManager implements ContextHost {
     if (opts.partition !== undefined && typeof opts.partition !== "string") {
       throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
     }
+    const compute = parseComputeOption(opts.compute, qos, doing, opts.partition);
     if (this.#contexts.has(name)) throw new RangeError(`${doing}: the name is already in use`);
 
     const reserved = qos === QoSPolicy.GUARANTEED
@@ -191,13 +200,18 @@ export class ContextManager implements ContextHost {
       }
     }
     const priority = this.#evaluator.priorityBand(qos).default;
+    const reservation = compute === undefined
+      ? undefined
+      : reserveCompute(this.#scheduler, compute, doing);
     let stream;
     try {
       stream = this.#scheduler.createStream({
         priority,
         ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
-      });
+      }, reservation);
+      reservation?.attach(stream);
     } catch (error) {
+      reservation?.release();
       if (opts.partition !== undefined && error instanceof RangeError) {
         throw new RangeError(`${doing}: unknown partition ${show(opts.partition)}`, {
           cause: error,
@@ -219,9 +233,12 @@ export class ContextManager implements ContextHost {
         // No cap of the native pool's own: the ledger is the cap, and a native cap counts
         // memory the pool keeps in pieces, refusing bytes the ledger rightly calls free.
         nativePool: this.#nativePool ??= createNativePool(0),
+        compute,
+        reservation,
       }, this);
     } catch (error) {
       stream.destroy();
+      reservation?.release();
       throw error;
     }
     try {
@@ -234,6 +251,7 @@ export class ContextManager implements ContextHost {
     this.#contexts.set(name, ctx);
     this.#accounts.set(ctx, { held: 0 });
     this.#scheduler.adopt(ctx);
+    if (tracing.on) traceContext(ctx, "create", { qos, maxVram, reserved });
     return ctx;
   }
 
@@ -348,10 +366,73 @@ export class ContextManager implements ContextHost {
     const account = this.#accounts.get(ctx);
     if (!account) return;
     this.#owner.release(Math.max(account.held, ctx.reserved));
+    if (tracing.on) traceContext(ctx, "destroy");
     this.#accounts.delete(ctx);
     this.#contexts.delete(ctx.name);
     if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
     this.#scheduler.release(ctx);
+  }
+
+  /** @internal ContextHost: the reservation leaves the ledger at sleep and is admitted again at wake. */
+  sleepLedger(ctx: ExecutionContext, reserved: number): SleepLedger {
+    const move = (flip: () => void) => {
+      const account = this.#accounts.get(ctx);
+      if (!account) return flip();
+      const before = Math.max(account.held, ctx.reserved);
+      flip();
+      // A negative release claims: resume checked the spare bytes first.
+      this.#owner.release(before - Math.max(account.held, ctx.reserved));
+    };
+    return {
+      suspend: (asleep) => {
+        move(asleep);
+        if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
+      },
+      resume: (awake) => {
+        const doing = `Cannot wake context "${ctx.name}"`;
+        const task = ctx.qos === QoSPolicy.GUARANTEED
+          ? QosTaskMeta.guaranteed(ctx.name, ctx.name, ctx.maxVram)
+          : ctx.qos === QoSPolicy.BURSTABLE
+          ? QosTaskMeta.burstable(ctx.name, ctx.name, ctx.maxVram, { base: ctx.baseVram })
+          : undefined;
+        if (task) {
+          const verdict = this.#evaluator.evaluate(task);
+          if (verdict.decision === "reject") {
+            throw new AdmissionError(`${doing}: ${verdict.reason}`);
+          }
+        }
+        const reservable = this.#reservable();
+        if (reserved > reservable) {
+          throw new AdmissionError(
+            `${doing}: cannot reserve ${reserved} bytes, only ${reservable} are free or reclaimable; it stays asleep`,
+          );
+        }
+        if (reserved > this.spare) this.#trimCaches(reserved, ctx);
+        if (reserved > this.spare) {
+          // Nothing is evicted for the wake unless the pressure handlers allow it.
+          try {
+            this.#askHandlers(ctx, reserved, Math.max(0, this.spare));
+          } catch (error) {
+            throw new AdmissionError(
+              `${doing}: a memory-pressure handler refused to make room; it stays asleep`,
+              { cause: (error as Error).cause ?? error },
+            );
+          }
+          this.#scheduler.assertActive("wake a context");
+          ctx.assertAlive(doing);
+          if (reserved > this.spare) {
+            this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[ctx.qos]);
+          }
+        }
+        if (reserved > this.spare) {
+          throw new AdmissionError(
+            `${doing}: cannot reserve ${reserved} bytes, only ${this.spare} could be freed; it stays asleep`,
+          );
+        }
+        move(awake);
+        if (task) this.#evaluator.admit(task);
+      },
+    };
   }
 
   /**
@@ -362,6 +443,8 @@ export class ContextManager implements ContextHost {
   #askHandlers(ctx: ExecutionContext, requested: number, available: number): void {
     for (const handler of [...this.#handlers]) {
       let allowed: unknown;
+      ctx.tallies.pressureEvents++;
+      if (tracing.on) tracePressure(ctx, requested, available);
       try {
         allowed = handler(ctx, requested, available);
       } catch (cause) {

@@ -10,9 +10,13 @@ import { MemoryPool } from "../engine/memory_pool.ts";
 import { QoSPolicy } from "../engine/qos_policy.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
+import type { ComputeReservation } from "../engine/compute_layout.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
 import { dropSessionsOf } from "./session.ts";
+import { SleepCycle, type SleepLedger } from "../sleep/context_sleep.ts";
+import { type ContextTallies, newContextTallies } from "../metrics/tallies.ts";
+import { traceAllocationFailure, traceContext, tracing } from "../trace/recorder.ts";
 
 /** Options of `alloc()` and `ExecutionContext.alloc()`. */
 export interface AllocOptions {
@@ -58,6 +62,8 @@ export interface ContextHost {
   available(ctx: ExecutionContext): number;
   /** ctx is being destroyed. */
   forget(ctx: ExecutionContext): void;
+  /** The ledger moves for ctx's sleep and wake (see SleepLedger). */
+  sleepLedger(ctx: ExecutionContext, reserved: number): SleepLedger;
 }
 
 /** @internal Fixed settings of a context, validated by the manager. */
@@ -72,6 +78,10 @@ export interface ContextSpec {
   stream: Stream;
   /** The scheduler-wide libsched pool every context allocates from. */
   nativePool: number;
+  /** Share of the SMs asked for with `compute`. */
+  compute: number | undefined;
+  /** Its SM groups, released when it is destroyed. */
+  reservation: ComputeReservation | undefined;
 }
 
 /**
@@ -98,14 +108,29 @@ export class ExecutionContext {
   readonly maxVram: number;
   /** BURSTABLE base reservation (0 otherwise). */
   readonly baseVram: number;
-  /** Bytes reserved at creation. */
-  readonly reserved: number;
+  /** Bytes reserved for it: fixed at creation, 0 while it sleeps. */
+  get reserved(): number {
+    return this.#sleep.reservationReleased ? 0 : this.#reserved;
+  }
+  #reserved: number;
+  #sleep: SleepCycle;
   /** Partition id its streams run in, if any. */
   readonly partition: string | undefined;
   /** Device index. */
   readonly device: number;
   /** Its stream: all its copies, evictions and restores are ordered on it. */
   readonly stream: Stream;
+  /** @internal Event counts for getMetrics() that its pool does not keep. */
+  readonly tallies: ContextTallies = newContextTallies();
+  /** Share of the SMs reserved for it (`compute` option); undefined without a reservation. */
+  readonly compute: number | undefined;
+  /**
+   * SMs reserved for it: whole groups of `device.smGranularity`, at least
+   * one; 0 without a reservation (or where SMs cannot be partitioned). Its
+   * streams also run on the shared SMs.
+   */
+  readonly smCount: number;
+  #reservation: ComputeReservation | undefined;
   #host: ContextHost;
   #pool: MemoryPool;
   #events = new Set<GpuEvent>();
@@ -117,10 +142,13 @@ export class ExecutionContext {
     this.qos = spec.qos;
     this.maxVram = spec.maxVram;
     this.baseVram = spec.baseVram;
-    this.reserved = spec.reserved;
+    this.#reserved = spec.reserved;
     this.partition = spec.partition;
     this.device = spec.device;
     this.stream = spec.stream;
+    this.compute = spec.compute;
+    this.smCount = spec.reservation?.smCount ?? 0;
+    this.#reservation = spec.reservation;
     this.#host = host;
     void scheduler;
     this.#pool = new MemoryPool(
@@ -140,6 +168,54 @@ export class ExecutionContext {
         exactSizes: spec.qos === QoSPolicy.GUARANTEED,
       },
     );
+    this.#sleep = new SleepCycle(this, host.sleepLedger(this, spec.reserved));
+  }
+
+  /**
+   * Moves every buffer to pinned host memory and releases its device memory
+   * and its reservation for others. Work already queued on its stream (a
+   * `write` called before) finishes first; resolves when every copy out is
+   * done. While asleep, `alloc`, `buf.ptr`, `write`, `read`, `pin` and
+   * `sleep()` refuse with SchedulerError; `free()`, usage and destroy work.
+   * Buffers keep their device address (`buf.ptr`) through sleep and wake.
+   *
+   * @throws {SchedulerError} (rejects) when asleep already, destroyed, or a buffer is pinned by `pin()`
+   *
+   * @example
+   * ```ts
+   * import { createContext, initialize, MB, shutdown } from "@gpusched/core";
+   * import assert from "node:assert/strict";
+   * initialize({ backend: "host" });
+   * const llm = createContext("llm", { maxVram: 64 * MB });
+   * const buf = llm.alloc(1 * MB);
+   * await buf.write(new Uint8Array([1, 2, 3]));
+   * const before = buf.ptr;
+   * await llm.sleep();
+   * assert.equal(llm.usage().used, 0);
+   * await llm.wake();
+   * assert.ok(Deno.UnsafePointer.equals(buf.ptr, before));
+   * shutdown();
+   * ```
+   */
+  sleep(): Promise<void> {
+    return this.#sleep.sleep();
+  }
+
+  /**
+   * Admits its reservation again and restores every buffer, bit-exact, at
+   * its address; resolves when the copies are done. Resolves at once when awake.
+   *
+   * @throws {AdmissionError} (rejects) when the reservation or the buffers cannot be
+   *   given back now; it stays asleep with its data intact and may be woken later
+   * @throws {SchedulerError} (rejects) when destroyed
+   */
+  wake(): Promise<void> {
+    return this.#sleep.wake();
+  }
+
+  /** True from `sleep()` until `wake()` has restored its buffers. */
+  get sleeping(): boolean {
+    return this.#sleep.sleeping;
   }
 
   /** False once destroyed (or its scheduler shut down). */
@@ -173,10 +249,24 @@ export class ExecutionContext {
     if (typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes <= 0) {
       this.#rejectSize(bytes);
     }
+    if (this.#sleep.sleeping) this.#sleep.assertAwake(`Cannot allocate in context "${this.name}"`);
     if (bytes > this.maxVram) {
-      throw new VramBudgetExceededError(this, bytes, this.maxVram - this.#pool.allocatedBytes);
+      throw this.#refused(
+        new VramBudgetExceededError(this, bytes, this.maxVram - this.#pool.allocatedBytes),
+      );
     }
-    return this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    try {
+      return this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    } catch (error) {
+      throw error instanceof VramBudgetExceededError ? this.#refused(error) : error;
+    }
+  }
+
+  /** Counts (and traces) a refused allocation; returns the error to throw. */
+  #refused(error: VramBudgetExceededError): VramBudgetExceededError {
+    this.tallies.allocationFailures++;
+    if (tracing.on) traceAllocationFailure(this, error);
+    return error;
   }
 
   #rejectSize(bytes: unknown): never {
@@ -223,6 +313,7 @@ export class ExecutionContext {
       this.stream.destroy();
     } finally {
       this.#host.forget(this);
+      this.#reservation?.release();
     }
   }
 
@@ -236,6 +327,7 @@ export class ExecutionContext {
     this.#alive = false;
     this.#pool.invalidate();
     dropSessionsOf(this);
+    if (tracing.on) traceContext(this, "destroy", { shutdown: true });
   }
 }
 

@@ -18,17 +18,23 @@ import {
   copyToHost,
   createNativePool,
   destroyNativePool,
-  deviceAlloc,
-  deviceFree,
   pinnedAlloc,
   pinnedFree,
-  trimNativePool,
 } from "./native_memory.ts";
 import { limitOwnerOf } from "./limit_owner.ts";
 import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
 import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
+import {
+  addressSpaceFor,
+  type Slot,
+  SlotAllocator,
+  vmmCommit,
+  vmmDecommit,
+  vmmReap,
+} from "./virtual_memory.ts";
+import { traceCopy, traceMemory, tracing } from "../trace/recorder.ts";
 
 /** Options of `new MemoryPool()`. */
 export interface MemoryPoolOptions {
@@ -145,6 +151,8 @@ interface DeviceMemory {
   stream: Stream;
   readonly classNode: ListNode<DeviceMemory>;
   readonly cacheNode: ListNode<DeviceMemory>;
+  /** Its fixed address range: the block keeps it while evicted, so `ptr` never changes. */
+  readonly slot: Slot;
 }
 
 /** Pinned host memory holding an evicted block. */
@@ -165,6 +173,8 @@ function lruNodeOf(block: PoolBlock): ListNode<PoolBlock> | undefined {
 }
 
 const CREATE = "Cannot create a memory pool";
+/** Cached bytes a pool always may keep (see #boundCache). */
+const CACHE_FLOOR = 32 * 1024 * 1024;
 
 /**
  * Device memory for one owner (a model, a context), in size classes with
@@ -231,6 +241,13 @@ export class MemoryPool implements Owned {
   /** Host copies whose release waits on a stream: freed at once by destroy(). */
   #pendingHostCopies = new Set<HostCopy>();
   #makeBlock: NonNullable<PoolInternals["makeBlock"]>;
+  #slots: SlotAllocator;
+  #device: number;
+  /** Address ranges of evicted blocks, committed again at restore. */
+  #parked = new Map<PoolBlock, DeviceMemory>();
+  /** Why its blocks cannot be used now (a sleeping context), or undefined. */
+  #asleep: string | undefined;
+  #inflight = new Set<Promise<void>>();
 
   #allocated = 0;
   #requested = 0;
@@ -272,6 +289,8 @@ export class MemoryPool implements Owned {
     this.name = opts.name ?? "pool";
     this.#scheduler = getScheduler();
     this.#staging = stagingFor(this.#scheduler);
+    this.#device = this.#scheduler.device.id;
+    this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler));
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     this.#ownsNativePool = internals?.nativePool === undefined;
     // No native cap: the quota and the device account are the caps (a native cap also counts
@@ -335,11 +354,12 @@ export class MemoryPool implements Owned {
       if (opts.stream !== undefined) stream = this.#requireOwnStream(opts.stream, doing, "stream");
     }
     if (!this.#alive) this.#assertAlive("allocate");
+    if (this.#asleep !== undefined) throw new SchedulerError(`${doing}: ${this.#asleep}`);
     if (size > this.quota) {
       throw new RangeError(`${doing}: size ${size} exceeds the quota of ${this.quota} bytes`);
     }
     const key = this.#exact ? size : sizeClassOf(size);
-    const memory = this.#reuse(key, stream) ?? this.#takeDevice(size, key, stream, undefined);
+    const memory = this.#reuse(key, stream) ?? this.#takeDevice(size, key, stream);
     const classSize = memory.size;
     const block = this.#makeBlock(this.#host, this.#nextId++, size, classSize, evictable, stream);
     block._memory = memory;
@@ -358,6 +378,7 @@ export class MemoryPool implements Owned {
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
     if (this.#allocated > this.#peakAllocated) this.#peakAllocated = this.#allocated;
+    if (tracing.on) this.#trace("alloc", size);
     return block;
   }
 
@@ -462,12 +483,13 @@ export class MemoryPool implements Owned {
       block._state = "freed";
       const memory = memoryOf(block), host = hostCopyOf(block);
       if (memory) {
-        deviceFree(memory.ptr, memory.stream.nativeHandle("free"));
+        vmmDecommit(this.#device, memory.ptr, memory.stream.nativeHandle("free"));
         this.#budget.returned(memory.size);
       }
       if (host) pinnedFree(host.ptr);
     }
     this.#live = [];
+    this.#parked.clear();
     this.#resetLiveCounters();
     while (this.#cacheLru.size > 0) this.#releaseOldestCached();
     for (const copies of this.#spareHost.values()) for (const copy of copies) pinnedFree(copy.ptr);
@@ -476,6 +498,11 @@ export class MemoryPool implements Owned {
     // Streams are synchronized above: host copies waiting for them are free to go now.
     for (const copy of this.#pendingHostCopies) pinnedFree(copy.ptr);
     this.#pendingHostCopies.clear();
+    // The decommits above are stream-ordered: let them land before the address ranges go back
+    // to the device's space, where another pool may commit them at once, laid out differently.
+    for (const stream of this.#streams) if (!stream.destroyed) stream.synchronizeSync();
+    vmmReap(this.#device);
+    this.#slots.destroy();
     this.#orderEvent.destroy();
     if (this.#ownsStream) this.stream.destroy();
     if (this.#ownsNativePool) destroyNativePool(this.#nativePool);
@@ -491,6 +518,7 @@ export class MemoryPool implements Owned {
     this.#alive = false;
     for (const block of this.#live) block._state = "freed";
     this.#live = [];
+    this.#parked.clear();
     // libsched freed every allocation: nothing is held, cached or evicted any more.
     this.#resetLiveCounters();
     this.#free.clear();
@@ -510,6 +538,50 @@ export class MemoryPool implements Owned {
     this.#evictedBlocks = 0;
     this.#evictedHostBytes = 0;
     this.#residentLru = new LinkedList();
+  }
+
+  /** @internal Refuses every use of its blocks with `reason` (a sleeping context), or allows them again. */
+  _setAsleep(reason: string | undefined): void {
+    this.#asleep = reason;
+  }
+
+  /** @internal True while a block is pinned by `pin()` (not by a transfer). */
+  _userPinned(): boolean {
+    return this.#live.some((block) => block._userPins > 0);
+  }
+
+  /** @internal Resolves once no write or read of its blocks is in flight. */
+  async _transfersSettled(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  /**
+   * @internal Moves every resident block, evictable or not, to pinned host
+   * memory and releases the cache (a context falling asleep). Returns the
+   * blocks moved; blocks already evicted stay as they are.
+   */
+  _evictAll(): PoolBlock[] {
+    this.#assertAlive("evict a pool");
+    const moved: PoolBlock[] = [];
+    for (const block of [...this.#live]) {
+      if (memoryOf(block) === undefined) continue;
+      this.#evictBlock(block);
+      moved.push(block);
+    }
+    while (this.#cacheLru.size > 0) this.#releaseOldestCached();
+    return moved;
+  }
+
+  /**
+   * @internal Restores `blocks` at their addresses (a context waking), each
+   * as an allocation would (quota, budget, pressure, eviction); throws at the
+   * first that cannot be given memory, leaving the ones before it resident.
+   */
+  _restoreAll(blocks: PoolBlock[]): void {
+    for (const block of blocks) {
+      this.#assertAlive("restore a pool");
+      if (block._state === "evicted") this.#restore(block);
+    }
   }
 
   // ------------------------------------------------------------ internals
@@ -533,54 +605,83 @@ export class MemoryPool implements Owned {
 
   /**
    * New device memory for `size` bytes (`key`: its size class, or `size`
-   * itself for exact sizes), claimed from the budget before the native call.
+   * itself for exact sizes): room claimed first (#claimRoom), then an
+   * address range backed by device memory. A device refusal gives the
+   * claim back and tries once more after the handlers allowed making room.
+   */
+  #takeDevice(size: number, key: number, stream: Stream): DeviceMemory {
+    for (let attempt = 0;; attempt++) {
+      const want = this.#claimRoom(size, key, undefined, attempt > 0);
+      const slot = this.#slots.take(want);
+      let committed = false;
+      try {
+        committed = this.#tryCommit(slot, want, stream);
+      } finally {
+        if (!committed) {
+          this.#slots.give(slot);
+          this.#budget.returned(want);
+        }
+      }
+      if (committed) {
+        const memory: DeviceMemory = {
+          ptr: slot.ptr,
+          size: want,
+          slot,
+          stream,
+          classNode: undefined as unknown as ListNode<DeviceMemory>,
+          cacheNode: undefined as unknown as ListNode<DeviceMemory>,
+        };
+        (memory as { classNode: ListNode<DeviceMemory> }).classNode = new ListNode(memory);
+        (memory as { cacheNode: ListNode<DeviceMemory> }).cacheNode = new ListNode(memory);
+        return memory;
+      }
+      if (attempt === 1) throw this.#refusal(size, true);
+    }
+  }
+
+  /**
+   * Claims room for `size` bytes under the quota and in the budget; returns
+   * the bytes claimed: the size class `classKey` when it fits what is left,
+   * else exactly `size`, so rounding never makes an allocation fail that
+   * would fit.
    *
    * Every decision is re-made from scratch after the one call into user
    * code (the pressure handlers): they may allocate, free, destroy this
    * pool's context, or shut the scheduler down. `stillWanted` (restore)
-   * re-checks the caller's own precondition after it.
-   *
-   * The size class is used only when it fits what is left under the quota
-   * and in the budget; otherwise the block takes exactly `size` bytes, so
-   * rounding never makes an allocation fail that would fit.
+   * re-checks the caller's own precondition after it. With `deviceRefused`
+   * the device refused the last try: the handlers are asked first.
    */
-  #takeDevice(
+  #claimRoom(
     size: number,
     classKey: number,
-    stream: Stream,
     stillWanted: (() => void) | undefined,
-  ): DeviceMemory {
-    let deviceRefused = false;
+    deviceRefused: boolean,
+  ): number {
     let key = classKey;
-    for (let round = 0;; round++) {
+    let asked = false;
+    for (;;) {
       if (!this.#alive) this.#assertAlive("allocate");
       this.#scheduler.assertActive("allocate");
       const want = key <= this.quota - this.#allocated ? key : size;
-      while (this.#allocated + this.#cached + want > this.quota && this.#cacheLru.size > 0) {
-        this.#releaseOldestCached();
+      if (!deviceRefused || asked) {
+        while (this.#allocated + this.#cached + want > this.quota && this.#cacheLru.size > 0) {
+          this.#releaseOldestCached();
+        }
+        if (this.#allocated + this.#cached + want <= this.quota) {
+          let claimed = this.#budget.tryRequest(want);
+          if (!claimed && this.#cacheLru.size > 0) {
+            this.trim(); // our own cache is claimed too: give it back and ask again
+            claimed = this.#budget.tryRequest(want);
+          }
+          if (!claimed && want > size) {
+            key = size; // the class does not fit the budget but the exact size might
+            continue;
+          }
+          if (claimed) return want;
+        }
+        if (asked) throw this.#refusal(size, deviceRefused);
       }
-      if (this.#allocated + this.#cached + want <= this.quota) {
-        let claimed = this.#budget.tryRequest(want);
-        if (!claimed && this.#cacheLru.size > 0) {
-          this.trim(); // our own cache is claimed too: give it back and ask again
-          claimed = this.#budget.tryRequest(want);
-        }
-        if (!claimed && want > size) {
-          // The class does not fit the budget but the exact size might: same round, exact size.
-          key = size;
-          round--;
-          continue;
-        }
-        if (claimed) {
-          const native = stream.nativeHandle("allocate");
-          const ptr = deviceAlloc(this.#nativePool, native, want) ??
-            this.#retryAfterDeviceRefusal(want, native);
-          if (ptr) return this.#newMemory(ptr, want, stream);
-          this.#budget.returned(want);
-          deviceRefused = true;
-        }
-      }
-      if (round === 1) throw this.#refusal(size, deviceRefused);
+      asked = true;
       // The one call into user code: on return, nothing read above is trusted.
       this.#budget.pressure(want, this.#availableNow());
       if (!this.#scheduler.active) {
@@ -596,20 +697,6 @@ export class MemoryPool implements Owned {
       stillWanted?.();
       this.#makeRoom(want, deviceRefused);
     }
-  }
-
-  #newMemory(ptr: Deno.PointerObject, size: number, stream: Stream): DeviceMemory {
-    this.#streams.add(stream);
-    const memory: DeviceMemory = {
-      ptr,
-      size,
-      stream,
-      classNode: undefined as unknown as ListNode<DeviceMemory>,
-      cacheNode: undefined as unknown as ListNode<DeviceMemory>,
-    };
-    (memory as { classNode: ListNode<DeviceMemory> }).classNode = new ListNode(memory);
-    (memory as { cacheNode: ListNode<DeviceMemory> }).cacheNode = new ListNode(memory);
-    return memory;
   }
 
   /** Bytes this pool could get now without evicting: under its quota and in its budget. */
@@ -653,19 +740,48 @@ export class MemoryPool implements Owned {
   }
 
   /**
-   * The device refused although the ledger had the bytes: what accounting
-   * calls free may still be held by frees not yet done in stream order, or
-   * kept by the native pool in pieces. Give back our cache, let every
-   * stream of the scheduler reach its queued frees, return the native
-   * pool's unused memory to the device, and try once more. No user code;
-   * nothing of anyone's live data is touched.
+   * Before mapping more memory, keeps the cache to a small share of what
+   * the pool holds (oldest released first). Under virtual memory released
+   * physical memory serves any size class, so a large cache would only
+   * hold memory (bench/fragmentation_trace.ts measures the effect); reuse
+   * of recently freed sizes still hits the cache.
    */
-  #retryAfterDeviceRefusal(bytes: number, native: number): Deno.PointerObject | null {
+  #boundCache(): void {
+    const keep = Math.max(CACHE_FLOOR, this.#allocated / 32);
+    while (this.#cached > keep && this.#cacheLru.size > 0) this.#releaseOldestCached();
+  }
+
+  /**
+   * Backs a slot with device memory for use on stream, ordered after its
+   * last use; false when the device refused even after #retryAfterDeviceRefusal.
+   */
+  #tryCommit(slot: Slot, bytes: number, stream: Stream): boolean {
+    if (!vmmCommit(this.#device, slot.ptr, bytes) && !this.#retryAfterDeviceRefusal(slot, bytes)) {
+      return false;
+    }
+    const last = slot.stream;
+    if (last !== undefined && last !== stream && !last.destroyed) {
+      // Its address was last used on another stream: work queued there may still touch it.
+      this.#orderEvent.record(last);
+      this.#orderEvent.wait(stream);
+    }
+    slot.stream = stream;
+    this.#streams.add(stream);
+    return true;
+  }
+
+  /**
+   * The device refused although the ledger had the bytes: what accounting
+   * calls free may still be held by frees not yet done in stream order.
+   * Give back our cache, let every stream of the scheduler reach its queued
+   * frees, and try once more. No user code; nobody's live data is touched
+   * (eviction waits for the handlers' consent, in #claimRoom).
+   */
+  #retryAfterDeviceRefusal(slot: Slot, bytes: number): boolean {
     while (this.#cacheLru.size > 0) this.#releaseOldestCached();
     for (const s of this.#scheduler.liveStreams()) if (!s.destroyed) s.synchronizeSync();
     for (const s of this.#streams) if (!s.destroyed) s.synchronizeSync();
-    trimNativePool(this.#nativePool, 0);
-    return deviceAlloc(this.#nativePool, native, bytes);
+    return vmmCommit(this.#device, slot.ptr, bytes);
   }
 
   /** Frees the least recently cached allocation to the device; returns its stream. */
@@ -674,8 +790,11 @@ export class MemoryPool implements Owned {
     this.#cacheLru.remove(memory.cacheNode);
     memory.classNode.list!.remove(memory.classNode);
     this.#cached -= memory.size;
-    deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    vmmDecommit(this.#device, memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    memory.slot.stream = memory.stream;
+    this.#slots.give(memory.slot);
     this.#budget.returned(memory.size);
+    if (tracing.on) this.#trace("release cached", memory.size);
     return memory.stream;
   }
 
@@ -689,10 +808,17 @@ export class MemoryPool implements Owned {
       this.#orderEvent.wait(block.stream);
     }
     copyToHost(host.ptr, memory.ptr, 0, block.size, native);
-    deviceFree(memory.ptr, native);
+    // The address stays the block's: only the physical memory goes, once the copy is done.
+    vmmDecommit(this.#device, memory.ptr, native);
+    memory.stream = block.stream;
+    memory.slot.stream = block.stream;
+    this.#parked.set(block, memory);
     this.#budget.returned(block.classSize);
-    this.#residentLru.remove(lruNodeOf(block)!);
-    this.#evictableResident -= block.classSize;
+    const node = lruNodeOf(block);
+    if (node?.list) {
+      this.#residentLru.remove(node);
+      this.#evictableResident -= block.classSize;
+    }
     this.#allocated -= block.classSize;
     this.#residentRequested -= block.size;
     block._memory = undefined;
@@ -702,6 +828,7 @@ export class MemoryPool implements Owned {
     this.#evictedHostBytes += host.size;
     this.#evictionCount++;
     this.#evictedBytesTotal += block.size;
+    if (tracing.on) this.#trace("evict", block.size);
     return block.classSize;
   }
 
@@ -741,25 +868,35 @@ export class MemoryPool implements Owned {
   }
 
   #restore(block: PoolBlock): Deno.PointerObject {
-    let memory = this.#reuse(block.classSize, block.stream);
-    if (!memory) {
+    const memory = this.#parked.get(block)!;
+    // A pressure handler may have freed or restored this very block.
+    const stillWanted = () => {
+      if (block._state === "freed") {
+        throw new SchedulerError(
+          `Cannot use block ${block.id} of pool "${this.name}": it was freed by a memory-pressure handler`,
+        );
+      }
+      if (block._state === "resident") throw RESTORED_MEANWHILE;
+    };
+    for (let attempt = 0;; attempt++) {
       try {
-        memory = this.#takeDevice(block.classSize, block.classSize, block.stream, () => {
-          // A pressure handler may have freed or restored this very block.
-          if (block._state === "freed") {
-            throw new SchedulerError(
-              `Cannot use block ${block.id} of pool "${this.name}": it was freed by a memory-pressure handler`,
-            );
-          }
-          if (block._state === "resident") throw RESTORED_MEANWHILE;
-        });
+        this.#claimRoom(block.classSize, block.classSize, stillWanted, attempt > 0);
       } catch (error) {
         if (error === RESTORED_MEANWHILE) return memoryOf(block)!.ptr;
         throw error;
       }
+      let committed = false;
+      try {
+        committed = this.#tryCommit(memory.slot, memory.size, block.stream);
+      } finally {
+        if (!committed) this.#budget.returned(block.classSize);
+      }
+      if (committed) break;
+      if (attempt === 1) throw this.#refusal(block.classSize, true);
     }
     const host = hostCopyOf(block)!;
     copyToDevice(memory.ptr, 0, host.ptr, block.size, block.stream.nativeHandle("restore a block"));
+    this.#parked.delete(block);
     block._memory = memory;
     block._hostCopy = undefined;
     block._state = "resident";
@@ -777,6 +914,7 @@ export class MemoryPool implements Owned {
     if (held > this.#peak) this.#peak = held;
     if (this.#allocated > this.#peakAllocated) this.#peakAllocated = this.#allocated;
     this.#returnHostCopyWhenDone(host, block.stream);
+    if (tracing.on) this.#trace("restore", block.size);
     return memory.ptr;
   }
 
@@ -816,12 +954,29 @@ export class MemoryPool implements Owned {
       this.#cached += memory.size;
     } else {
       const host = hostCopyOf(block)!;
+      const parked = this.#parked.get(block)!;
+      this.#parked.delete(block);
+      this.#slots.give(parked.slot);
       block._hostCopy = undefined;
       this.#evictedBlocks--;
       this.#evictedHostBytes -= host.size;
       this.#returnHostCopyWhenDone(host, block.stream);
     }
+    if (tracing.on) this.#trace("free", block.size);
     return true;
+  }
+
+  /** Keeps a transfer in the set a sleeping context waits for. */
+  #track(transfer: Promise<void>): Promise<void> {
+    this.#inflight.add(transfer);
+    const done = () => void this.#inflight.delete(transfer);
+    transfer.then(done, done);
+    return transfer;
+  }
+
+  /** Records a memory event and the bytes held after it in the trace. */
+  #trace(event: string, bytes: number): void {
+    traceMemory(this, event, bytes, this.#allocated, this.#cached, this.#evictedHostBytes);
   }
 
   #makeBlockHost(): BlockHost {
@@ -833,6 +988,9 @@ export class MemoryPool implements Owned {
       },
       ensureResident: (block) => {
         this.#assertAlive("use a block");
+        if (this.#asleep !== undefined) {
+          throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
+        }
         return memoryOf(block)?.ptr ?? this.#restore(block);
       },
       pin: (block) => {
@@ -853,24 +1011,26 @@ export class MemoryPool implements Owned {
         return this.#release(block);
       },
       write: (block, ptr, offset, data) => {
-        return stagedWrite(
+        const done = this.#track(stagedWrite(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("write"),
           ptr,
           offset,
           data,
-        );
+        ));
+        return tracing.on ? traceCopy(this, "write", data.byteLength, done) : done;
       },
       read: (block, ptr, offset, out) => {
-        return stagedRead(
+        const done = this.#track(stagedRead(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("read"),
           ptr,
           offset,
           out,
-        );
+        ));
+        return tracing.on ? traceCopy(this, "read", out.byteLength, done) : done;
       },
     };
   }
