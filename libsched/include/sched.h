@@ -322,6 +322,27 @@ SCHED_API int32_t sched_event_notify(uint32_t event, uint32_t token);
  */
 SCHED_API uint32_t sched_completions_drain(uint32_t *tokens, int32_t *statuses, uint32_t capacity);
 
+/**
+ * Blocks until completions are queued, sched_completions_wake is called, or
+ * the process exits; returns how many are queued (0 when woken without
+ * any). Does not drain. Meant to be called off the JavaScript thread (a
+ * nonblocking FFI call), so that no libsched thread ever calls into an
+ * isolate: a dead isolate's pending wait is only a parked thread.
+ */
+SCHED_API uint32_t sched_completions_wait(void);
+
+/** Makes every pending sched_completions_wait return now. Never blocks for long. */
+SCHED_API void sched_completions_wake(void);
+
+/**
+ * Live objects per handle table, for leak checks and soak tests: out[0]
+ * streams, out[1] events, out[2] pools, out[3] partitions, out[4] device
+ * allocations, out[5] pinned host allocations, out[6] pinned host bytes,
+ * out[7] device bytes allocated through libsched. Zeros when not
+ * initialized. Never blocks for long.
+ */
+SCHED_API void sched_debug_counts(uint64_t *out, uint32_t n);
+
 #ifdef __cplusplus
 }
 #endif
