@@ -7,7 +7,7 @@ self.onmessage = (e: MessageEvent<{ how: string; backend: "host" | "cuda" }>) =>
   const { how, backend } = e.data;
   initialize({ backend, memoryLimit: 1024 * MB, hostMemory: 1024 * MB });
   const ctx = createContext("worker", { maxVram: 900 * MB });
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 2; i++) {
     const buf = ctx.alloc(SIZE);
     buf.write(new Uint8Array(SIZE)).catch(() => {});
     buf.read(new Uint8Array(SIZE)).catch(() => {});

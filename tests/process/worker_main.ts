@@ -20,10 +20,12 @@ async function runWorker(): Promise<void> {
       e.preventDefault();
       resolve(`error: ${e.message}`);
     };
-    setTimeout(() => reject(new Error("worker never reported")), 30_000);
+    const timer = setTimeout(() => reject(new Error("worker never reported")), 30_000);
+    Deno.unrefTimer(timer);
   });
   worker.postMessage({ how: how === "throw" ? "throw" : "busy", backend });
   const said = await ready;
+  console.log(`worker: ${said}`);
   if (how !== "throw" && said !== "in flight") throw new Error(`worker said ${said}`);
   worker.terminate();
 }
