@@ -106,7 +106,14 @@ export class StagingArea {
   lease(transfer: InFlight, n: number, pos: number): Lease {
     let chunk = this.#open;
     if (chunk === undefined || chunk.used + n > CHUNK_BYTES) {
+      const replaced = chunk;
       chunk = this.#takeChunk();
+      // Taking a chunk may have completed the transfers on the open one.
+      if (replaced !== undefined && replaced.used === 0 && replaced !== chunk) {
+        this.#open = undefined;
+        this.#shelve(replaced);
+      }
+      if (chunk.used + n > CHUNK_BYTES) throw new Error("staging: a fresh chunk is not empty");
       this.#open = chunk;
     }
     const lease = { chunk, offset: chunk.used, n, pos };
@@ -179,6 +186,11 @@ export class StagingArea {
     if (--chunk.leases > 0) return;
     chunk.used = 0;
     if (chunk === this.#open) return; // stays open, empty again
+    this.#shelve(chunk);
+  }
+
+  /** Keeps an empty chunk for reuse, or frees it when enough are kept. */
+  #shelve(chunk: Chunk): void {
     if (this.#free.length < KEPT_CHUNKS) {
       this.#free.push(chunk);
     } else {
