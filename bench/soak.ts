@@ -123,6 +123,7 @@ interface Sample {
   seconds: number;
   native: NativeCounts;
   rss: number;
+  heap: number;
   staging: number;
 }
 
@@ -136,6 +137,7 @@ function sample(stepNo: number, start: number): Sample {
     seconds: (performance.now() - start) / 1000,
     native: nativeCounts(),
     rss: Deno.memoryUsage().rss,
+    heap: Deno.memoryUsage().heapUsed,
     staging: staging.bytes,
   };
 }
@@ -153,6 +155,7 @@ function check(first: Sample, s: Sample): void {
   grew("RSS", first.rss, s.rss, BOUNDS.rss);
 }
 
+const mib = (n: number) => (n / MB).toFixed(1);
 const start = performance.now();
 const samples: Sample[] = [];
 let done = 0;
@@ -164,6 +167,13 @@ for (; done < OPS; done++) {
     await tts.stream.synchronize();
     const s = sample(done + 1, start);
     samples.push(s);
+    if (samples.length % 10 === 0) {
+      console.log(
+        `  step ${s.step}: ${s.seconds.toFixed(0)} s, native events ${s.native.events}, ` +
+          `device allocations ${s.native.deviceAllocations}, pinned ${mib(s.native.pinnedBytes)} MiB, ` +
+          `RSS ${mib(s.rss)} MiB, JS heap ${mib(s.heap)} MiB`,
+      );
+    }
     if (samples.length > WARMUP_SAMPLES) check(samples[WARMUP_SAMPLES]!, s);
     if (s.seconds > SECONDS) {
       done++;
@@ -176,7 +186,6 @@ const base = samples[Math.min(WARMUP_SAMPLES, samples.length - 1)] ?? last;
 check(base, last);
 for (const b of live.splice(0)) b.free();
 
-const mib = (n: number) => (n / MB).toFixed(1);
 console.log(
   `soak ${sched.backend}: ${done} operations in ${last.seconds.toFixed(1)} s ` +
     `(${(done / last.seconds / 1000).toFixed(0)}k ops/s), seed ${SEED}; mix ${

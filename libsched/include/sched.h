@@ -102,6 +102,15 @@ SCHED_API int32_t sched_abi_version(void);
  * SCHED_BACKEND_HOST. host_capacity: simulated device memory in bytes for
  * the host backend (ignored by cuda). Fails with SCHED_ERR_NO_DEVICE when
  * the backend cannot run here (message says why: no driver, no device).
+ *
+ * The calling thread owns the initialized library. When it exits without
+ * sched_shutdown (a terminated Deno Worker), the next sched_init, from any
+ * thread, shuts the dead owner's objects down and takes over; a sched_init
+ * on another thread while the owner lives waits up to 5 s for it to end,
+ * then fails with SCHED_ERR_ALREADY_INITIALIZED. The first successful call
+ * registers an atexit handler that parks libsched's threads at process
+ * exit, so a program ending without sched_shutdown never has them touch
+ * CUDA or callers' code while the process tears down.
  */
 SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capacity);
 
@@ -296,6 +305,8 @@ SCHED_API int32_t sched_host_inject_fault(int32_t kind, uint32_t count);
 /* -------------------------------------------------------------- completions */
 
 /**
+ * For C callers (JavaScript uses sched_completions_wait instead, so that no
+ * libsched thread ever calls into an isolate that may be gone).
  * Installs the function the notifier thread calls when completions are
  * waiting to be drained (one call per batch: it is not called again until
  * sched_completions_drain has emptied the queue). The notifier is process
