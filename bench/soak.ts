@@ -170,7 +170,9 @@ for (; done < OPS; done++) {
     if (samples.length % 10 === 0) {
       console.log(
         `  step ${s.step}: ${s.seconds.toFixed(0)} s, native events ${s.native.events}, ` +
-          `device allocations ${s.native.deviceAllocations}, pinned ${mib(s.native.pinnedBytes)} MiB, ` +
+          `device allocations ${s.native.deviceAllocations}, pinned ${
+            mib(s.native.pinnedBytes)
+          } MiB, ` +
           `RSS ${mib(s.rss)} MiB, JS heap ${mib(s.heap)} MiB`,
       );
     }

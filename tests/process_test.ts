@@ -74,23 +74,23 @@ async function runOnce(script: string, args: string[], signal?: Deno.Signal): Pr
   return { code: status.code, signal: status.signal, stdout, stderr: await stderrText };
 }
 
-/** Runs a scenario RUNS times (PARALLEL at once) and checks every outcome. */
+/** Runs a scenario `runs` times (PARALLEL at once) and checks every outcome. */
 async function runMany(
   script: string,
   args: string[],
   check: (o: Outcome) => void,
-  signal?: Deno.Signal,
+  { signal, runs = RUNS }: { signal?: Deno.Signal; runs?: number } = {},
 ): Promise<void> {
   const outcomes: Outcome[] = [];
-  for (let i = 0; i < RUNS; i += PARALLEL) {
+  for (let i = 0; i < runs; i += PARALLEL) {
     const batch = Array.from(
-      { length: Math.min(PARALLEL, RUNS - i) },
+      { length: Math.min(PARALLEL, runs - i) },
       () => runOnce(script, args, signal),
     );
     outcomes.push(...await Promise.all(batch));
   }
   for (const [i, o] of outcomes.entries()) {
-    const where = `run ${i + 1}/${RUNS} of ${script} ${args.join(" ")}: exit ${o.code}` +
+    const where = `run ${i + 1}/${runs} of ${script} ${args.join(" ")}: exit ${o.code}` +
       `${o.signal ? ` (${o.signal})` : ""}\n${o.stderr.slice(-2000)}`;
     assert.notEqual(o.code, 134, `aborted, ${where}`);
     assert.notEqual(o.code, 139, `crashed with SIGSEGV, ${where}`);
@@ -138,17 +138,21 @@ processTest(
 
 processTest(
   "an unhandled rejection with a kernel and copies in flight exits with 1",
-  (b) => runMany("abrupt_exit.ts", ["reject", "both", b], exitsWith(1, "abrupt end: unhandled")),
+  (b) =>
+    runMany("abrupt_exit.ts", ["reject", "both", b], exitsWith(1, "abrupt end: unhandled"), {
+      runs: FEW_RUNS,
+    }),
 );
 
 processTest(
   "Deno.exit with copies in flight exits with its code",
-  (b) => runMany("abrupt_exit.ts", ["exit", "copies", b], exitsWith(3)),
+  (b) => runMany("abrupt_exit.ts", ["exit", "copies", b], exitsWith(3), { runs: FEW_RUNS }),
 );
 
 processTest(
   "Deno.exit in the middle of an awaited copy exits with its code",
-  (b) => runMany("abrupt_exit.ts", ["exit-in-await", "copies", b], exitsWith(4)),
+  (b) =>
+    runMany("abrupt_exit.ts", ["exit-in-await", "copies", b], exitsWith(4), { runs: FEW_RUNS }),
 );
 
 processTest(
@@ -156,25 +160,33 @@ processTest(
   (b) =>
     runMany("abrupt_exit.ts", ["hang", "both", b], (o) => {
       assert.ok(o.signal === "SIGTERM" || o.code === 143, `exit ${o.code} ${o.signal}`);
-    }, "SIGTERM"),
+    }, { signal: "SIGTERM", runs: FEW_RUNS }),
 );
 
 processTest(
   "SIGINT handled with Deno.exit(130) while copies are in flight exits with 130",
-  (b) => runMany("abrupt_exit.ts", ["signal-handler", "copies", b], exitsWith(130), "SIGINT"),
+  (b) =>
+    runMany("abrupt_exit.ts", ["signal-handler", "copies", b], exitsWith(130), {
+      signal: "SIGINT",
+      runs: FEW_RUNS,
+    }),
 );
 
 processTest(
   "terminating a Worker mid-copy, then initialize() on the main thread works",
-  (b) => runMany("worker_main.ts", ["terminate", b], exitsWith(0, "")),
+  (b) => runMany("worker_main.ts", ["terminate", b], exitsWith(0, "main initialized")),
 );
 
 processTest(
   "a Worker that throws with copies in flight frees the scheduler for main",
-  (b) => runMany("worker_main.ts", ["throw", b], exitsWith(0)),
+  (b) =>
+    runMany("worker_main.ts", ["throw", b], exitsWith(0, "worker ends with an uncaught"), {
+      runs: FEW_RUNS,
+    }),
 );
 
 processTest(
   "two Workers in turn, each terminated mid-copy, then main initializes",
-  (b) => runMany("worker_main.ts", ["twice", b], exitsWith(0)),
+  (b) =>
+    runMany("worker_main.ts", ["twice", b], exitsWith(0, "main initialized"), { runs: FEW_RUNS }),
 );

@@ -3,7 +3,13 @@ import { createContext, initialize, MB } from "../../mod.ts";
 
 const SIZE = 128 * MB;
 
-self.onmessage = (e: MessageEvent<{ how: string; backend: "host" | "cuda" }>) => {
+/** The Worker's global scope (typed here: the file is checked with the main-thread libs). */
+const scope = self as unknown as {
+  onmessage: (e: MessageEvent<{ how: string; backend: "host" | "cuda" }>) => void;
+  postMessage(message: unknown): void;
+};
+
+scope.onmessage = (e) => {
   const { how, backend } = e.data;
   initialize({ backend, memoryLimit: 1024 * MB, hostMemory: 1024 * MB });
   const ctx = createContext("worker", { maxVram: 900 * MB });
@@ -13,5 +19,5 @@ self.onmessage = (e: MessageEvent<{ how: string; backend: "host" | "cuda" }>) =>
     buf.read(new Uint8Array(SIZE)).catch(() => {});
   }
   if (how === "throw") throw new Error("worker ends with an uncaught exception, copies in flight");
-  self.postMessage("in flight");
+  scope.postMessage("in flight");
 };
