@@ -17,6 +17,7 @@ import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
 import { nativeError, unwrap } from "./native/unwrap.ts";
 import { requireStream, type Stream } from "./stream.ts";
+import { traceEventWait, traceRecord, traceWait, tracing } from "./trace/recorder.ts";
 import { show } from "./validate.ts";
 
 const EVENT_TIMING = 1;
@@ -109,7 +110,9 @@ export class GpuEvent {
     owner.assertActive(doing);
     const native = stream.nativeHandle(doing);
     const ring = stream.eventRing(doing);
-    return new GpuEvent(owner, false, { ring, slot: ring.record(native) });
+    const event = new GpuEvent(owner, false, { ring, slot: ring.record(native) });
+    if (tracing.on) traceRecord(event, stream);
+    return event;
   }
 
   /**
@@ -151,6 +154,7 @@ export class GpuEvent {
       abandoned.register(this, { native, owner: this.#owner }, this);
     }
     unwrap(lib().sched_event_record(this.#native, target), doing);
+    if (tracing.on) traceRecord(this, stream);
     return this;
   }
 
@@ -164,8 +168,13 @@ export class GpuEvent {
     requireStream(stream, "stream", "Cannot make a stream wait for an event");
     const target = stream.nativeHandle("wait for an event");
     const native = this.#current("wait for an event");
-    if (native === 0) return; // already complete: nothing to wait for
-    unwrap(lib().sched_stream_wait_event(target, native), "Cannot make a stream wait for an event");
+    if (native !== 0) {
+      unwrap(
+        lib().sched_stream_wait_event(target, native),
+        "Cannot make a stream wait for an event",
+      );
+    } // else already complete: nothing to wait for
+    if (tracing.on) traceWait(this, stream);
   }
 
   /** True when the latest record has completed (or none was made). */
@@ -183,10 +192,11 @@ export class GpuEvent {
     try {
       if (this.query()) return Promise.resolve();
       const native = this.#native;
-      return waitForCompletion(
+      const done = waitForCompletion(
         (token) => lib().sched_event_notify(native, token),
         "Cannot wait for an event",
       );
+      return tracing.on ? traceEventWait(this, done) : done;
     } catch (error) {
       return Promise.reject(error);
     }

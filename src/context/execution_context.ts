@@ -11,8 +11,11 @@ import { MemoryPool } from "../engine/memory_pool.ts";
 import type { QoSPolicy } from "../engine/qos_policy.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
+import type { ComputeReservation } from "../engine/compute_layout.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
+import { type ContextTallies, newContextTallies } from "../metrics/tallies.ts";
+import { traceAllocationFailure, traceContext, tracing } from "../trace/recorder.ts";
 
 /** Options of `alloc()` and `ExecutionContext.alloc()`. */
 export interface AllocOptions {
@@ -62,6 +65,10 @@ export interface ContextSpec {
   stream: Stream;
   /** The scheduler-wide libsched pool every context allocates from. */
   nativePool: number;
+  /** Share of the SMs asked for with `compute`. */
+  compute: number | undefined;
+  /** Its SM groups, released when it is destroyed. */
+  reservation: ComputeReservation | undefined;
 }
 
 /**
@@ -96,6 +103,17 @@ export class ExecutionContext {
   readonly device: number;
   /** Its stream: all its copies, evictions and restores are ordered on it. */
   readonly stream: Stream;
+  /** @internal Event counts for getMetrics() that its pool does not keep. */
+  readonly tallies: ContextTallies = newContextTallies();
+  /** Share of the SMs reserved for it (`compute` option); undefined without a reservation. */
+  readonly compute: number | undefined;
+  /**
+   * SMs reserved for it: whole groups of `device.smGranularity`, at least
+   * one; 0 without a reservation (or where SMs cannot be partitioned). Its
+   * streams also run on the shared SMs.
+   */
+  readonly smCount: number;
+  #reservation: ComputeReservation | undefined;
   #host: ContextHost;
   #pool: MemoryPool;
   #events = new Set<GpuEvent>();
@@ -112,6 +130,9 @@ export class ExecutionContext {
     this.partition = spec.partition;
     this.device = spec.device;
     this.stream = spec.stream;
+    this.compute = spec.compute;
+    this.smCount = spec.reservation?.smCount ?? 0;
+    this.#reservation = spec.reservation;
     this.#host = host;
     void scheduler;
     this.#pool = new MemoryPool(
@@ -160,12 +181,26 @@ export class ExecutionContext {
       this.#rejectSize(bytes);
     }
     if (sizeClassOf(bytes) > this.maxVram) {
-      throw new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes);
+      throw this.#refused(
+        new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes),
+      );
     }
-    const buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    let buffer: DeviceBuffer;
+    try {
+      buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    } catch (error) {
+      throw error instanceof VramBudgetExceededError ? this.#refused(error) : error;
+    }
     const used = this.#pool.allocatedBytes;
     if (used > this.#peak) this.#peak = used;
     return buffer;
+  }
+
+  /** Counts (and traces) a refused allocation; returns the error to throw. */
+  #refused(error: VramBudgetExceededError): VramBudgetExceededError {
+    this.tallies.allocationFailures++;
+    if (tracing.on) traceAllocationFailure(this, error);
+    return error;
   }
 
   #rejectSize(bytes: unknown): never {
@@ -212,6 +247,7 @@ export class ExecutionContext {
       this.stream.destroy();
     } finally {
       this.#host.forget(this);
+      this.#reservation?.release();
     }
   }
 
@@ -224,6 +260,7 @@ export class ExecutionContext {
   invalidate(): void {
     this.#alive = false;
     this.#pool.invalidate();
+    if (tracing.on) traceContext(this, "destroy", { shutdown: true });
   }
 }
 
