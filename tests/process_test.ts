@@ -43,10 +43,16 @@ function envPassThrough(): Record<string, string> {
  * Runs `script` with `args`; with `signal`, sends it once the child printed
  * "in flight" (its work is queued), then waits for the end.
  */
-async function runOnce(script: string, args: string[], signal?: Deno.Signal): Promise<Outcome> {
+async function runOnce(
+  script: string,
+  args: string[],
+  signal?: Deno.Signal,
+  denoFlags: string[] = [],
+): Promise<Outcome> {
   const child = new Deno.Command(DENO, {
     args: [
       "run",
+      ...denoFlags,
       "--allow-ffi",
       "--allow-env=GPUSCHED_LIB",
       `--allow-read=${root}`, // a Worker loads the library's modules
@@ -190,3 +196,8 @@ processTest(
   (b) =>
     runMany("worker_main.ts", ["twice", b], exitsWith(0, "main initialized"), { runs: FEW_RUNS }),
 );
+
+processTest("explicit events dropped without destroy() are destroyed once collected", async (b) => {
+  const o = await runOnce("abandoned_events.ts", [b], undefined, ["--v8-flags=--expose-gc"]);
+  exitsWith(0, "abandoned events left after collection")(o);
+});
