@@ -26,13 +26,15 @@ const msOut = new Float32Array(1);
 
 interface Abandoned {
   readonly native: number;
-  readonly owner: Owner;
+  /** Weak: a dropped event must not keep a shut-down scheduler alive. */
+  readonly owner: WeakRef<Owner>;
 }
 
 /** Backstop for explicit events dropped without destroy(). */
 const abandoned = new FinalizationRegistry<Abandoned>(({ native, owner }) => {
-  // After a shutdown the handle is dead (and may name a new scheduler's event).
-  if (owner.active) lib().sched_event_destroy(native);
+  // After a shutdown the handle is dead (and may name a new scheduler's
+  // event); a collected owner was shut down (the active one is referenced).
+  if (owner.deref()?.active) lib().sched_event_destroy(native);
 });
 
 function createNative(owner: Owner, timing: boolean): number {
@@ -99,7 +101,7 @@ export class GpuEvent {
     }
     this.#native = createNative(owner, timing);
     this.timing = timing;
-    abandoned.register(this, { native: this.#native, owner }, this);
+    abandoned.register(this, { native: this.#native, owner: new WeakRef(owner) }, this);
   }
 
   /**
@@ -151,7 +153,7 @@ export class GpuEvent {
       this.#ring = undefined;
       this.#slot = undefined;
       this.#native = native;
-      abandoned.register(this, { native, owner: this.#owner }, this);
+      abandoned.register(this, { native, owner: new WeakRef(this.#owner) }, this);
     }
     unwrap(lib().sched_event_record(this.#native, target), doing);
     if (tracing.on) traceRecord(this, stream);
