@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { stagedRead, stagedWrite, StagingArea } from "../src/engine/staging.ts";
 import { nativeCounts } from "../src/native/debug_counts.ts";
-import { backendTest, gate, hold, randomBytes } from "./_helpers.ts";
+import { backendTest, gate, hold, lib, randomBytes } from "./_helpers.ts";
 
 backendTest("waitEvent(b, recordEvent(a)) 100,000 times keeps native events flat", async () => {
   const llm = createContext("llm", { maxVram: 4 * MB });
@@ -183,4 +183,17 @@ backendTest("staging never holds more than its cap, and data stays bit-exact", a
   await small.read(smallOut);
   assert.deepEqual(smallOut, smallData);
   assert.equal(area.inFlight, 0);
+});
+
+Deno.test("sched_completions_wake ends a parked wait; debug counts are zero when not initialized", async () => {
+  const symbols = lib();
+  const parked = symbols.sched_completions_wait();
+  let returned: number | undefined;
+  parked.then((n) => returned = n);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(returned, undefined, "the wait must stay parked while nothing completes");
+  symbols.sched_completions_wake();
+  assert.equal(await parked, 0);
+  const counts = nativeCounts();
+  assert.ok(Object.values(counts).every((n) => n === 0), JSON.stringify(counts));
 });
