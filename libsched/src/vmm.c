@@ -21,7 +21,10 @@
  * shutdown. A run committed again before it was reaped is simply kept (its
  * contents are still there); each run remembers which decommit released it
  * last, so an older pending entry never unmaps a run that was revived and
- * released again later.
+ * released again later. A commit that overlaps a pending run of another
+ * shape (a block of another size reusing the range) waits for the pending
+ * unmaps first, since that run can neither be revived nor left to be
+ * unmapped under the new block.
  *
  * Copies name committed blocks by base pointer, like any allocation: the
  * dispatch layer's range check asks vmm_find_block. A decommitted block is
@@ -285,6 +288,27 @@ SCHED_API int32_t sched_vmm_unreserve(int32_t device, void *base) {
   return status;
 }
 
+/*
+ * Does a run waiting for its stream-ordered unmap overlap [addr, addr + bytes)
+ * laid out otherwise than a commit of that block would lay it out? Such a
+ * run cannot be revived (its physical memory has another shape) and must not
+ * be unmapped under the new block later, so the commit waits for it first.
+ */
+static int pending_conflicts(uint64_t addr, uint64_t bytes) {
+  uint64_t first, size;
+  uint64_t n = runs_of(addr, bytes, &first, &size);
+  uint64_t end = first + n * size;
+  for (pending *p = pendings; p != NULL; p = p->next) {
+    for (uint32_t i = 0; i < p->count; i++) {
+      run *r = run_find(p->bases[i]);
+      if (r == NULL || r->release_gen != p->gen || r->refs != 0) continue;
+      if (r->base >= end || r->base + r->size <= first) continue;
+      if (r->size != size || (r->base - first) % size != 0) return 1;
+    }
+  }
+  return 0;
+}
+
 /* Maps or references every run of [addr, addr + bytes); all or nothing. */
 static int32_t commit_runs(uint64_t addr, uint64_t bytes) {
   uint64_t first, size;
@@ -354,6 +378,7 @@ SCHED_API int32_t sched_vmm_commit(int32_t device, void *ptr, uint64_t bytes) {
     }
     if (status != SCHED_OK) goto out;
   }
+  if (pendings != NULL && pending_conflicts(addr, bytes)) reap(1);
   status = commit_runs(addr, bytes);
   if (status == SCHED_ERR_OUT_OF_MEMORY && pendings != NULL) {
     /* Physical memory released in stream order is reusable: wait for it. */
