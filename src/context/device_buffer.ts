@@ -4,7 +4,8 @@
  * @module
  */
 
-import { PoolBlock } from "../engine/pool_block.ts";
+import { type BlockHost, PoolBlock } from "../engine/pool_block.ts";
+import type { Stream } from "../stream.ts";
 import type { ExecutionContext } from "./execution_context.ts";
 
 /**
@@ -30,9 +31,21 @@ export class DeviceBuffer extends PoolBlock {
   /** The context it is charged to. */
   readonly context: ExecutionContext;
 
-  /** @internal Made by the context's pool. */
-  constructor(context: ExecutionContext, ...block: ConstructorParameters<typeof PoolBlock>) {
-    super(...block);
+  /**
+   * @internal Made by the context's pool. The parameters after `context` are
+   * PoolBlock's, written out: a rest tuple here is a slow type that
+   * `deno publish` cannot emit (TS2556).
+   */
+  constructor(
+    context: ExecutionContext,
+    host: BlockHost,
+    id: number,
+    size: number,
+    classSize: number,
+    evictable: boolean,
+    stream: Stream,
+  ) {
+    super(host, id, size, classSize, evictable, stream);
     this.context = context;
   }
 }
