@@ -92,7 +92,13 @@ function step(what: string): void {
 
 /** Runs `line` in the consumer project, with no GPUSCHED_LIB, against the local registry. */
 async function sh(line: string, registry: string): Promise<string> {
-  const env = { ...Deno.env.toObject(), NPM_CONFIG_REGISTRY: registry, NO_COLOR: "1" };
+  const env: Record<string, string> = {
+    ...Deno.env.toObject(),
+    NPM_CONFIG_REGISTRY: registry,
+    // The README's commands say `deno`: this Deno, wherever it came from (npx in CI).
+    PATH: `${Deno.execPath().replace(/\/[^/]*$/, "")}:${Deno.env.get("PATH") ?? ""}`,
+    NO_COLOR: "1",
+  };
   delete env["GPUSCHED_LIB"];
   const out = await new Deno.Command("bash", {
     args: ["-c", line],

@@ -21,30 +21,34 @@ export async function serveTarball(
   const sha512 = new Uint8Array(await crypto.subtle.digest("SHA-512", bytes));
   const sha1 = new Uint8Array(await crypto.subtle.digest("SHA-1", bytes));
   const shasum = Array.from(sha1, (b) => b.toString(16).padStart(2, "0")).join("");
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-    const path = decodeURIComponent(new URL(request.url).pathname);
-    if (path === `/${name}`) {
-      const tarballUrl = `${origin}/${name}/-/${version}.tgz`;
-      return Response.json({
-        name,
-        "dist-tags": { latest: version },
-        versions: {
-          [version]: {
-            name,
-            version,
-            dist: {
-              tarball: tarballUrl,
-              shasum,
-              integrity: `sha512-${btoa(String.fromCharCode(...sha512))}`,
+  let origin = "";
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request): Response => {
+      const path = decodeURIComponent(new URL(request.url).pathname);
+      if (path === `/${name}`) {
+        const tarballUrl = `${origin}/${name}/-/${version}.tgz`;
+        return Response.json({
+          name,
+          "dist-tags": { latest: version },
+          versions: {
+            [version]: {
+              name,
+              version,
+              dist: {
+                tarball: tarballUrl,
+                shasum,
+                integrity: `sha512-${btoa(String.fromCharCode(...sha512))}`,
+              },
             },
           },
-        },
-      });
-    }
-    if (path === `/${name}/-/${version}.tgz`) return new Response(bytes);
-    return new Response("not found", { status: 404 });
-  });
-  const origin = `http://127.0.0.1:${server.addr.port}`;
+        });
+      }
+      if (path === `/${name}/-/${version}.tgz`) return new Response(bytes);
+      return new Response("not found", { status: 404 });
+    },
+  );
+  origin = `http://127.0.0.1:${server.addr.port}`;
   return {
     url: `${origin}/`,
     async [Symbol.asyncDispose]() {

@@ -134,7 +134,8 @@ export function openLibrary<T extends { sched_abi_version(): number }>(
     "or set GPUSCHED_LIB to a libsched.so and run with --allow-env=GPUSCHED_LIB",
   ].filter((fix) => fix !== undefined);
   throw new SchedulerError(
-    `Cannot load libsched: tried ${tried.join("; ")}. To fix: ${fixes.join("; ")}`,
+    `Cannot load libsched; tried, in order:\n${tried.map((t) => `  - ${t}`).join("\n")}\n` +
+      `To fix it, ${fixes.join("; ")}`,
     { cause: causes.length === 1 ? causes[0] : new AggregateError(causes) },
   );
 }

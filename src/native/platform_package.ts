@@ -48,9 +48,9 @@ export type PlatformLookup = { path: string } | { missing: string };
  */
 export function lookUpPlatformLibrary(
   resolve: (specifier: string) => string = (s) => import.meta.resolve(s),
-  name: string | undefined = platformPackageName(),
+  name: string | null = platformPackageName() ?? null,
 ): PlatformLookup {
-  if (name === undefined) {
+  if (name === null) {
     return {
       missing: `no platform package is published for ${Deno.build.os}-${Deno.build.arch}`,
     };
