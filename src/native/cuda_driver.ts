@@ -24,7 +24,9 @@ export function missingDriverReason(): string | undefined {
     // Deno prefixes dlerror()'s text with "Could not open library: " (twice).
     const detail = (error instanceof Error ? error.message : String(error))
       .replaceAll("Could not open library: ", "");
-    return `no CUDA driver (${detail.includes(DRIVER_LIBRARY) ? detail : `${DRIVER_LIBRARY}: ${detail}`})`;
+    return `no CUDA driver (${
+      detail.includes(DRIVER_LIBRARY) ? detail : `${DRIVER_LIBRARY}: ${detail}`
+    })`;
   }
   try {
     const version = new Int32Array(1);
