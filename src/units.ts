@@ -41,7 +41,8 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  // Two decimals at most, trailing zeros dropped: 1.5 MiB, 31.99 MiB, 64 MiB.
-  const shown = Number(value.toFixed(2)).toString();
+  // Two decimals at most, trailing zeros dropped (1.5 MiB, 64 MiB), cut
+  // rather than rounded: a size just short of a limit never reads as the limit.
+  const shown = String(Math.trunc(value * 100) / 100);
   return `${shown} ${UNITS[unit]} (${bytes} bytes)`;
 }

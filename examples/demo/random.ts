@@ -1,6 +1,7 @@
 /**
  * Seeded random numbers for weights and images: every run of the demo
- * computes the same thing, and no weights are downloaded.
+ * computes the same thing, and no weights are downloaded. The tests draw
+ * from the same generator (tests/_helpers.ts).
  *
  * @module
  */
@@ -14,13 +15,18 @@ export class Random {
     this.#state = seed >>> 0;
   }
 
-  /** Uniform in [0, 1). */
-  next(): number {
+  /** Uniform 32-bit unsigned integer. */
+  uint32(): number {
     this.#state = (this.#state + 0x6d2b79f5) >>> 0;
     let t = this.#state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return (t ^ (t >>> 14)) >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    return this.uint32() / 4294967296;
   }
 
   /** Uniform integer in [0, n). */
