@@ -165,7 +165,10 @@ function rethrowPermission(cause: unknown, path: string): void {
 }
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  // Deno puts "Could not open library: " (twice) before dlerror()'s text,
+  // which already names the file and the reason.
+  return (error instanceof Error ? error.message : String(error))
+    .replaceAll("Could not open library: ", "");
 }
 
 /**
