@@ -3,6 +3,8 @@ import { ABI_VERSION, type LibrarySources, openLibrary } from "../src/native/loa
 import {
   lookUpPlatformLibrary,
   platformPackageName,
+  platformSpecifier,
+  resolvePublished,
   VERSION,
 } from "../src/native/platform_package.ts";
 import { SchedulerError } from "../mod.ts";
@@ -106,6 +108,10 @@ Deno.test("the platform package is found only as a file of a node_modules folder
 });
 
 Deno.test("the platform package is version-locked to the TS package", () => {
+  // The literal of resolvePublished() is this version's specifier.
+  const specifier = platformSpecifier(platformPackageName("linux", "x86_64")!);
+  assert.equal(typeof resolvePublished(specifier), "string");
+  assert.throws(() => resolvePublished(specifier.replace(VERSION, "0.0.0")), TypeError);
   assert.equal(VERSION, denoJson.version);
   assert.equal(platformJson.version, denoJson.version);
   assert.equal(platformJson.name, platformPackageName("linux", "x86_64"));
