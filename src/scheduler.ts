@@ -70,7 +70,7 @@ export interface PartitionBinding {
    *
    * @throws {RangeError} when no partition has that id
    */
-  nativePartition(partition: string | undefined, doing: string): number;
+  nativePartition(partition: string | undefined, doing: string, reservation?: object): number;
 }
 
 /** Options of `Scheduler.createEvent()`. */
@@ -105,6 +105,8 @@ export class Scheduler implements Owner {
   #live = new Set<Owned>();
   #streams = new Set<Stream>();
   #partitions: PartitionBinding | undefined;
+  /** Streams of contexts with a compute reservation, to their reservation. */
+  #reservations = new WeakMap<Stream, object>();
   #nextStreamId = 1;
   #active = true;
 
@@ -168,12 +170,18 @@ export class Scheduler implements Owner {
    */
   rebindStreams(): void {
     for (const stream of this.#streams) {
-      stream.rebind(this.#nativePartition(stream.partition, "move a stream to its partition"));
+      stream.rebind(
+        this.#nativePartition(
+          stream.partition,
+          "move a stream to its partition",
+          this.#reservations.get(stream),
+        ),
+      );
     }
   }
 
-  #nativePartition(partition: string | undefined, doing: string): number {
-    if (this.#partitions) return this.#partitions.nativePartition(partition, doing);
+  #nativePartition(partition: string | undefined, doing: string, reservation?: object): number {
+    if (this.#partitions) return this.#partitions.nativePartition(partition, doing, reservation);
     if (partition === undefined) return 0;
     throw new RangeError(
       `${doing}: partition must name a partition of the scheduler's PartitionManager, got ${
@@ -213,9 +221,10 @@ export class Scheduler implements Owner {
    * console.assert(stream.partition === "inference");
    * shutdown();
    * ```
+   * @param reservation @internal a context's compute reservation: the stream runs on its SMs and the shared ones
    * @throws {RangeError} for a priority that is not an integer, or an unknown partition
    */
-  createStream(options?: StreamOptions): Stream {
+  createStream(options?: StreamOptions, reservation?: object): Stream {
     const doing = "Cannot create a stream";
     this.assertActive("create a stream");
     const opts = requireOptions<StreamOptions>(options, doing);
@@ -225,9 +234,10 @@ export class Scheduler implements Owner {
     const partition = opts.partition === undefined
       ? undefined
       : requireNonEmptyString(opts.partition, "partition", doing);
-    const native = this.#nativePartition(partition, doing);
+    const native = this.#nativePartition(partition, doing, reservation);
     const stream = new Stream(this, this.#nextStreamId++, priority, partition, native);
     this.#streams.add(stream);
+    if (reservation !== undefined) this.#reservations.set(stream, reservation);
     return stream;
   }
 

@@ -22,6 +22,7 @@ import { QoSPolicy } from "../engine/qos_policy.ts";
 import { QosPolicyEvaluator } from "../engine/qos_evaluator.ts";
 import { QosTaskMeta } from "../engine/qos_task.ts";
 import { createNativePool } from "../engine/native_memory.ts";
+import { parseComputeOption, reserveCompute } from "../engine/compute_reservations.ts";
 import type { Scheduler } from "../scheduler.ts";
 import {
   requireNonNegativeInteger,
@@ -44,6 +45,11 @@ export interface ContextOptions {
   partition?: string;
   /** Device index (default: the scheduler's device). */
   device?: number;
+  /**
+   * GUARANTEED and BURSTABLE only: share in (0, 1) of the device's SMs
+   * reserved for it (whole SM groups); it also runs on the shared SMs.
+   */
+  compute?: number;
 }
 
 /**
@@ -146,6 +152,7 @@ export class ContextManager implements ContextHost {
     if (opts.partition !== undefined && typeof opts.partition !== "string") {
       throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
     }
+    const compute = parseComputeOption(opts.compute, qos, doing, opts.partition);
     if (this.#contexts.has(name)) throw new RangeError(`${doing}: the name is already in use`);
 
     const reserved = qos === QoSPolicy.GUARANTEED
@@ -170,13 +177,18 @@ export class ContextManager implements ContextHost {
       }
     }
     const priority = this.#evaluator.priorityBand(qos).default;
+    const reservation = compute === undefined
+      ? undefined
+      : reserveCompute(this.#scheduler, compute, doing);
     let stream;
     try {
       stream = this.#scheduler.createStream({
         priority,
         ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
-      });
+      }, reservation);
+      reservation?.attach(stream);
     } catch (error) {
+      reservation?.release();
       if (opts.partition !== undefined && error instanceof RangeError) {
         throw new RangeError(`${doing}: unknown partition ${show(opts.partition)}`, {
           cause: error,
@@ -197,9 +209,12 @@ export class ContextManager implements ContextHost {
         device,
         stream,
         nativePool: this.#nativePool ??= createNativePool(this.#scheduler.memoryLimit),
+        compute,
+        reservation,
       }, this);
     } catch (error) {
       stream.destroy();
+      reservation?.release();
       throw error;
     }
     if (task) this.#evaluator.admit(task);
