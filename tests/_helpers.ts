@@ -132,19 +132,8 @@ export function d2h(
 
 /** Deterministic pseudo-random bytes, none of them zero (so never mistaken for a memset). */
 export function randomBytes(n: number, seed = 1): Uint8Array {
-  const rng = new Random(seed >>> 0 || 1);
-  const out = new Uint8Array(n);
-  // Four bytes per draw, in integers: the leak test fills hundreds of MiB
-  // with these, and a float per byte made enough garbage to grow RSS.
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const w = rng.uint32();
-    out[i] = (w & 0xff) || 1;
-    out[i + 1] = ((w >>> 8) & 0xff) || 1;
-    out[i + 2] = ((w >>> 16) & 0xff) || 1;
-    out[i + 3] = (w >>> 24) || 1;
-  }
-  for (let w = rng.uint32(); i < n; i++, w >>>= 8) out[i] = (w & 0xff) || 1;
+  const out = new Random(seed >>> 0 || 1).fillBytes(new Uint8Array(n));
+  for (let i = 0; i < n; i++) if (out[i] === 0) out[i] = 1;
   return out;
 }
 

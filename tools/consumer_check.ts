@@ -19,6 +19,7 @@ import { installCommand, platformPackageName, VERSION } from "../src/native/plat
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const readme = await Deno.readTextFile(`${root}/README.md`);
+const denoJson = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
 const name = platformPackageName() ?? fail("no platform package for this machine");
 const tarball = Deno.args[0] ??
   `${root}/out/dist/${name.replace("@", "").replace("/", "-")}-${VERSION}.tgz`;
@@ -54,7 +55,7 @@ try {
     `${project}/deno.json`,
     JSON.stringify({
       nodeModulesDir: "auto",
-      imports: { "@gpusched/core": "./gpusched_core/mod.ts" },
+      imports: packageImports(),
     }),
   );
 
@@ -117,6 +118,18 @@ async function sh(line: string, registry: string): Promise<string> {
 
 function echoIndented(text: string): void {
   if (text.trim()) console.log(text.trimEnd().replace(/^/gm, "  | "));
+}
+
+/** "@gpusched/core" and each subpath deno.json exports, mapped to the copy. */
+function packageImports(): Record<string, string> {
+  const exportsMap: Record<string, string> = typeof denoJson.exports === "string"
+    ? { ".": denoJson.exports }
+    : denoJson.exports;
+  return Object.fromEntries(
+    Object.entries(exportsMap).map((
+      [key, file],
+    ) => [`${denoJson.name}${key.slice(1)}`, `./gpusched_core/${file.replace(/^\.\//, "")}`]),
+  );
 }
 
 /** The files of the TS package, as `deno publish --dry-run` lists them. */

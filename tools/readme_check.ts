@@ -1,7 +1,7 @@
 /**
  * `deno task check:readme`: type-checks every ```ts block of README.md the
- * way a user would paste it, with "@gpusched/core" mapped to this checkout's
- * mod.ts. A fragment that uses names it does not define says so in an HTML
+ * way a user would paste it, with "@gpusched/core" (and each subpath
+ * deno.json exports) mapped to this checkout's files. A fragment that uses names it does not define says so in an HTML
  * comment just above it, invisible on the rendered page:
  * `<!-- prelude: declare const llm: ExecutionContext; -->`; the prelude is
  * prepended (its imports from "@gpusched/core" are mapped too).
@@ -14,7 +14,15 @@
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const readme = await Deno.readTextFile(`${root}/README.md`);
 const outDir = `${root}/out/readme`;
-const modUrl = new URL("../mod.ts", import.meta.url).href;
+/** "@gpusched/core" and its subpaths ("@gpusched/core/cublas"), as deno.json exports them. */
+const denoJson = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
+const exportsMap: Record<string, string> = typeof denoJson.exports === "string"
+  ? { ".": denoJson.exports }
+  : denoJson.exports;
+const specifiers = Object.entries(exportsMap).map(([key, file]) => ({
+  specifier: `${denoJson.name}${key.slice(1)}`,
+  url: new URL(file, `file://${root}/`).href,
+}));
 
 /** Each ts block with its prelude and the README line it starts on. */
 function tsBlocks(markdown: string): { line: number; code: string }[] {
@@ -36,7 +44,10 @@ const files: string[] = [];
 for (const { line, code } of blocks) {
   const file = `${outDir}/readme_line_${line}.ts`;
   // Each block is its own module, like a user's file.
-  const mapped = code.replaceAll(`from "@gpusched/core"`, `from "${modUrl}"`);
+  let mapped = code;
+  for (const { specifier, url } of specifiers) {
+    mapped = mapped.replaceAll(`from "${specifier}"`, `from "${url}"`);
+  }
   await Deno.writeTextFile(file, `${mapped}\nexport {};\n`);
   files.push(file);
 }
