@@ -44,7 +44,8 @@ Options:
                             device is usable, else the host backend)
   --scale N                 workload size, 0 < N <= 100 (default 1): tokens,
                             images and audio scale with N; 0.1 is a quick
-                            run, 100 takes about a minute on the host
+                            run; 100 took about 2 minutes on a loaded
+                            2-core host (with --background)
   --background              also run a BEST_EFFORT background job that fills
                             spare memory with evictable buffers, so that the
                             others evict it (default off)
