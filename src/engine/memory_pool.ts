@@ -26,6 +26,7 @@ import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
 import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
+import { traceCopy, traceMemory, tracing } from "../trace/recorder.ts";
 
 /** Options of `new MemoryPool()`. */
 export interface MemoryPoolOptions {
@@ -330,6 +331,7 @@ export class MemoryPool implements Owned {
     this.#allocationCount++;
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
+    if (tracing.on) this.#trace("alloc", size);
     return block;
   }
 
@@ -553,6 +555,7 @@ export class MemoryPool implements Owned {
     this.#cached -= memory.size;
     deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
     this.#budget?.returned(memory.size);
+    if (tracing.on) this.#trace("release cached", memory.size);
     return memory.stream;
   }
 
@@ -579,6 +582,7 @@ export class MemoryPool implements Owned {
     this.#evictedHostBytes += host.size;
     this.#evictionCount++;
     this.#evictedBytesTotal += block.size;
+    if (tracing.on) this.#trace("evict", block.size);
     return block.classSize;
   }
 
@@ -635,6 +639,7 @@ export class MemoryPool implements Owned {
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
     this.#returnHostCopyWhenDone(host, block.stream);
+    if (tracing.on) this.#trace("restore", block.size);
     return memory.ptr;
   }
 
@@ -679,7 +684,13 @@ export class MemoryPool implements Owned {
       this.#evictedHostBytes -= host.size;
       this.#returnHostCopyWhenDone(host, block.stream);
     }
+    if (tracing.on) this.#trace("free", block.size);
     return true;
+  }
+
+  /** Records a memory event and the bytes held after it in the trace. */
+  #trace(event: string, bytes: number): void {
+    traceMemory(this, event, bytes, this.#allocated, this.#cached, this.#evictedHostBytes);
   }
 
   #makeBlockHost(): BlockHost {
@@ -711,7 +722,7 @@ export class MemoryPool implements Owned {
         return this.#release(block);
       },
       write: (block, ptr, offset, data) => {
-        return stagedWrite(
+        const done = stagedWrite(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("write"),
@@ -719,9 +730,10 @@ export class MemoryPool implements Owned {
           offset,
           data,
         );
+        return tracing.on ? traceCopy(this, "write", data.byteLength, done) : done;
       },
       read: (block, ptr, offset, out) => {
-        return stagedRead(
+        const done = stagedRead(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("read"),
@@ -729,6 +741,7 @@ export class MemoryPool implements Owned {
           offset,
           out,
         );
+        return tracing.on ? traceCopy(this, "read", out.byteLength, done) : done;
       },
     };
   }
