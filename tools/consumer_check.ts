@@ -47,7 +47,16 @@ try {
     });
     await Deno.copyFile(`${root}/${file}`, `${project}/gpusched_core/${file}`);
   }
-  console.log(`copied the ${files.length} files deno publish --dry-run lists`);
+  // A deno.json in a folder of the project is a config Deno reads there:
+  // `deno add` would install the repository's dev-only imports (test
+  // libraries), which a JSR consumer never gets (only what the module graph
+  // uses). The library imports nothing from them; the copy drops them.
+  const copied = JSON.parse(await Deno.readTextFile(`${project}/gpusched_core/deno.json`));
+  delete copied.imports;
+  await Deno.writeTextFile(`${project}/gpusched_core/deno.json`, JSON.stringify(copied));
+  console.log(
+    `copied the ${files.length} files deno publish --dry-run lists (deno.json without its dev imports)`,
+  );
 
   // The steps are the README's, numbered as it numbers them.
   step(`write deno.json with "nodeModulesDir": "auto"`);
