@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { main as basicContexts } from "../examples/basic_contexts.ts";
 import { main as memoryPool } from "../examples/memory_pool.ts";
+import { main as modelSwap } from "../examples/model_swap.ts";
 import { main as multiModel } from "../examples/multi_model.ts";
 import { main as ownKernel } from "../examples/own_kernel.ts";
 import { parseOptions } from "../examples/demo/options.ts";
@@ -54,6 +55,15 @@ exampleTest("vram_budgeting.ts", vramBudgeting, (lines) => {
   assert.equal(lines[2], "llm holds 120 MiB of its 128 MiB");
   assert.match(lines[3]!, /^past its budget: Context "llm" cannot allocate 16777216 bytes/);
   assert.match(lines[4]!, /^restored bit-exact: true/);
+});
+
+exampleTest("model_swap.ts", modelSwap, (lines) => {
+  assert.equal(lines[0], "3 models of 48 MiB, 128 MiB of device memory: one awake at a time");
+  assert.equal(lines.length, 8);
+  for (const line of lines.slice(1, 7)) {
+    assert.match(line, /^round [12]: \w+ served, weights intact at the same addresses: true$/);
+  }
+  assert.equal(lines[7], "every wake restored its weights bit-exact at the same addresses: true");
 });
 
 exampleTest("streams_events.ts", streamsEvents, (lines) => {
@@ -148,6 +158,10 @@ for (const backend of BACKENDS) {
         assert.ok(progress.some((l) => l.includes(stage)), `progress line for ${stage}`);
       }
       assert.ok(report.includes(`backend     ${backend.name}`));
+      assert.ok(
+        report.some((l) => /^sleep\/wake {2}llm slept .* every buffer at its address$/.test(l)),
+        "the report shows the sleep phase",
+      );
       assert.deepEqual(row(report, "llm").slice(0, 5), [
         "llm",
         "guaranteed",

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "handles.h"
 #include "registry.h"
+#include "vmm.h"
 
 typedef struct pool_entry {
   void *backend_pool;
@@ -160,6 +161,7 @@ SCHED_API int32_t sched_shutdown(void) {
   /* Finish queued work first so stream-ordered frees, copies and pending
    * completion tokens all land before their objects go away. */
   handles_each(&streams, sync_stream, NULL);
+  vmm_shutdown(); /* before the events its pending decommits hold */
   registry_clear(&device_allocations, free_device_allocation, NULL);
   registry_clear(&pinned_allocations, free_pinned_allocation, NULL);
   handles_clear(&events, destroy_event, NULL);
@@ -727,7 +729,8 @@ SCHED_API int32_t sched_host_free(void *ptr) {
 /* Resolves base + offset for a device range, checking it lies inside one live allocation. */
 static int32_t device_range(void *base, uint64_t offset, uint64_t bytes, const char *side, char **out) {
   allocation a;
-  if (registry_find(&device_allocations, base, &a) != 0) return unknown_device_pointer(base);
+  if (registry_find(&device_allocations, base, &a) != 0 && vmm_find_block(base, &a) != 0)
+    return unknown_device_pointer(base);
   if (offset > a.size || bytes > a.size - offset)
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
                       "Copy %s range [%" PRIu64 ", %" PRIu64 " + %" PRIu64 ") is outside the %" PRIu64 "-byte allocation",

@@ -79,6 +79,9 @@ void host_streams_wait_exit(void);
 void host_memory_reset(uint64_t capacity);
 uint64_t host_memory_used(void);
 uint64_t host_memory_capacity(void);
+/* Charges bytes against the capacity (0 on success) or gives them back: virtual memory commits (host_vmm.c). */
+int host_memory_charge(uint64_t bytes);
+void host_memory_uncharge(uint64_t bytes);
 
 double host_now_ms(void);
 

@@ -58,6 +58,9 @@ static int charge(uint64_t bytes) {
   return 0;
 }
 
+int host_memory_charge(uint64_t bytes) { return charge(bytes); }
+void host_memory_uncharge(uint64_t bytes) { atomic_fetch_sub(&used, bytes); }
+
 static int32_t out_of_memory(uint64_t bytes) {
   return sched_fail(SCHED_ERR_OUT_OF_MEMORY,
                     "Host device out of memory: cannot allocate %llu bytes, %llu of %llu bytes in use",
