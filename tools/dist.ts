@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { ABI_VERSION } from "../src/native/loader.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -63,6 +64,17 @@ await Deno.copyFile(`${buildDir}/libsched.so`, `${stageDir}/libsched.so`);
 await Deno.copyFile(`${packageDir}/package.json`, `${stageDir}/package.json`);
 await Deno.copyFile(`${packageDir}/README.md`, `${stageDir}/README.md`);
 await Deno.copyFile(`${root}/LICENSE`, `${stageDir}/LICENSE`);
+// What users get must load: open the staged library and check its ABI.
+{
+  const staged = Deno.dlopen(`${stageDir}/libsched.so`, {
+    sched_abi_version: { parameters: [], result: "i32" },
+  });
+  const abi = staged.symbols.sched_abi_version();
+  staged.close();
+  if (abi !== ABI_VERSION) {
+    fail(`the built libsched has ABI version ${abi}, expected ${ABI_VERSION}`);
+  }
+}
 const epoch = new Date("2000-01-01T00:00:00Z");
 for (const file of ["libsched.so", "package.json", "README.md", "LICENSE"]) {
   await Deno.utime(`${stageDir}/${file}`, epoch, epoch);
