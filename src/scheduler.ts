@@ -356,7 +356,9 @@ export function initialize(options?: InitializeOptions): Scheduler {
     BigInt(hostMemory),
   );
   if (status === Status.ALREADY_INITIALIZED) {
-    throw new SchedulerError(`${INIT}: libsched is already initialized by another user of it`);
+    throw new SchedulerError(
+      `${INIT}: another thread of this process (a Worker) holds the scheduler and is still running: ${lastError()}`,
+    );
   }
   unwrap(status, `${INIT} (${backend} backend)`);
 
