@@ -42,6 +42,7 @@ import {
 } from "../mod.ts";
 import { Cublas, setGemmQos } from "../src/cublas/mod.ts";
 import { localLibraryPath } from "../src/native/loader.ts";
+import { parseArgs } from "node:util";
 import { benchScheduler } from "./_backend.ts";
 
 const STEPS = 400;
@@ -276,9 +277,17 @@ function contexts(victimOpts: Record<string, unknown>, floodOpts: Record<string,
  * `--only=a,b` runs those arrangements (plain always, as the baseline);
  * `--shares=0.375,0.5` adds the defaults (qos) at those reservations.
  */
-function arg(name: string): string[] | undefined {
-  const found = Deno.args.find((a) => a.startsWith(`--${name}=`));
-  return found?.slice(name.length + 3).split(",").filter((v) => v !== "");
+function arg(name: "only" | "shares"): string[] | undefined {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { only: { type: "string" }, shares: { type: "string" } },
+    strict: false, // --backend is benchScheduler's
+    allowPositionals: true,
+  });
+  const found = values[name];
+  if (found === undefined) return undefined;
+  if (typeof found !== "string") throw new RangeError(`--${name} needs a value: --${name}=a,b`);
+  return found.split(",").filter((v) => v !== "");
 }
 const only = arg("only");
 const wanted = (name: string) => only === undefined || only.includes(name);

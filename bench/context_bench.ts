@@ -8,7 +8,7 @@
 import { alloc, contextSession, createContext, MB, QoSPolicy } from "../mod.ts";
 import { benchScheduler } from "./_backend.ts";
 
-benchScheduler();
+benchScheduler({ banner: false });
 const llm = createContext("bench-llm", { maxVram: 256 * MB, qos: QoSPolicy.GUARANTEED });
 llm.alloc(64 * 1024).free(); // warm the size class
 

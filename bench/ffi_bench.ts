@@ -9,7 +9,7 @@
 import { lib } from "../src/native/loader.ts";
 import { benchScheduler } from "./_backend.ts";
 
-const sched = benchScheduler();
+const sched = benchScheduler({ banner: false });
 const symbols = lib();
 const stream = sched.createStream();
 const other = sched.createStream();

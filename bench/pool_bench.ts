@@ -9,7 +9,7 @@ import { MemoryPool } from "../mod.ts";
 import { createNativePool, deviceAlloc, deviceFree } from "../src/engine/native_memory.ts";
 import { benchScheduler } from "./_backend.ts";
 
-const sched = benchScheduler();
+const sched = benchScheduler({ banner: false });
 const stream = sched.createStream();
 const native = stream.nativeHandle("bench");
 const pool = new MemoryPool({ quota: 1024 * 1024 * 1024, stream });

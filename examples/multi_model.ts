@@ -2,7 +2,8 @@
  * The multi-model demo: an LLM decoding token by token and a vision model
  * classifying images run concurrently on one GPU (or the host backend),
  * each in its own execution context with a VRAM budget and a QoS class;
- * then a TTS stage speaks their combined result into a .wav file. It prints
+ * then a formant synthesizer standing in for a TTS model turns their
+ * combined result into a .wav file (it buzzes; it does not speak). It prints
  * a report and writes a timeline of each context's device activity
  * (timeline.json for Perfetto, timeline.svg). All weights are random.
  * The pieces are in examples/demo/.

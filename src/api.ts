@@ -69,6 +69,21 @@ export function createContext(name: string, options: ContextOptions): ExecutionC
 /**
  * Destroys a context: frees its buffers, events and stream, and releases
  * its reservation. Idempotent.
+ *
+ * @example Giving a reservation back
+ * ```ts
+ * import { createContext, destroyContext, getAvailableVram, GB, initialize, QoSPolicy, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host", hostMemory: 8 * GB });
+ * const before = getAvailableVram();
+ * const llm = createContext("llm", { maxVram: 4 * GB, qos: QoSPolicy.GUARANTEED });
+ * assert.equal(getAvailableVram(), before - 4 * GB);
+ * destroyContext(llm);
+ * destroyContext(llm); // idempotent
+ * assert.equal(getAvailableVram(), before);
+ * shutdown();
+ * ```
+ * @throws {TypeError} when `ctx` is not an ExecutionContext
  */
 export function destroyContext(ctx: ExecutionContext): void {
   if (!(ctx instanceof ExecutionContext)) {
@@ -101,12 +116,43 @@ export function alloc(bytes: number, options?: AllocOptions): DeviceBuffer {
 /**
  * Bytes a new reservation or best-effort allocation could still get. Memory
  * that pools cache for reuse counts as available.
+ *
+ * @example
+ * ```ts
+ * import { createContext, GB, getAvailableVram, initialize, QoSPolicy, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host", hostMemory: 8 * GB });
+ * const before = getAvailableVram();
+ * createContext("tts", { maxVram: 2 * GB, baseVram: 1 * GB, qos: QoSPolicy.BURSTABLE });
+ * assert.equal(getAvailableVram(), before - 1 * GB); // BURSTABLE reserves its base
+ * shutdown();
+ * ```
+ * @throws {SchedulerError} when the scheduler is not initialized
  */
 export function getAvailableVram(): number {
   return contextManager().availableVram();
 }
 
-/** Bytes used, max, base, reserved, peak, cached and evicted of a context. */
+/**
+ * Bytes used, max, base, reserved, peak, cached and evicted of a context.
+ *
+ * @example
+ * ```ts
+ * import { contextSession, createContext, getContextUsage, initialize, MB, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const llm = createContext("llm", { maxVram: 64 * MB });
+ * {
+ *   using _s = contextSession(llm);
+ *   using _buf = llm.alloc(4 * MB);
+ *   assert.equal(getContextUsage(llm).used, 4 * MB);
+ *   assert.equal(getContextUsage(llm).max, 64 * MB);
+ * }
+ * shutdown();
+ * ```
+ * @throws {TypeError} when `ctx` is not an ExecutionContext
+ * @throws {SchedulerError} when the context was destroyed
+ */
 export function getContextUsage(ctx: ExecutionContext): ContextUsage {
   return requireContext(ctx, "Cannot read context usage").usage();
 }
@@ -131,7 +177,23 @@ export function onMemoryPressure(handler: MemoryPressureHandler): () => void {
   return contextManager().onMemoryPressure(handler);
 }
 
-/** The context's stream (`handle` is what your own kernels launch on). */
+/**
+ * The context's stream (`handle` is what your own kernels launch on).
+ *
+ * @example
+ * ```ts
+ * import { createContext, getStream, initialize, MB, QoSPolicy, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const llm = createContext("llm", { maxVram: 64 * MB, qos: QoSPolicy.GUARANTEED });
+ * const stream = getStream(llm);
+ * assert.equal(stream, llm.stream);
+ * await stream.synchronize(); // resolves when its queued work is done
+ * shutdown();
+ * ```
+ * @throws {TypeError} when `ctx` is not an ExecutionContext
+ * @throws {SchedulerError} when the context was destroyed
+ */
 export function getStream(ctx: ExecutionContext): Stream {
   return requireContext(ctx, "Cannot get a stream").stream;
 }
@@ -158,7 +220,28 @@ export function recordEvent(ctx: ExecutionContext): GpuEvent {
   return GpuEvent.recordOn(getScheduler(), context.stream, "record an event");
 }
 
-/** Makes the context's stream wait for `event` on the device; the host does not block. */
+/**
+ * Makes the context's stream wait for `event` on the device; the host does
+ * not block.
+ *
+ * @example Handing a buffer from one model to the next
+ * ```ts
+ * import { createContext, initialize, MB, recordEvent, shutdown, waitEvent } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const llm = createContext("llm", { maxVram: 64 * MB });
+ * const tts = createContext("tts", { maxVram: 64 * MB });
+ * using text = llm.alloc(1 * MB);
+ * const written = text.write(new Uint8Array(text.size).fill(7)); // on llm's stream
+ * waitEvent(tts, recordEvent(llm)); // tts's later work runs after the write
+ * await written;
+ * const seen = new Uint8Array(text.size);
+ * await text.read(seen);
+ * assert.equal(seen[0], 7);
+ * shutdown();
+ * ```
+ * @throws {TypeError} when `ctx` is not an ExecutionContext or `event` not a GpuEvent
+ */
 export function waitEvent(ctx: ExecutionContext, event: GpuEvent): void {
   const context = requireContext(ctx, "Cannot wait for an event");
   requireEvent(event, "event", "Cannot wait for an event").wait(context.stream);

@@ -10,6 +10,7 @@ import { type DeviceInfo, type MemoryInfo, readDeviceInfo, readMemoryInfo } from
 import { SchedulerError } from "./errors.ts";
 import { GpuEvent } from "./event.ts";
 import type { Owned, Owner } from "./lifetime.ts";
+import { missingDriverReason } from "./native/cuda_driver.ts";
 import { lib } from "./native/loader.ts";
 import { BackendId, Status } from "./native/status_codes.ts";
 import { lastError, unwrap } from "./native/unwrap.ts";
@@ -282,10 +283,27 @@ export class Scheduler implements Owner {
 
 const countOut = new Int32Array(1);
 
-/** Why CUDA is not usable here, or undefined when it is (device `deviceId` exists). */
+/**
+ * Why CUDA is not usable here, or undefined when it is (device `deviceId`
+ * exists): "no CUDA driver (...)" when there is no driver at all, else
+ * CUDA's own reason.
+ *
+ * @example Choosing a backend
+ * ```ts
+ * import { cudaUnavailableReason, initialize, shutdown } from "@gpusched/core";
+ * const reason = cudaUnavailableReason();
+ * const sched = initialize({ backend: reason === undefined ? "cuda" : "host" });
+ * if (reason !== undefined) console.log(`running on the host backend: ${reason}`);
+ * console.assert(sched.backend === (reason === undefined ? "cuda" : "host"));
+ * shutdown();
+ * ```
+ */
 export function cudaUnavailableReason(deviceId = 0): string | undefined {
   const status = lib().sched_device_count(BackendId.CUDA, countOut);
-  if (status !== Status.OK) return lastError();
+  if (status !== Status.OK) {
+    const reason = lastError();
+    return missingDriverReason() ?? reason;
+  }
   if (countOut[0]! <= deviceId) {
     return `CUDA device ${deviceId} does not exist: ${countOut[0]} device(s) present`;
   }
@@ -396,6 +414,15 @@ export function shutdown(): void {
 /**
  * The initialized scheduler.
  *
+ * @example
+ * ```ts
+ * import { getScheduler, initialize, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * const sched = initialize({ backend: "host" });
+ * assert.equal(getScheduler(), sched);
+ * shutdown();
+ * assert.throws(() => getScheduler(), /not initialized/);
+ * ```
  * @throws {SchedulerError} when `initialize()` has not been called
  */
 export function getScheduler(): Scheduler {

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { cudaUnavailableReason, initialize, type Scheduler, shutdown } from "../mod.ts";
+import { Random } from "../examples/demo/random.ts";
 import { lib, localLibraryPath } from "../src/native/loader.ts";
 import { Status, statusName } from "../src/native/status_codes.ts";
 import { lastError } from "../src/native/unwrap.ts";
@@ -129,16 +130,10 @@ export function d2h(
   return lib().sched_memcpy_d2h(dst, 0n, src, BigInt(srcOffset), BigInt(dst.byteLength), 2, stream);
 }
 
-/** Deterministic pseudo-random bytes (never all zeros). */
+/** Deterministic pseudo-random bytes, none of them zero (so never mistaken for a memset). */
 export function randomBytes(n: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
+  const out = new Random(seed >>> 0 || 1).fillBytes(new Uint8Array(n));
+  for (let i = 0; i < n; i++) if (out[i] === 0) out[i] = 1;
   return out;
 }
 
@@ -205,16 +200,14 @@ export function spin(backend: BackendName, stream: Deno.PointerValue, ms: number
   assert.equal(status, 0, "gs_spin_ns failed");
 }
 
-/** A seeded generator of numbers in [0, 1) (mulberry32): the same seed, the same sequence. */
+/**
+ * A seeded generator of numbers in [0, 1): the demo's generator
+ * (examples/demo/random.ts, mulberry32), so tests and demo share one. The
+ * same seed gives the same sequence as before it was shared (seed 0 is 1).
+ */
 export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Random(seed >>> 0 || 1);
+  return () => rng.next();
 }
 
 /** A positive integer from an environment variable, read only when --allow-env grants it. */

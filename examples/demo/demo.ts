@@ -1,8 +1,9 @@
 /**
  * The multi-model demo from start to end: the contexts; llm and vision run
- * concurrently, each in its own async session; tts speaks their combined
- * result; a background job and an SM partition on request; then the files
- * and the report.
+ * concurrently, each in its own async session; tts (a formant synthesizer
+ * standing in for a TTS model) turns their combined result into audio; a
+ * background job and an SM partition on request; then the files and the
+ * report. Every model's weights are random.
  *
  * @module
  */
@@ -17,13 +18,14 @@ import {
 } from "../../mod.ts";
 import { BackgroundJob, type BackgroundResult } from "./background.ts";
 import { createDemoContexts, describe, MEMORY_LIMIT } from "./contexts.ts";
-import { writeDemoFiles } from "./files.ts";
+import { requireWritable, writeDemoFiles } from "./files.ts";
 import { DemoKernels } from "./kernels.ts";
 import { type LlmConfig, TinyLlm } from "./llm.ts";
 import type { DemoOptions } from "./options.ts";
+import { ProgressRecorder } from "./progress.ts";
 import { formatReport, mib, ms, type StageRow } from "./report.ts";
 import { describeSleepWake, sleepAndWake } from "./sleep_phase.ts";
-import { busyMs, overlapMs, TimelineRecorder } from "./timeline.ts";
+import { busyMs, overlapMs } from "./timeline.ts";
 import { synthesize, type TtsConfig } from "./tts.ts";
 import { LABELS, TinyVision, type VisionConfig } from "./vision.ts";
 
@@ -34,7 +36,8 @@ const BACKGROUND_BUFFERS = 16;
 /**
  * Runs the demo.
  *
- * @param progress receives a line as each stage starts or ends
+ * @param progress receives a line as each stage starts or ends, and every
+ * few seconds inside long stages
  * @returns the report's lines
  * @throws {SchedulerError} when the backend cannot start (no usable CUDA device for "cuda")
  * @throws {Error} when the output files cannot be written, saying which permission is missing
@@ -46,6 +49,8 @@ export async function runDemo(
   const started = performance.now();
   const say = (line: string) =>
     progress(`[${((performance.now() - started) / 1000).toFixed(2).padStart(6)} s] ${line}`);
+  // Before any work: a long run must not end in a permission error.
+  requireWritable(options.out);
   const sched = initialize({ backend: options.backend, memoryLimit: MEMORY_LIMIT });
   try {
     return await run(sched, options, say, started);
@@ -66,7 +71,7 @@ async function run(
   const { llm, vision, tts, background } = contexts;
   if (contexts.partitions) say(`partitions: ${contexts.partitions}`);
   say(`contexts: ${contexts.all.map((c) => `${c.name} (${describe(c)})`).join(", ")}`);
-  const timeline = new TimelineRecorder(sched, llm);
+  const timeline = new ProgressRecorder(sched, llm, say);
   for (const ctx of contexts.all) timeline.addLane(ctx, describe(ctx));
 
   const pressure = new Map<string, number>();
@@ -100,6 +105,8 @@ async function run(
     side: 64,
     seed: 2,
   };
+  timeline.expect(llm, "token", llmConfig.tokens, "token");
+  timeline.expect(vision, "batch", Math.ceil(visionConfig.images / visionConfig.batch), "batch");
   say(
     `llm + vision: loading random weights, then decoding ${llmConfig.tokens} tokens and ` +
       `classifying ${visionConfig.images} images concurrently`,
@@ -109,7 +116,11 @@ async function run(
     contextSession(llm, async (ctx) => {
       const model = await TinyLlm.load(ctx, kernels, llmConfig, timeline);
       const result = await model.generate(timeline);
-      say(`llm: ${result.tokens.length - 1} tokens in ${ms(result.latencyMs)}: "${result.text}"`);
+      say(
+        `llm: ${result.tokens.length - 1} tokens in ${ms(result.latencyMs)}: "${
+          opening(result.text)
+        }"`,
+      );
       return { ...result, weightBytes: model.weightBytes };
     }),
     contextSession(vision, async (ctx) => {
@@ -123,7 +134,8 @@ async function run(
 
   const seen = countLabels(classified.labels);
   const spoken = `${decoded.text}. i see ${listWords(seen.slice(0, 3).map(([l]) => plural(l)))}.`;
-  say(`tts: speaking ${spoken.length} characters`);
+  timeline.expect(tts, "chunk", Math.ceil(spoken.length / TTS.charsPerChunk), "chunk");
+  say(`tts: synthesizing ${spoken.length} characters (a formant buzz, not speech)`);
   const speech = await contextSession(
     tts,
     (ctx) => synthesize(ctx, kernels, spoken, TTS, timeline),
@@ -142,7 +154,7 @@ async function run(
     qos: ctx.qos,
     priority: ctx.stream.priority,
     usage: getContextUsage(ctx),
-    evictions: ctx === background ? backgroundResult?.evictions ?? 0 : 0,
+    evictions: ctx.pool.stats().evictionCount,
   }));
   const availableAtEnd = getAvailableVram();
   const data = await timeline.finish(
@@ -208,6 +220,12 @@ async function run(
     seen: `${classified.labels.length} images: ${seen.map(([l, n]) => `${l} x${n}`).join(", ")}`,
     files,
   });
+}
+
+/** The first dozen words of a text, and "..." when there are more (the report has it all). */
+function opening(text: string): string {
+  const words = text.split(" ");
+  return words.length <= 12 ? text : `${words.slice(0, 12).join(" ")} ...`;
 }
 
 /** Label names with their counts, most frequent first. */

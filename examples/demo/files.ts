@@ -18,6 +18,22 @@ export interface DemoOutput {
 }
 
 /**
+ * Throws unless `dir` may be written, so that a run does not end in a
+ * permission error after all its work.
+ *
+ * @throws {Error} without write permission for `dir`, saying which flag grants it
+ */
+export function requireWritable(dir: string): void {
+  const base = dir.replace(/\/+$/, "") || "/";
+  if (Deno.permissions.querySync({ name: "write", path: base }).state !== "granted") {
+    throw new Error(
+      `Cannot write the demo's files to ${base}: run with --allow-write=${base} ` +
+        `(the demo task allows only out/)`,
+    );
+  }
+}
+
+/**
  * Writes `timeline.json`, `timeline.svg` and `speech.wav` into `dir`,
  * creating it.
  *
@@ -48,6 +64,7 @@ export async function writeDemoFiles(dir: string, output: DemoOutput): Promise<s
       path("timeline.json")
     }  Chrome trace: open it in https://ui.perfetto.dev (or chrome://tracing)`,
     `${path("timeline.svg")}  the same timeline as a picture: open it in a browser`,
-    `${path("speech.wav")}  what tts said (${seconds} s, 16-bit PCM mono)`,
+    `${path("speech.wav")}  the synthesizer's rendering of the text: a buzz, not speech ` +
+    `(${seconds} s, 16-bit PCM mono)`,
   ];
 }

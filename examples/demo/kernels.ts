@@ -9,6 +9,7 @@
  */
 import type { BackendName, Stream } from "../../mod.ts";
 import { BUILD_COMMAND, localLibraryPath } from "../../src/native/loader.ts";
+import { formatBytes } from "../../src/units.ts";
 
 const symbols = {
   gsd_matvec: {
@@ -311,7 +312,9 @@ function fits(kernel: string, buffers: Record<string, [KernelBuffer, number]>): 
     }
     if (buffer.size < elements * F32) {
       throw new RangeError(
-        `Kernel ${kernel}: ${name} holds ${buffer.size} bytes, needs ${elements * F32}`,
+        `Kernel ${kernel}: ${name} holds ${formatBytes(buffer.size)}, needs ${
+          formatBytes(elements * F32)
+        }`,
       );
     }
   }

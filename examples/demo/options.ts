@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { parseArgs } from "node:util";
 import type { BackendChoice } from "../_backend.ts";
 
 /** What the demo runs, and where its files go. */
@@ -33,15 +34,18 @@ export const HELP = `Usage: deno task demo [-- OPTIONS]
 
 Runs three model-shaped workloads on one GPU (or the host backend) under
 gpusched: an LLM decoding token by token and a vision model classifying
-generated images, concurrently, then a TTS stage that turns their combined
-text into audio. Prints a report and writes a timeline of each context's
-device activity.
+generated images, concurrently, then a formant synthesizer standing in for a
+TTS model turns their combined text into audio (it buzzes; it does not
+speak). All weights are random: nothing is trained or downloaded. Prints a
+report and writes a timeline of each context's device activity.
 
 Options:
   --backend host|cuda|auto  where the work runs (default auto: CUDA when a
                             device is usable, else the host backend)
-  --scale N                 workload size, N > 0 (default 1): tokens and
-                            images scale with N; 0.1 is a quick run
+  --scale N                 workload size, 0 < N <= 100 (default 1): tokens,
+                            images and audio scale with N; 0.1 is a quick
+                            run; 100 took about 2 minutes on a loaded
+                            2-core host (with --background)
   --background              also run a BEST_EFFORT background job that fills
                             spare memory with evictable buffers, so that the
                             others evict it (default off)
@@ -54,32 +58,53 @@ Options:
                             write only under out/)
   -h, --help                show this text`;
 
+const SPEC = {
+  backend: { type: "string" },
+  scale: { type: "string" },
+  background: { type: "boolean" },
+  "no-background": { type: "boolean" },
+  partitioned: { type: "boolean" },
+  out: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /**
- * Parses the command line (`--flag value` or `--flag=value`).
+ * Parses the command line (`--flag value` or `--flag=value`; `--background`
+ * and `--partitioned` also take `=on|off`) with node:util's parseArgs, then
+ * checks each value.
  *
  * @returns the options, or `"help"` when help was asked for
  * @throws {RangeError} for an unknown option or a bad value, saying which
  */
 export function parseOptions(args: readonly string[]): DemoOptions | "help" {
   const options: DemoOptions = { ...DEFAULT_OPTIONS };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const eq = arg.indexOf("=");
-    const name = eq >= 0 ? arg.slice(0, eq) : arg;
-    const value = (): string => {
-      if (eq >= 0) return arg.slice(eq + 1);
-      const next = args[++i];
-      if (next === undefined) throw new RangeError(`Option ${name} needs a value`);
-      return next;
+  // `deno task demo -- --flag` passes the separator on; parseArgs would take
+  // everything after it as positionals.
+  const { tokens } = parseArgs({
+    args: args.filter((a) => a !== "--"),
+    options: SPEC,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      throw new RangeError(`Unknown argument ${JSON.stringify(token.value)}: see --help`);
+    }
+    if (token.kind !== "option") continue;
+    const { name, rawName, value } = token;
+    if (!Object.hasOwn(SPEC, name)) {
+      throw new RangeError(`Unknown option ${JSON.stringify(rawName)}: see --help`);
+    }
+    const text = (): string => {
+      if (value === undefined) throw new RangeError(`Option ${rawName} needs a value`);
+      return value;
     };
-    switch (name) {
-      case "--": // `deno task demo -- --flag` passes the separator on
-        break;
-      case "-h":
-      case "--help":
+    switch (name as keyof typeof SPEC) {
+      case "help":
         return "help";
-      case "--backend": {
-        const backend = value();
+      case "backend": {
+        const backend = text();
         if (backend !== "auto" && backend !== "cuda" && backend !== "host") {
           throw new RangeError(
             `--backend must be host, cuda or auto, got ${JSON.stringify(backend)}`,
@@ -88,32 +113,30 @@ export function parseOptions(args: readonly string[]): DemoOptions | "help" {
         options.backend = backend;
         break;
       }
-      case "--scale": {
-        const text = value();
-        const scale = Number(text);
-        if (!Number.isFinite(scale) || scale <= 0 || scale > 100) {
-          throw new RangeError(`--scale must be a number in (0, 100], got ${JSON.stringify(text)}`);
+      case "scale": {
+        const raw = text();
+        const scale = Number(raw);
+        if (raw.trim() === "" || !Number.isFinite(scale) || scale <= 0 || scale > 100) {
+          throw new RangeError(`--scale must be a number in (0, 100], got ${JSON.stringify(raw)}`);
         }
         options.scale = scale;
         break;
       }
-      case "--background":
-        options.background = eq >= 0 ? onOff(name, arg.slice(eq + 1)) : true;
+      case "background":
+        options.background = value === undefined ? true : onOff(rawName, value);
         break;
-      case "--no-background":
+      case "no-background":
         options.background = false;
         break;
-      case "--partitioned":
-        options.partitioned = eq >= 0 ? onOff(name, arg.slice(eq + 1)) : true;
+      case "partitioned":
+        options.partitioned = value === undefined ? true : onOff(rawName, value);
         break;
-      case "--out": {
-        const out = value();
+      case "out": {
+        const out = text();
         if (out === "") throw new RangeError("--out must name a folder, got an empty string");
         options.out = out;
         break;
       }
-      default:
-        throw new RangeError(`Unknown option ${JSON.stringify(arg)}: see --help`);
     }
   }
   return options;

@@ -7,7 +7,10 @@
 import { busyMs, type Timeline } from "./timeline.ts";
 
 const WIDTH = 1200;
-const LABEL_WIDTH = 200;
+/** Label column bounds; it grows with the longest label, up to MAX. */
+const MIN_LABEL_WIDTH = 200, MAX_LABEL_WIDTH = 480, LABEL_X = 16, LABEL_PAD = 12;
+/** Widths of a character, generous for system-ui: 12px bold lane names, 11px details. */
+const NAME_CHAR = 7.6, DETAIL_CHAR = 6.4;
 const RIGHT = 24;
 const TOP = 64;
 const LANE = 44;
@@ -31,6 +34,22 @@ export function timelineSvg(timeline: Timeline, subtitle: string): string {
   const end = Math.max(1e-3, ...timeline.spans.map((s) => s.startMs + s.durationMs));
   const step = niceStep(end / 8);
   const axisEnd = Math.ceil(end / step) * step;
+  const labels = timeline.lanes.map((lane) => ({
+    name: lane.id,
+    detail: `${lane.detail}, busy ${duration(busyMs(timeline, lane.id))}`,
+  }));
+  const wanted = Math.max(
+    ...labels.map((l) => Math.max(l.name.length * NAME_CHAR, l.detail.length * DETAIL_CHAR)),
+  );
+  const LABEL_WIDTH = Math.min(
+    MAX_LABEL_WIDTH,
+    Math.max(MIN_LABEL_WIDTH, Math.ceil(wanted) + LABEL_X + LABEL_PAD),
+  );
+  // What still does not fit is squeezed to the column, never drawn over the lanes.
+  const fit = (chars: number, charWidth: number) =>
+    chars * charWidth > LABEL_WIDTH - LABEL_X - LABEL_PAD
+      ? ` textLength="${LABEL_WIDTH - LABEL_X - LABEL_PAD}" lengthAdjust="spacingAndGlyphs"`
+      : "";
   const plot = WIDTH - LABEL_WIDTH - RIGHT;
   const x = (ms: number) => LABEL_WIDTH + (ms / axisEnd) * plot;
   const lanesBottom = TOP + timeline.lanes.length * (LANE + GAP);
@@ -59,12 +78,15 @@ export function timelineSvg(timeline: Timeline, subtitle: string): string {
   timeline.lanes.forEach((lane, i) => {
     const y = TOP + i * (LANE + GAP);
     const color = PALETTE[lane.id] ?? SPARE_COLORS[i % SPARE_COLORS.length]!;
+    const label = labels[i]!;
     out.push(
       `<rect x="${LABEL_WIDTH}" y="${y}" width="${plot}" height="${LANE}" fill="#f6f6f6"/>`,
-      `<text x="16" y="${y + 18}" font-weight="bold" fill="${color}">${escape(lane.id)}</text>`,
-      `<text x="16" y="${y + 34}" fill="#555" font-size="11">${escape(lane.detail)}, busy ${
-        busyMs(timeline, lane.id).toFixed(1)
-      } ms</text>`,
+      `<text x="${LABEL_X}" y="${y + 18}" font-weight="bold" fill="${color}"${
+        fit(label.name.length, NAME_CHAR)
+      }>${escape(label.name)}</text>`,
+      `<text x="${LABEL_X}" y="${y + 34}" fill="#555" font-size="11"${
+        fit(label.detail.length, DETAIL_CHAR)
+      }>${escape(label.detail)}</text>`,
     );
     for (const span of timeline.spans.filter((s) => s.lane === lane.id)) {
       const left = x(span.startMs);
@@ -90,6 +112,11 @@ export function timelineSvg(timeline: Timeline, subtitle: string): string {
   });
   out.push("</svg>", "");
   return out.join("\n");
+}
+
+/** "12.3 ms" below a second, "4.56 s" above. */
+function duration(ms: number): string {
+  return ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`;
 }
 
 /** 1, 2 or 5 times a power of ten, at least `rough`. */

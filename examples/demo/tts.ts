@@ -1,12 +1,19 @@
 /**
- * "tts": turns text into a waveform, a chunk of characters per group of
- * kernels. Each letter becomes a pitched tone shaped by two formants
- * (vowels get real vowel formants) with an envelope, consonants add a burst
- * of noise, anything else is a pause. Not speech, but real audio.
+ * "tts": a formant synthesizer that stands in for a TTS model. It turns
+ * text into a waveform a chunk of characters per kernel: each letter
+ * becomes a pitched tone shaped by two formants (vowels get real vowel
+ * formants) with an envelope, consonants add a burst of noise, anything
+ * else is a pause. It buzzes; it does not speak. What it shows is the
+ * scheduling: streamed device work under a budget, not speech.
+ *
+ * Device memory is one chunk's text and samples, reused for every chunk, so
+ * the budget holds for any length of text; the samples of each chunk are
+ * read back while the next one is synthesized.
  *
  * @module
  */
-import { alloc, type DeviceBuffer, type ExecutionContext } from "../../mod.ts";
+import { alloc, type ExecutionContext } from "../../mod.ts";
+import { formatBytes } from "../../src/units.ts";
 import type { DemoKernels } from "./kernels.ts";
 import type { TimelineRecorder } from "./timeline.ts";
 
@@ -16,7 +23,7 @@ export interface TtsConfig {
   readonly sampleRate: number;
   /** Seconds of audio per character. */
   readonly secondsPerChar: number;
-  /** Characters per group of kernels. */
+  /** Characters per kernel, and per device window. */
   readonly charsPerChunk: number;
 }
 
@@ -27,15 +34,23 @@ export interface TtsResult {
   readonly sampleRate: number;
   readonly chars: number;
   readonly chunks: number;
-  /** Host milliseconds from the text upload to the samples read back. */
+  /** Host milliseconds from the first text upload to the last samples read back. */
   readonly latencyMs: number;
-  /** Device bytes it used (text and samples). */
+  /** Device bytes it used (two windows of text and samples). */
   readonly bytes: number;
+}
+
+/** Device bytes `synthesize` allocates for `config`, whatever the text. */
+export function ttsDeviceBytes(config: TtsConfig): number {
+  const samplesPerChar = Math.round(config.sampleRate * config.secondsPerChar);
+  return 2 * (Math.max(4, config.charsPerChunk) + config.charsPerChunk * samplesPerChar * 4);
 }
 
 /**
  * Synthesizes `text` (ASCII; other characters become pauses) on the
  * context's stream; call inside a session of the tts context.
+ *
+ * @throws {RangeError} when the text's samples do not fit in memory
  */
 export async function synthesize(
   ctx: ExecutionContext,
@@ -48,24 +63,47 @@ export async function synthesize(
   const chars = Uint8Array.from(text, (c) => (c.charCodeAt(0) < 128 ? c.charCodeAt(0) : 32));
   const samplesPerChar = Math.round(config.sampleRate * config.secondsPerChar);
   const total = chars.length * samplesPerChar;
-  const textBuf: DeviceBuffer = alloc(Math.max(4, chars.length));
-  const wave: DeviceBuffer = alloc(Math.max(4, total * 4));
-  await textBuf.write(chars);
-  let chunks = 0;
-  for (let first = 0; first < chars.length; first += config.charsPerChunk) {
-    const n = Math.min(config.charsPerChunk, chars.length - first);
-    timeline.record(ctx, `chunk ${++chunks}`, () => {
-      k.synth(ctx.stream, wave, textBuf, first, n, samplesPerChar, config.sampleRate);
-    }, { chars: n, text: text.slice(first, first + n) });
+  if (total * 4 > 2 ** 31) {
+    throw new RangeError(
+      `Cannot synthesize ${chars.length} characters: ${formatBytes(total * 4)} of samples ` +
+        `is past the ${formatBytes(2 ** 31)} the demo keeps on the host`,
+    );
   }
   const samples = new Float32Array(total);
-  await wave.read(samples);
+  const window = config.charsPerChunk * samplesPerChar;
+  // Two windows: chunk i+1 is synthesized while chunk i is read back.
+  const windows = [0, 1].map(() => ({
+    text: alloc(Math.max(4, config.charsPerChunk)),
+    wave: alloc(window * 4),
+    reading: Promise.resolve(),
+  }));
+  const count = Math.ceil(chars.length / config.charsPerChunk);
+  try {
+    for (let chunk = 0; chunk < count; chunk++) {
+      const first = chunk * config.charsPerChunk;
+      const n = Math.min(config.charsPerChunk, chars.length - first);
+      const w = windows[chunk % 2]!;
+      await w.reading; // its previous chunk is out of the window
+      const upload = w.text.write(chars.subarray(first, first + n));
+      timeline.record(ctx, `chunk ${chunk + 1}`, () => {
+        k.synth(ctx.stream, w.wave, w.text, 0, n, samplesPerChar, config.sampleRate);
+      }, { chars: n, text: text.slice(first, first + n) });
+      const out = samples.subarray(first * samplesPerChar, (first + n) * samplesPerChar);
+      w.reading = Promise.all([upload, w.wave.read(out)]).then(() => {});
+    }
+    await Promise.all(windows.map((w) => w.reading));
+  } finally {
+    for (const w of windows) {
+      w.text.free();
+      w.wave.free();
+    }
+  }
   return {
     samples,
     sampleRate: config.sampleRate,
     chars: chars.length,
-    chunks,
+    chunks: count,
     latencyMs: performance.now() - started,
-    bytes: textBuf.size + wave.size,
+    bytes: windows.reduce((sum, w) => sum + w.text.size + w.wave.size, 0),
   };
 }
