@@ -78,11 +78,19 @@ struct cuda_partition {
 /* Written only by partitions_init, which runs at sched_init and so races
  * no other call. */
 static driver_fns drv;
-static bool available;
-static char unavailable_reason[256];
-static int granularity;
-static int groups_total;
-static CUdevice device;
+
+/* What partitions_init learned about one device: partitions are per device. */
+struct device_layout {
+  bool available;
+  char unavailable_reason[256];
+  int granularity;
+  int groups_total;
+  CUdevice device;
+};
+static device_layout layouts[SCHED_MAX_DEVICES];
+
+/* The layout of the device the current call acts on. */
+static device_layout *here(void) { return &layouts[sched_acting_device()]; }
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cuda_partition *retiring;
@@ -129,7 +137,7 @@ static bool load(const char *name, void **fn) {
   if (err == cudaSuccess && found == cudaDriverEntryPointSuccess && *fn != NULL) return true;
   if (err != cudaSuccess) (void)cudaGetLastError();
   *fn = NULL;
-  snprintf(unavailable_reason, sizeof unavailable_reason, "the CUDA driver has no %s for CUDA 13.0 (%s)", name,
+  snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "the CUDA driver has no %s for CUDA 13.0 (%s)", name,
            found == cudaDriverEntryPointVersionNotSufficent ? "driver too old" : "symbol not found");
   return false;
 }
@@ -137,18 +145,18 @@ static bool load(const char *name, void **fn) {
 #define LOAD(field, name) load(name, (void **)&drv.field)
 
 void partitions_init(void) {
-  available = false;
-  granularity = 0;
-  groups_total = 0;
+  here()->available = false;
+  here()->granularity = 0;
+  here()->groups_total = 0;
   memset(&drv, 0, sizeof drv);
-  snprintf(unavailable_reason, sizeof unavailable_reason, "not initialized");
+  snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "not initialized");
   /* Error texts first, so later failures can be described. */
   (void)LOAD(get_error_name, "cuGetErrorName");
   (void)LOAD(get_error_string, "cuGetErrorString");
-  if (g_cuda.prop.major < 9) {
-    snprintf(unavailable_reason, sizeof unavailable_reason,
-             "green contexts are used from compute capability 9.0 on, this device has %d.%d", g_cuda.prop.major,
-             g_cuda.prop.minor);
+  if (g_cuda.prop[sched_acting_device()].major < 9) {
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason,
+             "green contexts are used from compute capability 9.0 on, this device has %d.%d", g_cuda.prop[sched_acting_device()].major,
+             g_cuda.prop[sched_acting_device()].minor);
     return;
   }
   if (!(LOAD(device_get, "cuDeviceGet") && LOAD(device_get_dev_resource, "cuDeviceGetDevResource") &&
@@ -159,10 +167,10 @@ void partitions_init(void) {
         LOAD(green_ctx_get_dev_resource, "cuGreenCtxGetDevResource"))) {
     return;
   }
-  CUresult r = drv.device_get(&device, g_cuda.device);
+  CUresult r = drv.device_get(&here()->device, sched_acting_device());
   CUdevResource all;
   memset(&all, 0, sizeof all);
-  if (r == CUDA_SUCCESS) r = drv.device_get_dev_resource(device, &all, CU_DEV_RESOURCE_TYPE_SM);
+  if (r == CUDA_SUCCESS) r = drv.device_get_dev_resource(here()->device, &all, CU_DEV_RESOURCE_TYPE_SM);
   /* The group size and count are what a split really produces: count the
    * groups of the co-scheduled minimum (8 from compute capability 9.0 on),
    * then make one and read its size. */
@@ -180,18 +188,18 @@ void partitions_init(void) {
   if (r != CUDA_SUCCESS || groups == 0 || first.sm.smCount == 0) {
     const char *text = NULL;
     if (drv.get_error_string == NULL || drv.get_error_string(r, &text) != CUDA_SUCCESS) text = NULL;
-    snprintf(unavailable_reason, sizeof unavailable_reason, "the driver cannot split this device's SMs: %s",
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "the driver cannot split this device's SMs: %s",
              r != CUDA_SUCCESS && text != NULL ? text : "no SM group");
     return;
   }
-  granularity = (int)first.sm.smCount;
-  groups_total = (int)groups;
-  available = true;
+  here()->granularity = (int)first.sm.smCount;
+  here()->groups_total = (int)groups;
+  here()->available = true;
 }
 
-int partitions_granularity(void) { return available ? granularity : 0; }
+int partitions_granularity(void) { return here()->available ? here()->granularity : 0; }
 
-int partitions_groups(void) { return available ? groups_total : 0; }
+int partitions_groups(void) { return here()->available ? here()->groups_total : 0; }
 
 static void partition_release(cuda_partition *p) {
   if (p->refcount.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
@@ -306,7 +314,7 @@ static int32_t make_partition(CUdevResource *resources, unsigned int count, cuda
   CUresult r = drv.dev_resource_generate_desc(&desc, resources, count);
   if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevResourceGenerateDesc of %u SM group(s)", count);
   CUgreenCtx ctx = NULL;
-  r = drv.green_ctx_create(&ctx, desc, device, CU_GREEN_CTX_DEFAULT_STREAM);
+  r = drv.green_ctx_create(&ctx, desc, here()->device, CU_GREEN_CTX_DEFAULT_STREAM);
   if (r != CUDA_SUCCESS) return cu_fail(r, "cuGreenCtxCreate");
   CUdevResource got;
   memset(&got, 0, sizeof got);
@@ -349,16 +357,16 @@ static void destroy_now(cuda_partition *p) {
 int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
                               uint32_t *out_sm_given) {
   BIND_DEVICE();
-  if (!available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", unavailable_reason);
+  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
   partitions_reap(false);
 
   CUdevResource all;
   memset(&all, 0, sizeof all);
-  CUresult r = drv.device_get_dev_resource(device, &all, CU_DEV_RESOURCE_TYPE_SM);
+  CUresult r = drv.device_get_dev_resource(here()->device, &all, CU_DEV_RESOURCE_TYPE_SM);
   if (r != CUDA_SUCCESS) return cu_fail(r, "cuDeviceGetDevResource");
   unsigned int groups = 0;
-  r = drv.sm_resource_split_by_count(NULL, &groups, &all, NULL, SPLIT_FLAGS, (unsigned int)granularity);
-  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevSmResourceSplitByCount (counting groups of %d SMs)", granularity);
+  r = drv.sm_resource_split_by_count(NULL, &groups, &all, NULL, SPLIT_FLAGS, (unsigned int)here()->granularity);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevSmResourceSplitByCount (counting groups of %d SMs)", here()->granularity);
 
   /* One slot more, so the remainder can follow the last group and the rest's
    * descriptor takes one contiguous run. */
@@ -372,10 +380,10 @@ int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_
   CUdevResource remainder;
   memset(&remainder, 0, sizeof remainder);
   if (status == SCHED_OK) {
-    r = drv.sm_resource_split_by_count(res, &groups, &all, &remainder, SPLIT_FLAGS, (unsigned int)granularity);
-    if (r != CUDA_SUCCESS) status = cu_fail(r, "cuDevSmResourceSplitByCount into groups of %d SMs", granularity);
+    r = drv.sm_resource_split_by_count(res, &groups, &all, &remainder, SPLIT_FLAGS, (unsigned int)here()->granularity);
+    if (r != CUDA_SUCCESS) status = cu_fail(r, "cuDevSmResourceSplitByCount into groups of %d SMs", here()->granularity);
   }
-  uint32_t unit = groups > 0 && res != NULL ? res[0].sm.smCount : (uint32_t)granularity;
+  uint32_t unit = groups > 0 && res != NULL ? res[0].sm.smCount : (uint32_t)here()->granularity;
   if (status == SCHED_OK) status = partition_plan(sm_counts, n, unit, groups, units);
 
   unsigned int next = 0;

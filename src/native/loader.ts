@@ -75,4 +75,4 @@ export function lib(): Symbols {
 }
 
 /** SCHED_ABI_VERSION this code was written against. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
