@@ -76,6 +76,7 @@ export {
   type BlockPin,
   type BlockState,
   PoolBlock,
+  type CopyFromOptions,
   type TransferOptions,
 } from "./src/engine/pool_block.ts";
 export {

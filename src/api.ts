@@ -6,10 +6,12 @@
  */
 
 import {
+  ContextDirectory,
   ContextManager,
   type ContextOptions,
   type MemoryPressureHandler,
 } from "./context/context_manager.ts";
+import { placeContext } from "./context/placement.ts";
 import type { DeviceBuffer } from "./context/device_buffer.ts";
 import {
   type AllocOptions,
@@ -22,16 +24,25 @@ import { getScheduler, type Scheduler } from "./scheduler.ts";
 import type { Stream } from "./stream.ts";
 import { show } from "./validate.ts";
 
-const managers = new WeakMap<Scheduler, ContextManager>();
+const managers = new WeakMap<Scheduler, ContextManager[]>();
 
-/** @internal The context manager of a scheduler, created on first use. */
-export function contextManager(scheduler: Scheduler = getScheduler()): ContextManager {
-  let manager = managers.get(scheduler);
-  if (!manager) {
-    manager = new ContextManager(scheduler);
-    managers.set(scheduler, manager);
+/** @internal The context managers of a scheduler, one per device, created on first use. */
+export function contextManagers(scheduler: Scheduler = getScheduler()): ContextManager[] {
+  let list = managers.get(scheduler);
+  if (!list) {
+    const directory = new ContextDirectory();
+    list = scheduler.devices.map((_, device) => new ContextManager(scheduler, device, directory));
+    managers.set(scheduler, list);
   }
-  return manager;
+  return list;
+}
+
+/** @internal The context manager of one device (default: the scheduler's device). */
+export function contextManager(
+  scheduler: Scheduler = getScheduler(),
+  device: number = scheduler.device.id,
+): ContextManager {
+  return contextManagers(scheduler)[device]!;
 }
 
 function requireContext(ctx: unknown, doing: string): ExecutionContext {
@@ -63,7 +74,9 @@ function requireContext(ctx: unknown, doing: string): ExecutionContext {
  * @throws {AdmissionError} when its reservation cannot be honoured
  */
 export function createContext(name: string, options: ContextOptions): ExecutionContext {
-  return contextManager().create(name, options);
+  const scheduler = getScheduler();
+  const list = contextManagers(scheduler);
+  return list[placeContext(scheduler, list, name, options)]!.create(name, options);
 }
 
 /**
@@ -99,11 +112,25 @@ export function alloc(bytes: number, options?: AllocOptions): DeviceBuffer {
 }
 
 /**
- * Bytes a new reservation or best-effort allocation could still get. Memory
- * that pools cache for reuse counts as available.
+ * Bytes a new reservation or best-effort allocation could still get on a
+ * device (default: the scheduler's device). Memory that pools cache for
+ * reuse counts as available.
+ *
+ * @example
+ * ```ts
+ * import { GB, getAvailableVram, initialize, shutdown } from "@gpusched/core";
+ * initialize({ backend: "host", hostDevices: 2, memoryLimit: [4 * GB, 2 * GB] });
+ * console.assert(getAvailableVram() === 4 * GB && getAvailableVram(1) === 2 * GB);
+ * shutdown();
+ * ```
+ * @throws {TypeError | RangeError} for a bad device index, naming `device`
  */
-export function getAvailableVram(): number {
-  return contextManager().availableVram();
+export function getAvailableVram(device?: number): number {
+  const scheduler = getScheduler();
+  const index = device === undefined
+    ? scheduler.device.id
+    : scheduler.requireDevice(device, "Cannot read available VRAM");
+  return contextManager(scheduler, index).availableVram();
 }
 
 /** Bytes used, max, base, reserved, peak, cached and evicted of a context. */
@@ -149,10 +176,15 @@ export function getStream(ctx: ExecutionContext): Stream {
  */
 export function recordEvent(ctx: ExecutionContext): GpuEvent {
   const context = requireContext(ctx, "Cannot record an event");
-  return context.track(getScheduler().createEvent().record(context.stream));
+  return context.track(
+    getScheduler().createEvent({ device: context.device }).record(context.stream),
+  );
 }
 
-/** Makes the context's stream wait for `event` on the device; the host does not block. */
+/**
+ * Makes the context's stream wait for `event` on the device; the host does
+ * not block. The event may come from a context on another device.
+ */
 export function waitEvent(ctx: ExecutionContext, event: GpuEvent): void {
   const context = requireContext(ctx, "Cannot wait for an event");
   if (

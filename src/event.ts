@@ -4,6 +4,7 @@
  * @module
  */
 
+import { useDevice } from "./device.ts";
 import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
 import { lib } from "./native/loader.ts";
@@ -14,6 +15,15 @@ import type { Stream } from "./stream.ts";
 const EVENT_TIMING = 1;
 const handleOut = new Uint32Array(1);
 const msOut = new Float32Array(1);
+
+function createNativeEvent(timing: boolean, device: number): number {
+  useDevice(device);
+  unwrap(
+    lib().sched_event_create(timing ? EVENT_TIMING : 0, handleOut),
+    "Cannot create an event",
+  );
+  return handleOut[0]!;
+}
 
 /**
  * A completion point recorded on a stream.
@@ -37,18 +47,21 @@ export class GpuEvent implements Owned {
   readonly timing: boolean;
   #native: number;
   #owner: Owner;
+  #device: number;
 
   /** @internal Use `Scheduler.createEvent()`. */
-  constructor(owner: Owner, timing: boolean) {
+  constructor(owner: Owner, timing: boolean, device = 0) {
     owner.assertActive("create an event");
-    unwrap(
-      lib().sched_event_create(timing ? EVENT_TIMING : 0, handleOut),
-      "Cannot create an event",
-    );
-    this.#native = handleOut[0]!;
+    this.#native = createNativeEvent(timing, device);
     this.timing = timing;
     this.#owner = owner;
+    this.#device = device;
     owner.adopt(this);
+  }
+
+  /** Index of the device it lives on now (it moves to the device of a stream it is recorded on). */
+  get device(): number {
+    return this.#device;
   }
 
   #handle(doing: string): number {
@@ -61,12 +74,15 @@ export class GpuEvent implements Owned {
     return this.#native === 0;
   }
 
-  /** Records the event at the current tail of `stream`. */
+  /**
+   * Records the event at the current tail of `stream`. Waits on it may
+   * come from any device.
+   */
   record(stream: Stream): this {
-    const status = lib().sched_event_record(
-      this.#handle("record an event"),
-      stream.nativeHandle("record an event"),
-    );
+    const native = stream.nativeHandle("record an event");
+    this.#handle("record an event");
+    if (stream.device !== this.#device) this.#moveTo(stream.device);
+    const status = lib().sched_event_record(this.#native, native);
     unwrap(status, "Cannot record an event");
     return this;
   }
@@ -140,6 +156,20 @@ export class GpuEvent implements Owned {
   /** Same as `destroy()`, for `using`. */
   [Symbol.dispose](): void {
     this.destroy();
+  }
+
+  /**
+   * CUDA records an event only on a stream of its own device, so recording
+   * on another device replaces the native event by one made there. Waits
+   * already queued on the old one keep waiting on its last record, as
+   * destroying an event allows; the new record is the latest from now on.
+   */
+  #moveTo(device: number): void {
+    const fresh = createNativeEvent(this.timing, device);
+    const old = this.#native;
+    this.#native = fresh;
+    this.#device = device;
+    unwrap(lib().sched_event_destroy(old), "Cannot destroy an event");
   }
 
   /** @internal Called at scheduler shutdown. */

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { useDevice } from "./device.ts";
 import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
 import { lib } from "./native/loader.ts";
@@ -40,6 +41,8 @@ export class Stream implements Owned {
   readonly priority: number;
   /** Id of the SM partition it runs in; undefined outside partitions. */
   readonly partition: string | undefined;
+  /** Index of the device it runs on (`sched.devices[device]`). */
+  readonly device: number;
   #handle: Deno.PointerValue;
   #native: number;
   #nativePartition: number;
@@ -49,6 +52,7 @@ export class Stream implements Owned {
    * @internal Use `Scheduler.createStream()`.
    *
    * @param nativePartition the libsched partition to create it in (0: the whole device)
+   * @param device the device to create it on (a checked index)
    */
   constructor(
     owner: Owner,
@@ -56,8 +60,10 @@ export class Stream implements Owned {
     priority: number,
     partition: string | undefined,
     nativePartition: number,
+    device = 0,
   ) {
     owner.assertActive("create a stream");
+    useDevice(device);
     unwrap(
       lib().sched_stream_create(priority, nativePartition, handleOut, priorityOut),
       "Cannot create a stream",
@@ -67,6 +73,7 @@ export class Stream implements Owned {
     this.priority = priorityOut[0]!;
     this.id = id;
     this.partition = partition;
+    this.device = device;
     this.#owner = owner;
     this.#handle = readNativeStream(this.#native);
     owner.adopt(this);

@@ -14,6 +14,10 @@
  * BEST_EFFORT contexts first, then BURSTABLE bursts above base, then the
  * asking context's own. Only then does the allocation fail.
  *
+ * One manager per device: limits, claims, reservations, the QoS evaluator
+ * and the native pool are that device's. Context names and pressure
+ * handlers are the scheduler's, shared through a `ContextDirectory`.
+ *
  * @module
  */
 
@@ -42,8 +46,11 @@ export interface ContextOptions {
   qos?: QoSPolicy;
   /** Partition id whose SMs its streams run on. */
   partition?: string;
-  /** Device index (default: the scheduler's device). */
-  device?: number;
+  /**
+   * Device index (default: the scheduler's device), or `"auto"`: the device
+   * where the reservation fits and leaves the most unreserved memory.
+   */
+  device?: number | "auto";
 }
 
 /**
@@ -62,33 +69,74 @@ interface Account {
   held: number;
 }
 
+/** What the managers of one scheduler's devices share: context names and pressure handlers. */
+export class ContextDirectory {
+  /** Live contexts by name, on every device. */
+  readonly names = new Map<string, ExecutionContext>();
+  /** Pressure handlers, called for allocations on any device. */
+  readonly handlers: MemoryPressureHandler[] = [];
+}
+
 const CLASS_ORDER: Record<QoSPolicy, number> = {
   [QoSPolicy.GUARANTEED]: 0,
   [QoSPolicy.BURSTABLE]: 1,
   [QoSPolicy.BEST_EFFORT]: 2,
 };
 
-/** Contexts of one scheduler, and the memory rules between them. */
+/** Contexts of one device of a scheduler, and the memory rules between them. */
 export class ContextManager implements ContextHost {
   #scheduler: Scheduler;
+  #device: number;
+  #limit: number;
+  #directory: ContextDirectory;
   #contexts = new Map<string, ExecutionContext>();
   #accounts = new Map<ExecutionContext, Account>();
   #evaluator: QosPolicyEvaluator;
-  #handlers: MemoryPressureHandler[] = [];
+  #handlers: MemoryPressureHandler[];
   #claims = 0;
   #nativePool: number | undefined;
 
-  constructor(scheduler: Scheduler) {
+  /**
+   * @param device the device whose memory it arbitrates (a checked index)
+   * @param directory names and handlers shared with the other devices' managers
+   */
+  constructor(
+    scheduler: Scheduler,
+    device: number = scheduler.device.id,
+    directory: ContextDirectory = new ContextDirectory(),
+  ) {
     this.#scheduler = scheduler;
+    this.#device = device;
+    this.#limit = scheduler.memoryLimits[device]!;
+    this.#directory = directory;
+    this.#handlers = directory.handlers;
     this.#evaluator = new QosPolicyEvaluator({
-      totalMemory: scheduler.memoryLimit,
-      priorityRange: scheduler.device.priorityRange,
+      totalMemory: this.#limit,
+      priorityRange: scheduler.devices[device]!.priorityRange,
     });
+  }
+
+  /** The device it manages. */
+  get device(): number {
+    return this.#device;
   }
 
   /** Spare bytes: the limit less every claim. */
   get spare(): number {
-    return this.#scheduler.memoryLimit - this.#claims;
+    return this.#limit - this.#claims;
+  }
+
+  /**
+   * For placement (`device: "auto"`): the bytes that would stay unreserved
+   * here after admitting a reservation of `reserved` bytes for `task`, or
+   * undefined when it cannot be admitted here.
+   */
+  unreservedAfter(task: QosTaskMeta | undefined, reserved: number): number | undefined {
+    if (task && this.#evaluator.evaluate(task).decision === "reject") return undefined;
+    if (reserved > this.#reservable()) return undefined;
+    let reservations = 0;
+    for (const ctx of this.#contexts.values()) reservations += ctx.reserved;
+    return this.#limit - reservations - reserved;
   }
 
   /** Bytes a new reservation or best-effort allocation could still get (caches count as free). */
@@ -97,7 +145,7 @@ export class ContextManager implements ContextHost {
     for (const ctx of this.#contexts.values()) {
       claimed += Math.max(ctx.pool.allocatedBytes, ctx.reserved);
     }
-    return Math.max(0, this.#scheduler.memoryLimit - claimed);
+    return Math.max(0, this.#limit - claimed);
   }
 
   get(name: string): ExecutionContext | undefined {
@@ -134,19 +182,13 @@ export class ContextManager implements ContextHost {
         );
       }
     }
-    const device = opts.device === undefined
-      ? this.#scheduler.device.id
-      : requireNonNegativeInteger(opts.device, "device", doing);
-    if (device !== this.#scheduler.device.id) {
-      throw new RangeError(
-        `${doing}: device must be the scheduler's device ${this.#scheduler.device.id}, got ${device} ` +
-          `(one device per scheduler today)`,
-      );
-    }
+    const device = this.#device;
     if (opts.partition !== undefined && typeof opts.partition !== "string") {
       throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
     }
-    if (this.#contexts.has(name)) throw new RangeError(`${doing}: the name is already in use`);
+    if (this.#directory.names.has(name)) {
+      throw new RangeError(`${doing}: the name is already in use`);
+    }
 
     const reserved = qos === QoSPolicy.GUARANTEED
       ? maxVram
@@ -174,6 +216,7 @@ export class ContextManager implements ContextHost {
     try {
       stream = this.#scheduler.createStream({
         priority,
+        device,
         ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
       });
     } catch (error) {
@@ -196,7 +239,7 @@ export class ContextManager implements ContextHost {
         partition: opts.partition,
         device,
         stream,
-        nativePool: this.#nativePool ??= createNativePool(this.#scheduler.memoryLimit),
+        nativePool: this.#nativePool ??= createNativePool(this.#limit, device),
       }, this);
     } catch (error) {
       stream.destroy();
@@ -204,6 +247,7 @@ export class ContextManager implements ContextHost {
     }
     if (task) this.#evaluator.admit(task);
     this.#contexts.set(name, ctx);
+    this.#directory.names.set(name, ctx);
     this.#accounts.set(ctx, { held: 0 });
     this.#claims += reserved;
     this.#scheduler.adopt(ctx);
@@ -218,7 +262,7 @@ export class ContextManager implements ContextHost {
       const unreclaimable = pool.allocatedBytes - pool.evictableBytes;
       fixed += Math.max(ctx.reserved, unreclaimable);
     }
-    return Math.max(0, this.#scheduler.memoryLimit - fixed);
+    return Math.max(0, this.#limit - fixed);
   }
 
   /** @internal ContextHost */
@@ -261,6 +305,7 @@ export class ContextManager implements ContextHost {
     this.#claims -= Math.max(account.held, ctx.reserved);
     this.#accounts.delete(ctx);
     this.#contexts.delete(ctx.name);
+    this.#directory.names.delete(ctx.name);
     if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
     this.#scheduler.release(ctx);
   }

@@ -251,7 +251,9 @@ export class MemoryPool implements Owned {
     this.#staging = stagingFor(this.#scheduler);
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     this.#ownsNativePool = internals?.nativePool === undefined;
-    this.#nativePool = internals?.nativePool ?? createNativePool(this.quota);
+    // On the device of the stream it was given, else on the scheduler's device.
+    this.#nativePool = internals?.nativePool ??
+      createNativePool(this.quota, opts.stream?.device ?? this.#scheduler.device.id);
     try {
       this.#ownsStream = opts.stream === undefined;
       this.stream = opts.stream ?? this.#scheduler.createStream();

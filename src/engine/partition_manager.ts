@@ -6,6 +6,7 @@
  * @module
  */
 
+import { useDevice } from "../device.ts";
 import { AdmissionError, NativeError, SchedulerError } from "../errors.ts";
 import type { Owned } from "../lifetime.ts";
 import { lib } from "../native/loader.ts";
@@ -42,7 +43,7 @@ export interface PartitionInfo {
 }
 
 /** Options of `PartitionManager.createStream()`. */
-export type PartitionStreamOptions = Omit<StreamOptions, "partition">;
+export type PartitionStreamOptions = Omit<StreamOptions, "partition" | "device">;
 
 interface Partition {
   readonly id: string;
@@ -141,6 +142,8 @@ const CREATE = "Cannot create a partition manager";
 export class PartitionManager implements Owned {
   /** Bytes of device memory it hands out. */
   readonly totalMemory: number;
+  /** Index of the device it partitions. */
+  readonly device: number;
   readonly #sched: Scheduler;
   readonly #smCount: number;
   readonly #granularity: number;
@@ -166,21 +169,26 @@ export class PartitionManager implements Owned {
     }
     const sched = getScheduler();
     sched.assertActive("create a partition manager");
-    const total = config.totalMemory ?? sched.memoryLimit;
-    if (total > sched.device.totalMemory) {
+    const device = config.device === undefined
+      ? sched.device.id
+      : sched.requireDevice(config.device, CREATE);
+    const info = sched.devices[device]!;
+    const total = config.totalMemory ?? sched.memoryLimits[device]!;
+    if (total > info.totalMemory) {
       throw new RangeError(
-        `${CREATE}: totalMemory must not exceed the device's ${sched.device.totalMemory} bytes, got ${total}`,
+        `${CREATE}: totalMemory must not exceed the device's ${info.totalMemory} bytes, got ${total}`,
       );
     }
     this.totalMemory = total;
+    this.device = device;
     this.#sched = sched;
-    this.#smCount = sched.device.smCount;
-    this.#granularity = sched.device.smGranularity;
-    this.#groupCapacity = this.#granularity > 0 ? sched.device.smGroups : 0;
+    this.#smCount = info.smCount;
+    this.#granularity = info.smGranularity;
+    this.#groupCapacity = this.#granularity > 0 ? info.smGroups : 0;
     this.#binding = {
       nativePartition: (partition, doing) => this.#nativePartition(partition, doing),
     };
-    sched.bindPartitions(this.#binding, CREATE);
+    sched.bindPartitions(this.#binding, CREATE, device);
     sched.adopt(this);
   }
 
@@ -370,7 +378,7 @@ export class PartitionManager implements Owned {
   createStream(id: string, options?: PartitionStreamOptions): Stream {
     this.#assertOpen("create a stream");
     const opts = requireOptions<PartitionStreamOptions>(options, "Cannot create a stream");
-    return this.#sched.createStream({ ...opts, partition: id });
+    return this.#sched.createStream({ ...opts, partition: id, device: this.device });
   }
 
   /**
@@ -433,7 +441,9 @@ export class PartitionManager implements Owned {
 
   #streamsIn(id: string): number {
     let n = 0;
-    for (const stream of this.#sched.liveStreams()) if (stream.partition === id) n++;
+    for (const stream of this.#sched.liveStreams()) {
+      if (stream.device === this.device && stream.partition === id) n++;
+    }
     return n;
   }
 
@@ -467,11 +477,11 @@ export class PartitionManager implements Owned {
     const previous = this.#layout;
     this.#layout = next;
     try {
-      this.#sched.rebindStreams();
+      this.#sched.rebindStreams(this.device);
     } catch (error) {
       this.#layout = previous;
       try {
-        this.#sched.rebindStreams();
+        this.#sched.rebindStreams(this.device);
         if (next !== undefined) destroyLayout(next);
       } catch {
         // Best effort: the first error is the one that says what went wrong.
@@ -487,6 +497,7 @@ export class PartitionManager implements Owned {
     const counts = Uint32Array.from(partitions, (p) => p.groups * this.#granularity);
     const handles = new Uint32Array(n + 1);
     const given = new Uint32Array(n + 1);
+    useDevice(this.device);
     const status = lib().sched_partition_create(counts, n, handles, given);
     try {
       unwrap(status, `${doing}: the device refused the SM layout`);
