@@ -157,7 +157,10 @@ export class Scheduler implements Owner {
     if (typeof value !== "number") {
       throw new TypeError(`${doing}: ${option} must be a device index (a number), got ${show(value)}`);
     }
-    if (!Number.isInteger(value) || value < 0 || value >= this.devices.length) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`${doing}: ${option} must be a non-negative integer, got ${show(value)}`);
+    }
+    if (value >= this.devices.length) {
       throw new RangeError(
         `${doing}: ${option} must be a device index from 0 to ${this.devices.length - 1}, got ${
           show(value)
@@ -430,7 +433,9 @@ export function initialize(options?: InitializeOptions): Scheduler {
       if (limit !== undefined && limit > memory.total) {
         const option = Array.isArray(memoryLimit) ? `memoryLimit[${i}]` : "memoryLimit";
         throw new RangeError(
-          `${INIT}: ${option} must not exceed device ${i}'s ${memory.total} bytes, got ${limit}`,
+          `${INIT}: ${option} must not exceed ${
+            count === 1 ? "the device's" : `device ${i}'s`
+          } ${memory.total} bytes, got ${limit}`,
         );
       }
       limits.push(limit ?? available);
