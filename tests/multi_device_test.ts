@@ -23,7 +23,7 @@ import {
 } from "../mod.ts";
 import { copyDeviceToDevice } from "../src/engine/native_memory.ts";
 import { BackendId } from "../src/native/status_codes.ts";
-import { cudaSkipReason, kernels, lib, randomBytes, spin } from "./_helpers.ts";
+import { backendTest, cudaSkipReason, kernels, lib, randomBytes, spin } from "./_helpers.ts";
 import type { BackendName } from "../src/scheduler.ts";
 
 function cudaDevices(): number {
@@ -431,3 +431,28 @@ multiDeviceTest("streams and events are created on the device asked for", async 
   assert.throws(() => sched.createEvent({ device: "0" as never }), TypeError);
   assert.throws(() => sched.memoryInfo(7), RangeError);
 });
+
+backendTest("copyFrom on one device: contexts, offsets, ordering and bad ranges", async (_sched) => {
+  const a = createContext("a", { maxVram: 16 * MB });
+  const b = createContext("b", { maxVram: 16 * MB });
+  const n = 3 * MB + 5;
+  const data = randomBytes(n, 21);
+  const src = a.alloc(n, { evictable: true });
+  const written = src.write(data); // still queued when the copy is called
+  const same = a.alloc(n);
+  const other = b.alloc(n);
+  await Promise.all([same.copyFrom(src), other.copyFrom(src), written]);
+  for (const dst of [same, other]) {
+    const out = new Uint8Array(n);
+    await dst.read(out);
+    assert.deepEqual(out, data);
+  }
+  const part = b.alloc(MB);
+  await part.copyFrom(src, { srcOffset: 7, offset: 3, bytes: MB - 3 });
+  const out = new Uint8Array(MB - 3);
+  await part.read(out, { offset: 3 });
+  assert.deepEqual(out, data.subarray(7, 7 + MB - 3));
+  await assert.rejects(() => part.copyFrom(src), RangeError);
+  await assert.rejects(() => part.copyFrom(src, { srcOffset: n + 1, bytes: 0 }), RangeError);
+  await assert.rejects(() => part.copyFrom({} as never), TypeError);
+}, { hostMemory: 64 * MB });

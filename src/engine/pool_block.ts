@@ -338,26 +338,26 @@ export class PoolBlock {
   async #copy(src: PoolBlock, srcOffset: number, offset: number, bytes: number): Promise<void> {
     const dstPtr = this.ptr; // restores an evicted buffer, in its stream's order
     const srcPtr = src.ptr;
-    const sched = getScheduler();
     const crossStream = src.stream !== this.stream;
-    if (crossStream) {
+    const native = this.stream.nativeHandle("copy between device buffers");
+    if (!crossStream) {
+      // One stream orders everything: no events needed.
+      copyDeviceToDevice(dstPtr, offset, srcPtr, srcOffset, bytes, native);
+      await this.stream.synchronize();
+      return;
+    }
+    const sched = getScheduler();
+    {
       // After everything queued on the source's stream so far (a restore included).
       const queued = sched.createEvent({ device: src.stream.device }).record(src.stream);
       queued.wait(this.stream);
       queued.destroy();
     }
-    copyDeviceToDevice(
-      dstPtr,
-      offset,
-      srcPtr,
-      srcOffset,
-      bytes,
-      this.stream.nativeHandle("copy between device buffers"),
-    );
+    copyDeviceToDevice(dstPtr, offset, srcPtr, srcOffset, bytes, native);
     const done = sched.createEvent({ device: this.stream.device }).record(this.stream);
     try {
       // Later work on the source's stream (a write into it) must not overtake the read.
-      if (crossStream) done.wait(src.stream);
+      done.wait(src.stream);
       await done.synchronize();
     } finally {
       done.destroy();
