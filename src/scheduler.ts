@@ -155,10 +155,14 @@ export class Scheduler implements Owner {
    */
   requireDevice(value: unknown, doing: string, option = "device"): number {
     if (typeof value !== "number") {
-      throw new TypeError(`${doing}: ${option} must be a device index (a number), got ${show(value)}`);
+      throw new TypeError(
+        `${doing}: ${option} must be a device index (a number), got ${show(value)}`,
+      );
     }
     if (!Number.isSafeInteger(value) || value < 0) {
-      throw new RangeError(`${doing}: ${option} must be a non-negative integer, got ${show(value)}`);
+      throw new RangeError(
+        `${doing}: ${option} must be a non-negative integer, got ${show(value)}`,
+      );
     }
     if (value >= this.devices.length) {
       throw new RangeError(

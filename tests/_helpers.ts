@@ -36,7 +36,10 @@ let variant = false;
  * registers run on the host backend only, with `devices` simulated devices
  * and "[host, N devices]" in their names: a second variant of a file.
  */
-export async function withHostDevices(devices: number, register: () => Promise<unknown>): Promise<void> {
+export async function withHostDevices(
+  devices: number,
+  register: () => Promise<unknown>,
+): Promise<void> {
   const before = hostDevices;
   hostDevices = devices;
   variant = true;
@@ -65,7 +68,9 @@ export function backendTest(
     : { memoryLimit: options.hostMemory, ...options };
   const devices = hostDevices;
   for (const backend of variant ? BACKENDS.filter((b) => b.name === "host") : BACKENDS) {
-    const label = backend.name === "host" && devices > 1 ? `host, ${devices} devices` : backend.name;
+    const label = backend.name === "host" && devices > 1
+      ? `host, ${devices} devices`
+      : backend.name;
     const host = backend.name === "host" ? { hostDevices: devices } : {};
     Deno.test({
       name: `[${label}] ${name}${backend.skip ? ` (skipped: ${backend.skip})` : ""}`,

@@ -42,8 +42,14 @@ function freeOf(d: number): number {
 }
 
 Deno.test("sched_init_devices validates its counts and the default device", () => {
-  expectStatus(lib().sched_init_devices(BackendId.HOST, 0, 0, BigInt(MiB)), Status.INVALID_ARGUMENT);
-  expectStatus(lib().sched_init_devices(BackendId.HOST, 0, 65, BigInt(MiB)), Status.INVALID_ARGUMENT);
+  expectStatus(
+    lib().sched_init_devices(BackendId.HOST, 0, 0, BigInt(MiB)),
+    Status.INVALID_ARGUMENT,
+  );
+  expectStatus(
+    lib().sched_init_devices(BackendId.HOST, 0, 65, BigInt(MiB)),
+    Status.INVALID_ARGUMENT,
+  );
   expectStatus(lib().sched_init_devices(BackendId.HOST, 2, 2, BigInt(MiB)), Status.NO_DEVICE);
   expectStatus(lib().sched_set_device(0), Status.NOT_INITIALIZED);
   withDevices(2, MiB, () => {

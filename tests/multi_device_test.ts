@@ -107,9 +107,21 @@ Deno.test("bad hostDevices, deviceId and memoryLimit are refused, naming the opt
     [{ hostDevices: "2" }, TypeError, /hostDevices must be a number/],
     [{ hostDevices: 2, deviceId: 2 }, RangeError, /deviceId must be below hostDevices \(2\)/],
     [{ hostDevices: 2, memoryLimit: [] }, RangeError, /memoryLimit must not be an empty array/],
-    [{ hostDevices: 2, memoryLimit: [MB] }, RangeError, /memoryLimit must have one entry per device \(2\), got 1/],
-    [{ hostDevices: 2, memoryLimit: [MB, MB, MB] }, RangeError, /one entry per device \(2\), got 3/],
-    [{ hostDevices: 2, memoryLimit: [MB, -1] }, RangeError, /memoryLimit\[1\] must be a positive integer, got -1/],
+    [
+      { hostDevices: 2, memoryLimit: [MB] },
+      RangeError,
+      /memoryLimit must have one entry per device \(2\), got 1/,
+    ],
+    [
+      { hostDevices: 2, memoryLimit: [MB, MB, MB] },
+      RangeError,
+      /one entry per device \(2\), got 3/,
+    ],
+    [
+      { hostDevices: 2, memoryLimit: [MB, -1] },
+      RangeError,
+      /memoryLimit\[1\] must be a positive integer, got -1/,
+    ],
     [{ hostDevices: 2, memoryLimit: [MB, 0] }, RangeError, /memoryLimit\[1\]/],
     [{ hostDevices: 2, memoryLimit: [MB, NaN] }, RangeError, /memoryLimit\[1\]/],
     [{ hostDevices: 2, memoryLimit: [MB, "1"] }, TypeError, /memoryLimit\[1\] must be a number/],
@@ -131,209 +143,241 @@ Deno.test("bad hostDevices, deviceId and memoryLimit are refused, naming the opt
   }
 });
 
-multiDeviceTest("memoryLimit by device: each device has its own budget and reservations", (sched) => {
-  shutdown();
-  initialize({
-    backend: sched.backend,
-    hostDevices: 2,
-    hostMemory: 64 * MB,
-    memoryLimit: [64 * MB, 32 * MB],
-  });
-  assert.equal(getAvailableVram(), 64 * MB);
-  assert.equal(getAvailableVram(0), 64 * MB);
-  assert.equal(getAvailableVram(1), 32 * MB);
-  const g = createContext("g1", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED, device: 1 });
-  assert.equal(g.device, 1);
-  assert.equal(getAvailableVram(1), 0);
-  assert.equal(getAvailableVram(0), 64 * MB, "a reservation on device 1 costs device 0 nothing");
-  assert.throws(
-    () => createContext("g2", { maxVram: MB, qos: QoSPolicy.GUARANTEED, device: 1 }),
-    AdmissionError,
-  );
-  // The same reservation fits on device 0, whose budget is its own.
-  const g0 = createContext("g2", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED, device: 0 });
-  assert.equal(getAvailableVram(0), 32 * MB);
-  // Allocations are charged to the device of their context.
-  const be = createContext("be1", { maxVram: 16 * MB, qos: QoSPolicy.BEST_EFFORT, device: 1 });
-  assert.throws(() => be.alloc(MB), { name: "VramBudgetExceededError" });
-  const buf = g0.alloc(8 * MB);
-  assert.equal(getAvailableVram(0), 32 * MB, "inside its reservation");
-  buf.free();
-  g.destroy();
-  assert.equal(getAvailableVram(1), 32 * MB);
-  be.alloc(MB).free();
-  // Names are unique across devices.
-  assert.throws(() => createContext("g2", { maxVram: MB, device: 1 }), /already in use/);
-  for (const bad of [2, -1, 0.5]) {
-    assert.throws(() => getAvailableVram(bad), (e: Error) => e instanceof RangeError && /device/.test(e.message));
-  }
-  assert.throws(() => getAvailableVram("1" as never), (e: Error) => e instanceof TypeError && /device/.test(e.message));
-});
-
-multiDeviceTest('device: "auto" takes the device left with the most unreserved memory, ties to the lowest index', () => {
-  const a = createContext("a", { maxVram: 40 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" });
-  assert.equal(a.device, 0, "a tie goes to the lowest index");
-  const b = createContext("b", { maxVram: 40 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" });
-  assert.equal(b.device, 1);
-  const c = createContext("c", { maxVram: 64 * MB, baseVram: 20 * MB, device: "auto" });
-  assert.equal(c.device, 0, "24 MiB unreserved on both: the lowest index");
-  const e = createContext("e", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT, device: "auto" });
-  assert.equal(e.device, 1, "4 MiB unreserved on device 0, 24 on device 1");
-  assert.throws(
-    () => createContext("d", { maxVram: 30 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" }),
-    (err: Error) => err instanceof AdmissionError && /auto/.test(err.message),
-  );
-  // Nothing was made: the name is free, the budgets unchanged.
-  assert.equal(getAvailableVram(0), 4 * MB);
-  assert.equal(getAvailableVram(1), 24 * MB);
-  const d = createContext("d", { maxVram: 20 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" });
-  assert.equal(d.device, 1);
-  // A reservation freed on one device makes it the better choice.
-  a.destroy();
-  assert.equal(createContext("f", { maxVram: 10 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" }).device, 0);
-  // Bad device values name the option.
-  const bad: [unknown, ErrorConstructor][] = [
-    [2, RangeError],
-    [-1, RangeError],
-    [1.5, RangeError],
-    ["1", TypeError],
-    ["AUTO", TypeError],
-    [null, TypeError],
-  ];
-  for (const [device, kind] of bad) {
+multiDeviceTest(
+  "memoryLimit by device: each device has its own budget and reservations",
+  (sched) => {
+    shutdown();
+    initialize({
+      backend: sched.backend,
+      hostDevices: 2,
+      hostMemory: 64 * MB,
+      memoryLimit: [64 * MB, 32 * MB],
+    });
+    assert.equal(getAvailableVram(), 64 * MB);
+    assert.equal(getAvailableVram(0), 64 * MB);
+    assert.equal(getAvailableVram(1), 32 * MB);
+    const g = createContext("g1", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED, device: 1 });
+    assert.equal(g.device, 1);
+    assert.equal(getAvailableVram(1), 0);
+    assert.equal(getAvailableVram(0), 64 * MB, "a reservation on device 1 costs device 0 nothing");
     assert.throws(
-      () => createContext("bad", { maxVram: MB, device: device as never }),
-      (err: Error) => err instanceof kind && /device/.test(err.message),
-      Deno.inspect(device),
+      () => createContext("g2", { maxVram: MB, qos: QoSPolicy.GUARANTEED, device: 1 }),
+      AdmissionError,
     );
-  }
-  // Other bad options with "auto" still report themselves.
-  assert.throws(
-    () => createContext("bad", { maxVram: -1, device: "auto" }),
-    (err: Error) => err instanceof RangeError && /maxVram/.test(err.message),
-  );
-});
+    // The same reservation fits on device 0, whose budget is its own.
+    const g0 = createContext("g2", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED, device: 0 });
+    assert.equal(getAvailableVram(0), 32 * MB);
+    // Allocations are charged to the device of their context.
+    const be = createContext("be1", { maxVram: 16 * MB, qos: QoSPolicy.BEST_EFFORT, device: 1 });
+    assert.throws(() => be.alloc(MB), { name: "VramBudgetExceededError" });
+    const buf = g0.alloc(8 * MB);
+    assert.equal(getAvailableVram(0), 32 * MB, "inside its reservation");
+    buf.free();
+    g.destroy();
+    assert.equal(getAvailableVram(1), 32 * MB);
+    be.alloc(MB).free();
+    // Names are unique across devices.
+    assert.throws(() => createContext("g2", { maxVram: MB, device: 1 }), /already in use/);
+    for (const bad of [2, -1, 0.5]) {
+      assert.throws(
+        () => getAvailableVram(bad),
+        (e: Error) => e instanceof RangeError && /device/.test(e.message),
+      );
+    }
+    assert.throws(
+      () => getAvailableVram("1" as never),
+      (e: Error) => e instanceof TypeError && /device/.test(e.message),
+    );
+  },
+);
 
-multiDeviceTest("waitEvent orders a context's stream after another device's work", async (sched, backend) => {
-  const producer = createContext("producer", { maxVram: 8 * MB, device: 0 });
-  const consumer = createContext("consumer", { maxVram: 8 * MB, device: 1 });
-  const count = 1024;
-  const src = producer.alloc(count * 4);
-  const dst = consumer.alloc(count * 4);
-  await src.write(new Uint32Array(count));
-  await dst.write(new Uint32Array(count));
-  // The producer's fill runs late; without the wait the consumer's copy would read zeros.
-  spin(backend, producer.stream.handle, 100);
-  assert.equal(kernels(backend).gs_fill_u32(producer.stream.handle, src.ptr, 7, BigInt(count)), 0);
-  const ready = recordEvent(producer);
-  assert.equal(ready.device, 0);
-  waitEvent(consumer, ready);
-  copyDeviceToDevice(dst.ptr, 0, src.ptr, 0, count * 4, consumer.stream.nativeHandle("copy"));
-  await consumer.stream.synchronize();
-  const out = new Uint32Array(count);
-  await dst.read(out);
-  assert.ok(out.every((v, i) => v === 7 + i), `copy ran before the producer's fill: ${out[1]}`);
-  // An event recorded on a stream of the other device moves there.
-  const ev = sched.createEvent();
-  ev.record(consumer.stream);
-  assert.equal(ev.device, 1);
-  ev.wait(producer.stream);
-  await ev.synchronize();
-  ev.destroy();
-});
+multiDeviceTest(
+  'device: "auto" takes the device left with the most unreserved memory, ties to the lowest index',
+  () => {
+    const a = createContext("a", { maxVram: 40 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" });
+    assert.equal(a.device, 0, "a tie goes to the lowest index");
+    const b = createContext("b", { maxVram: 40 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" });
+    assert.equal(b.device, 1);
+    const c = createContext("c", { maxVram: 64 * MB, baseVram: 20 * MB, device: "auto" });
+    assert.equal(c.device, 0, "24 MiB unreserved on both: the lowest index");
+    const e = createContext("e", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT, device: "auto" });
+    assert.equal(e.device, 1, "4 MiB unreserved on device 0, 24 on device 1");
+    assert.throws(
+      () => createContext("d", { maxVram: 30 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" }),
+      (err: Error) => err instanceof AdmissionError && /auto/.test(err.message),
+    );
+    // Nothing was made: the name is free, the budgets unchanged.
+    assert.equal(getAvailableVram(0), 4 * MB);
+    assert.equal(getAvailableVram(1), 24 * MB);
+    const d = createContext("d", { maxVram: 20 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" });
+    assert.equal(d.device, 1);
+    // A reservation freed on one device makes it the better choice.
+    a.destroy();
+    assert.equal(
+      createContext("f", { maxVram: 10 * MB, qos: QoSPolicy.GUARANTEED, device: "auto" }).device,
+      0,
+    );
+    // Bad device values name the option.
+    const bad: [unknown, ErrorConstructor][] = [
+      [2, RangeError],
+      [-1, RangeError],
+      [1.5, RangeError],
+      ["1", TypeError],
+      ["AUTO", TypeError],
+      [null, TypeError],
+    ];
+    for (const [device, kind] of bad) {
+      assert.throws(
+        () => createContext("bad", { maxVram: MB, device: device as never }),
+        (err: Error) => err instanceof kind && /device/.test(err.message),
+        Deno.inspect(device),
+      );
+    }
+    // Other bad options with "auto" still report themselves.
+    assert.throws(
+      () => createContext("bad", { maxVram: -1, device: "auto" }),
+      (err: Error) => err instanceof RangeError && /maxVram/.test(err.message),
+    );
+  },
+);
 
-multiDeviceTest("copyFrom copies within a device and across devices, with offsets and defaults", async () => {
-  const a = createContext("a", { maxVram: 16 * MB, device: 0 });
-  const a2 = createContext("a2", { maxVram: 16 * MB, device: 0 });
-  const b = createContext("b", { maxVram: 16 * MB, device: 1 });
-  const n = 256 * 1024 + 3; // not a size class
-  const data = randomBytes(n, 5);
-  const src = a.alloc(n);
-  await src.write(data);
-  for (const dst of [a.alloc(n), a2.alloc(n), b.alloc(n)]) {
+multiDeviceTest(
+  "waitEvent orders a context's stream after another device's work",
+  async (sched, backend) => {
+    const producer = createContext("producer", { maxVram: 8 * MB, device: 0 });
+    const consumer = createContext("consumer", { maxVram: 8 * MB, device: 1 });
+    const count = 1024;
+    const src = producer.alloc(count * 4);
+    const dst = consumer.alloc(count * 4);
+    await src.write(new Uint32Array(count));
+    await dst.write(new Uint32Array(count));
+    // The producer's fill runs late; without the wait the consumer's copy would read zeros.
+    spin(backend, producer.stream.handle, 100);
+    assert.equal(
+      kernels(backend).gs_fill_u32(producer.stream.handle, src.ptr, 7, BigInt(count)),
+      0,
+    );
+    const ready = recordEvent(producer);
+    assert.equal(ready.device, 0);
+    waitEvent(consumer, ready);
+    copyDeviceToDevice(dst.ptr, 0, src.ptr, 0, count * 4, consumer.stream.nativeHandle("copy"));
+    await consumer.stream.synchronize();
+    const out = new Uint32Array(count);
+    await dst.read(out);
+    assert.ok(out.every((v, i) => v === 7 + i), `copy ran before the producer's fill: ${out[1]}`);
+    // An event recorded on a stream of the other device moves there.
+    const ev = sched.createEvent();
+    ev.record(consumer.stream);
+    assert.equal(ev.device, 1);
+    ev.wait(producer.stream);
+    await ev.synchronize();
+    ev.destroy();
+  },
+);
+
+multiDeviceTest(
+  "copyFrom copies within a device and across devices, with offsets and defaults",
+  async () => {
+    const a = createContext("a", { maxVram: 16 * MB, device: 0 });
+    const a2 = createContext("a2", { maxVram: 16 * MB, device: 0 });
+    const b = createContext("b", { maxVram: 16 * MB, device: 1 });
+    const n = 256 * 1024 + 3; // not a size class
+    const data = randomBytes(n, 5);
+    const src = a.alloc(n);
+    await src.write(data);
+    for (const dst of [a.alloc(n), a2.alloc(n), b.alloc(n)]) {
+      await dst.copyFrom(src);
+      const out = new Uint8Array(n);
+      await dst.read(out);
+      assert.deepEqual(out, data);
+    }
+    // Offsets and an explicit length, across devices.
+    const dst = b.alloc(1000);
+    await dst.write(new Uint8Array(1000));
+    await dst.copyFrom(src, { srcOffset: 10, offset: 100, bytes: 500 });
+    const out = new Uint8Array(1000);
+    await dst.read(out);
+    assert.deepEqual(out.subarray(100, 600), data.subarray(10, 510));
+    assert.ok(
+      out.subarray(0, 100).every((v) => v === 0) && out.subarray(600).every((v) => v === 0),
+    );
+    // bytes defaults to what is left of the source after srcOffset.
+    const tail = b.alloc(100);
+    await tail.copyFrom(src, { srcOffset: n - 100 });
+    const t = new Uint8Array(100);
+    await tail.read(t);
+    assert.deepEqual(t, data.subarray(n - 100));
+    // Zero bytes is a no-op, also at the very end.
+    await tail.copyFrom(src, { srcOffset: n, bytes: 0 });
+    // Non-overlapping ranges of one buffer.
+    await src.copyFrom(src, { srcOffset: 0, offset: 1000, bytes: 1000 });
+    const self = new Uint8Array(1000);
+    await src.read(self, { offset: 1000 });
+    assert.deepEqual(self, data.subarray(0, 1000));
+  },
+);
+
+multiDeviceTest(
+  "copyFrom waits for both streams' queued work, and later work waits for it",
+  async (_s, backend) => {
+    const a = createContext("a", { maxVram: 8 * MB, device: 0 });
+    const b = createContext("b", { maxVram: 8 * MB, device: 1 });
+    const n = 4096;
+    const src = a.alloc(n);
+    const dst = b.alloc(n);
+    const first = randomBytes(n, 1);
+    const second = randomBytes(n, 2);
+    // A write still queued behind slow work on the source's stream is in the copy.
+    spin(backend, a.stream.handle, 100);
+    const written = src.write(first);
+    await dst.copyFrom(src);
+    await written;
+    const out = new Uint8Array(n);
+    await dst.read(out);
+    assert.deepEqual(out, first, "the copy ran before the source's queued write");
+    // The destination's stream is slow now: a write to the source queued
+    // after copyFrom was called must not overtake the copy's read.
+    spin(backend, b.stream.handle, 100);
+    const copied = dst.copyFrom(src);
+    const overwritten = src.write(second);
+    await Promise.all([copied, overwritten]);
+    await dst.read(out);
+    assert.deepEqual(out, first, "a later write to the source overtook the copy");
+  },
+);
+
+multiDeviceTest(
+  "copyFrom restores evicted buffers and works on PoolBlocks of standalone pools",
+  async () => {
+    const a = createContext("a", { maxVram: 8 * MB, device: 0 });
+    const b = createContext("b", { maxVram: 8 * MB, device: 1 });
+    const n = MB;
+    const data = randomBytes(n, 9);
+    const src = a.alloc(n, { evictable: true });
+    await src.write(data);
+    const dst = b.alloc(n, { evictable: true });
+    a.pool.evict(n);
+    b.pool.evict(n);
+    assert.equal(src.state, "evicted");
+    assert.equal(dst.state, "evicted");
     await dst.copyFrom(src);
     const out = new Uint8Array(n);
     await dst.read(out);
     assert.deepEqual(out, data);
-  }
-  // Offsets and an explicit length, across devices.
-  const dst = b.alloc(1000);
-  await dst.write(new Uint8Array(1000));
-  await dst.copyFrom(src, { srcOffset: 10, offset: 100, bytes: 500 });
-  const out = new Uint8Array(1000);
-  await dst.read(out);
-  assert.deepEqual(out.subarray(100, 600), data.subarray(10, 510));
-  assert.ok(out.subarray(0, 100).every((v) => v === 0) && out.subarray(600).every((v) => v === 0));
-  // bytes defaults to what is left of the source after srcOffset.
-  const tail = b.alloc(100);
-  await tail.copyFrom(src, { srcOffset: n - 100 });
-  const t = new Uint8Array(100);
-  await tail.read(t);
-  assert.deepEqual(t, data.subarray(n - 100));
-  // Zero bytes is a no-op, also at the very end.
-  await tail.copyFrom(src, { srcOffset: n, bytes: 0 });
-  // Non-overlapping ranges of one buffer.
-  await src.copyFrom(src, { srcOffset: 0, offset: 1000, bytes: 1000 });
-  const self = new Uint8Array(1000);
-  await src.read(self, { offset: 1000 });
-  assert.deepEqual(self, data.subarray(0, 1000));
-});
-
-multiDeviceTest("copyFrom waits for both streams' queued work, and later work waits for it", async (_s, backend) => {
-  const a = createContext("a", { maxVram: 8 * MB, device: 0 });
-  const b = createContext("b", { maxVram: 8 * MB, device: 1 });
-  const n = 4096;
-  const src = a.alloc(n);
-  const dst = b.alloc(n);
-  const first = randomBytes(n, 1);
-  const second = randomBytes(n, 2);
-  // A write still queued behind slow work on the source's stream is in the copy.
-  spin(backend, a.stream.handle, 100);
-  const written = src.write(first);
-  await dst.copyFrom(src);
-  await written;
-  const out = new Uint8Array(n);
-  await dst.read(out);
-  assert.deepEqual(out, first, "the copy ran before the source's queued write");
-  // The destination's stream is slow now: a write to the source queued
-  // after copyFrom was called must not overtake the copy's read.
-  spin(backend, b.stream.handle, 100);
-  const copied = dst.copyFrom(src);
-  const overwritten = src.write(second);
-  await Promise.all([copied, overwritten]);
-  await dst.read(out);
-  assert.deepEqual(out, first, "a later write to the source overtook the copy");
-});
-
-multiDeviceTest("copyFrom restores evicted buffers and works on PoolBlocks of standalone pools", async () => {
-  const a = createContext("a", { maxVram: 8 * MB, device: 0 });
-  const b = createContext("b", { maxVram: 8 * MB, device: 1 });
-  const n = MB;
-  const data = randomBytes(n, 9);
-  const src = a.alloc(n, { evictable: true });
-  await src.write(data);
-  const dst = b.alloc(n, { evictable: true });
-  a.pool.evict(n);
-  b.pool.evict(n);
-  assert.equal(src.state, "evicted");
-  assert.equal(dst.state, "evicted");
-  await dst.copyFrom(src);
-  const out = new Uint8Array(n);
-  await dst.read(out);
-  assert.deepEqual(out, data);
-  // Standalone pool blocks and context buffers mix.
-  const pool = new MemoryPool({ quota: 4 * MB, enableEviction: true });
-  const block = pool.allocate(n);
-  await block.copyFrom(dst);
-  const fromBlock = new Uint8Array(n);
-  await block.read(fromBlock);
-  assert.deepEqual(fromBlock, data);
-  const back = b.alloc(n);
-  await back.copyFrom(block);
-  await back.read(out);
-  assert.deepEqual(out, data);
-  pool.destroy();
-});
+    // Standalone pool blocks and context buffers mix.
+    const pool = new MemoryPool({ quota: 4 * MB, enableEviction: true });
+    const block = pool.allocate(n);
+    await block.copyFrom(dst);
+    const fromBlock = new Uint8Array(n);
+    await block.read(fromBlock);
+    assert.deepEqual(fromBlock, data);
+    const back = b.alloc(n);
+    await back.copyFrom(block);
+    await back.read(out);
+    assert.deepEqual(out, data);
+    pool.destroy();
+  },
+);
 
 multiDeviceTest("copyFrom refuses bad sources, options and ranges, changing nothing", async () => {
   const a = createContext("a", { maxVram: 8 * MB, device: 0 });
@@ -344,9 +388,24 @@ multiDeviceTest("copyFrom refuses bad sources, options and ranges, changing noth
   await dst.write(data);
   const cases: [unknown, unknown, ErrorConstructor, RegExp][] = [
     [src, undefined, RangeError, /offset 0 \+ bytes 1000 exceeds the destination's 500 bytes/],
-    [src, { srcOffset: 1001 }, RangeError, /srcOffset 1001 is past the end of the source's 1000 bytes/],
-    [src, { srcOffset: 900, bytes: 101 }, RangeError, /srcOffset 900 \+ bytes 101 exceeds the source's 1000 bytes/],
-    [src, { bytes: 10, offset: 491 }, RangeError, /offset 491 \+ bytes 10 exceeds the destination's 500 bytes/],
+    [
+      src,
+      { srcOffset: 1001 },
+      RangeError,
+      /srcOffset 1001 is past the end of the source's 1000 bytes/,
+    ],
+    [
+      src,
+      { srcOffset: 900, bytes: 101 },
+      RangeError,
+      /srcOffset 900 \+ bytes 101 exceeds the source's 1000 bytes/,
+    ],
+    [
+      src,
+      { bytes: 10, offset: 491 },
+      RangeError,
+      /offset 491 \+ bytes 10 exceeds the destination's 500 bytes/,
+    ],
     [src, { bytes: -1 }, RangeError, /bytes must be a non-negative integer/],
     [src, { bytes: 1.5 }, RangeError, /bytes/],
     [src, { srcOffset: "1" }, TypeError, /srcOffset must be a number/],
@@ -384,46 +443,55 @@ multiDeviceTest("copyFrom refuses bad sources, options and ranges, changing noth
   dst.free();
 });
 
-multiDeviceTest("partitions are per device: one manager per device, contexts bind to their device's", () => {
-  const one = new PartitionManager(new PartitionConfig({ totalMemory: 32 * MB, device: 1 }));
-  assert.equal(one.device, 1);
-  one.createPartition("infer", "Inference", new PartitionLimits().memory(16 * MB).compute(0.5));
-  assert.throws(
-    () => new PartitionManager(new PartitionConfig({ device: 1 })),
-    (e: Error) => e instanceof SchedulerError && /device 1 already has a PartitionManager/.test(e.message),
-  );
-  const zero = new PartitionManager(new PartitionConfig({ totalMemory: 32 * MB }));
-  assert.equal(zero.device, 0);
-  assert.equal(zero.listPartitions().length, 0);
-  const ctx = createContext("on-one", { maxVram: MB, device: 1, partition: "infer" });
-  assert.equal(ctx.stream.partition, "infer");
-  assert.equal(ctx.stream.device, 1);
-  assert.throws(
-    () => createContext("on-zero", { maxVram: MB, device: 0, partition: "infer" }),
-    (e: Error) => e instanceof RangeError && /unknown partition "infer"/.test(e.message),
-  );
-  // Memory over-subscription is per device.
-  assert.throws(
-    () => one.createPartition("big", "Big", new PartitionLimits().memory(17 * MB)),
-    AdmissionError,
-  );
-  zero.createPartition("big", "Big", new PartitionLimits().memory(17 * MB));
-  assert.throws(() => new PartitionConfig({ device: -1 }), RangeError);
-  assert.throws(() => new PartitionConfig({ device: "1" as never }), TypeError);
-  zero.close();
-  assert.throws(
-    () => new PartitionManager(new PartitionConfig({ device: 2 })),
-    (e: Error) => e instanceof RangeError && /device must be a device index from 0 to 1, got 2/.test(e.message),
-  );
-  ctx.destroy();
-  one.close();
-});
+multiDeviceTest(
+  "partitions are per device: one manager per device, contexts bind to their device's",
+  () => {
+    const one = new PartitionManager(new PartitionConfig({ totalMemory: 32 * MB, device: 1 }));
+    assert.equal(one.device, 1);
+    one.createPartition("infer", "Inference", new PartitionLimits().memory(16 * MB).compute(0.5));
+    assert.throws(
+      () => new PartitionManager(new PartitionConfig({ device: 1 })),
+      (e: Error) =>
+        e instanceof SchedulerError && /device 1 already has a PartitionManager/.test(e.message),
+    );
+    const zero = new PartitionManager(new PartitionConfig({ totalMemory: 32 * MB }));
+    assert.equal(zero.device, 0);
+    assert.equal(zero.listPartitions().length, 0);
+    const ctx = createContext("on-one", { maxVram: MB, device: 1, partition: "infer" });
+    assert.equal(ctx.stream.partition, "infer");
+    assert.equal(ctx.stream.device, 1);
+    assert.throws(
+      () => createContext("on-zero", { maxVram: MB, device: 0, partition: "infer" }),
+      (e: Error) => e instanceof RangeError && /unknown partition "infer"/.test(e.message),
+    );
+    // Memory over-subscription is per device.
+    assert.throws(
+      () => one.createPartition("big", "Big", new PartitionLimits().memory(17 * MB)),
+      AdmissionError,
+    );
+    zero.createPartition("big", "Big", new PartitionLimits().memory(17 * MB));
+    assert.throws(() => new PartitionConfig({ device: -1 }), RangeError);
+    assert.throws(() => new PartitionConfig({ device: "1" as never }), TypeError);
+    zero.close();
+    assert.throws(
+      () => new PartitionManager(new PartitionConfig({ device: 2 })),
+      (e: Error) =>
+        e instanceof RangeError &&
+        /device must be a device index from 0 to 1, got 2/.test(e.message),
+    );
+    ctx.destroy();
+    one.close();
+  },
+);
 
 multiDeviceTest("streams and events are created on the device asked for", async (sched) => {
   const s = sched.createStream({ device: 1 });
   assert.equal(s.device, 1);
   assert.equal(sched.createStream().device, 0);
-  assert.throws(() => sched.createStream({ device: 2 }), (e: Error) => e instanceof RangeError && /device/.test(e.message));
+  assert.throws(
+    () => sched.createStream({ device: 2 }),
+    (e: Error) => e instanceof RangeError && /device/.test(e.message),
+  );
   const ev = sched.createEvent({ device: 1 });
   assert.equal(ev.device, 1);
   ev.record(s);
@@ -432,27 +500,31 @@ multiDeviceTest("streams and events are created on the device asked for", async 
   assert.throws(() => sched.memoryInfo(7), RangeError);
 });
 
-backendTest("copyFrom on one device: contexts, offsets, ordering and bad ranges", async (_sched) => {
-  const a = createContext("a", { maxVram: 16 * MB });
-  const b = createContext("b", { maxVram: 16 * MB });
-  const n = 3 * MB + 5;
-  const data = randomBytes(n, 21);
-  const src = a.alloc(n, { evictable: true });
-  const written = src.write(data); // still queued when the copy is called
-  const same = a.alloc(n);
-  const other = b.alloc(n);
-  await Promise.all([same.copyFrom(src), other.copyFrom(src), written]);
-  for (const dst of [same, other]) {
-    const out = new Uint8Array(n);
-    await dst.read(out);
-    assert.deepEqual(out, data);
-  }
-  const part = b.alloc(MB);
-  await part.copyFrom(src, { srcOffset: 7, offset: 3, bytes: MB - 3 });
-  const out = new Uint8Array(MB - 3);
-  await part.read(out, { offset: 3 });
-  assert.deepEqual(out, data.subarray(7, 7 + MB - 3));
-  await assert.rejects(() => part.copyFrom(src), RangeError);
-  await assert.rejects(() => part.copyFrom(src, { srcOffset: n + 1, bytes: 0 }), RangeError);
-  await assert.rejects(() => part.copyFrom({} as never), TypeError);
-}, { hostMemory: 64 * MB });
+backendTest(
+  "copyFrom on one device: contexts, offsets, ordering and bad ranges",
+  async (_sched) => {
+    const a = createContext("a", { maxVram: 16 * MB });
+    const b = createContext("b", { maxVram: 16 * MB });
+    const n = 3 * MB + 5;
+    const data = randomBytes(n, 21);
+    const src = a.alloc(n, { evictable: true });
+    const written = src.write(data); // still queued when the copy is called
+    const same = a.alloc(n);
+    const other = b.alloc(n);
+    await Promise.all([same.copyFrom(src), other.copyFrom(src), written]);
+    for (const dst of [same, other]) {
+      const out = new Uint8Array(n);
+      await dst.read(out);
+      assert.deepEqual(out, data);
+    }
+    const part = b.alloc(MB);
+    await part.copyFrom(src, { srcOffset: 7, offset: 3, bytes: MB - 3 });
+    const out = new Uint8Array(MB - 3);
+    await part.read(out, { offset: 3 });
+    assert.deepEqual(out, data.subarray(7, 7 + MB - 3));
+    await assert.rejects(() => part.copyFrom(src), RangeError);
+    await assert.rejects(() => part.copyFrom(src, { srcOffset: n + 1, bytes: 0 }), RangeError);
+    await assert.rejects(() => part.copyFrom({} as never), TypeError);
+  },
+  { hostMemory: 64 * MB },
+);
