@@ -75,8 +75,8 @@ export {
 export {
   type BlockPin,
   type BlockState,
-  PoolBlock,
   type CopyFromOptions,
+  PoolBlock,
   type TransferOptions,
 } from "./src/engine/pool_block.ts";
 export {
