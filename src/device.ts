@@ -57,7 +57,22 @@ const decoder = new TextDecoder();
  * act on their own device whatever the current one is).
  */
 export function useDevice(device: number): void {
+  if (device === current) return;
   unwrap(lib().sched_set_device(device), `Cannot use device ${device}`);
+  current = device;
+}
+
+/**
+ * libsched's current device on this thread as last set here (each
+ * JavaScript thread has its own copy of this module and its own libsched
+ * current device), so that creating objects on one device costs no FFI
+ * call per object; -1 when unknown.
+ */
+let current = -1;
+
+/** Forgets the cached current device: `sched_init` resets it to the default device. */
+export function forgetCurrentDevice(): void {
+  current = -1;
 }
 
 /** Reads sched_device_info for device `id` of the initialized backend. */

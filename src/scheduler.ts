@@ -11,6 +11,7 @@ import {
   type DeviceInfo,
   type MemoryInfo,
   readDeviceCount,
+  forgetCurrentDevice,
   readDeviceInfo,
   readMemoryInfo,
   useDevice,
@@ -413,6 +414,7 @@ export function initialize(options?: InitializeOptions): Scheduler {
     else throw new SchedulerError(`${INIT}: no usable CUDA device: ${reason}`);
   }
   const backendId = backend === "cuda" ? BackendId.CUDA : BackendId.HOST;
+  forgetCurrentDevice();
   const status = lib().sched_init_devices(backendId, deviceId, hostDevices, BigInt(hostMemory));
   if (status === Status.ALREADY_INITIALIZED) {
     throw new SchedulerError(`${INIT}: libsched is already initialized by another user of it`);
