@@ -70,8 +70,20 @@ function requireContext(ctx: unknown, doing: string): ExecutionContext {
  * destroyContext(tts);
  * shutdown();
  * ```
- * @throws {TypeError | RangeError} for bad options, naming the option
- * @throws {AdmissionError} when its reservation cannot be honoured
+ *
+ * @example On several devices
+ * ```ts
+ * import { createContext, GB, initialize, QoSPolicy, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host", hostDevices: 2, hostMemory: 8 * GB });
+ * const llm = createContext("llm", { maxVram: 6 * GB, qos: QoSPolicy.GUARANTEED, device: 0 });
+ * const tts = createContext("tts", { maxVram: 4 * GB, qos: QoSPolicy.GUARANTEED, device: "auto" });
+ * assert.equal(llm.device, 0);
+ * assert.equal(tts.device, 1); // 2 GiB left unreserved on device 0, 4 GiB on device 1
+ * shutdown();
+ * ```
+ * @throws {TypeError | RangeError} for bad options, naming the option (a bad `device` index too)
+ * @throws {AdmissionError} when its reservation cannot be honoured (with `"auto"`: on no device)
  */
 export function createContext(name: string, options: ContextOptions): ExecutionContext {
   const scheduler = getScheduler();

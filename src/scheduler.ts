@@ -9,9 +9,9 @@
 
 import {
   type DeviceInfo,
+  forgetCurrentDevice,
   type MemoryInfo,
   readDeviceCount,
-  forgetCurrentDevice,
   readDeviceInfo,
   readMemoryInfo,
   useDevice,

@@ -39,6 +39,7 @@ const LIMITS = "Cannot set partition limits";
  * const config = new PartitionConfig({ totalMemory: 8 * GB });
  * console.assert(config.totalMemory === 8 * GB);
  * console.assert(new PartitionConfig().totalMemory === undefined); // the scheduler's memoryLimit
+ * console.assert(new PartitionConfig({ device: 1 }).device === 1); // a manager for device 1
  * ```
  */
 export class PartitionConfig {
