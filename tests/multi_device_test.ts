@@ -528,3 +528,31 @@ backendTest(
   },
   { hostMemory: 64 * MB },
 );
+
+multiDeviceTest(
+  "teardown while copyFrom is in flight: destroying either context or shutting down loses nothing",
+  async (sched, backend) => {
+    const a = createContext("a", { maxVram: 8 * MB, device: 0 });
+    const b = createContext("b", { maxVram: 8 * MB, device: 1 });
+    const src = a.alloc(MB), dst = b.alloc(MB);
+    spin(backend, b.stream.handle, 50);
+    const intoDestroyed = dst.copyFrom(src);
+    b.destroy(); // the destination's context, mid-copy
+    await intoDestroyed;
+    const c = createContext("c", { maxVram: 8 * MB, device: 1 });
+    const into = c.alloc(MB);
+    spin(backend, c.stream.handle, 50);
+    const fromDestroyed = into.copyFrom(src);
+    a.destroy(); // the source's context, mid-copy
+    await fromDestroyed;
+    assert.equal(getAvailableVram(0), 64 * MB, "device 0 got everything back");
+    const d = createContext("d", { maxVram: 8 * MB, device: 0 });
+    const last = d.alloc(MB);
+    spin(backend, c.stream.handle, 50);
+    const pending = into.copyFrom(last);
+    sched.shutdown();
+    await pending;
+    // A scheduler can start again on both devices.
+    initialize({ backend, hostDevices: 2, hostMemory: 64 * MB, memoryLimit: 64 * MB });
+  },
+);
