@@ -75,6 +75,10 @@ typedef struct backend_ops {
    * in order on stream (of either device). */
   int32_t (*memcpy_peer)(void *dst, int32_t dst_device, const void *src, int32_t src_device, uint64_t bytes,
                          void *stream);
+
+  /* Tests only: arms `count` failures of `kind` (already checked). NULL
+   * where the backend has no fault injection (cuda). */
+  void (*inject_fault)(int32_t kind, uint32_t count);
 } backend_ops;
 
 /* Defined by each backend. cuda_backend_ops() returns NULL when the CUDA

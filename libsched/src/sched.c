@@ -895,15 +895,13 @@ SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, 
 
 /* ---------------------------------------------------------- fault injection */
 
-void host_faults_arm(int32_t kind, uint32_t count);
-
 SCHED_API int32_t sched_host_inject_fault(int32_t kind, uint32_t count) {
   REQUIRE_INIT();
-  if (active_backend != SCHED_BACKEND_HOST)
+  if (B->inject_fault == NULL)
     return sched_fail(SCHED_ERR_UNSUPPORTED, "Fault injection exists only on the host backend");
   if (kind < SCHED_FAULT_ALLOC || kind > SCHED_FAULT_STREAM)
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown fault kind %" PRId32 ": expected 1 (alloc), 2 (copy) or 3 (stream)", kind);
-  host_faults_arm(kind, count);
+  B->inject_fault(kind, count);
   return SCHED_OK;
 }
 

@@ -73,6 +73,7 @@ const backend_ops *host_backend_ops(void) {
     table.device_info = device_info;
     table.mem_info = mem_info;
     table.can_access_peer = can_access_peer;
+    table.inject_fault = host_faults_arm;
     host_stream_ops(&table);
     host_event_ops(&table);
     host_memory_ops(&table);
