@@ -209,10 +209,15 @@ static bool arm_all(void) {
   bool armed_all = true;
   for (watch_queue *q = active; q != NULL; q = q->next_active) {
     if (q->armed == q->head) continue;
-    /* The waker waits on a marker of the owner's device, so it lives there. */
-    if (q->waker == NULL && (cudaSetDevice(q->owner->device) != cudaSuccess ||
-                             cudaStreamCreateWithPriority(&q->waker, cudaStreamNonBlocking,
-                                                          g_cuda.priority_greatest[q->owner->device]) != cudaSuccess)) {
+    /* The waker waits on a marker of the owner's device, so it lives there,
+     * and it is used with that device current. */
+    if (cudaSetDevice(q->owner->device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      armed_all = false;
+      continue;
+    }
+    if (q->waker == NULL && cudaStreamCreateWithPriority(&q->waker, cudaStreamNonBlocking,
+                                                         g_cuda.priority_greatest[q->owner->device]) != cudaSuccess) {
       q->waker = NULL;
       (void)cudaGetLastError();
       armed_all = false;
