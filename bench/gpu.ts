@@ -338,6 +338,74 @@ for (const b of scale.filter((b) => !b.name.startsWith("setup:"))) {
 }
 const scaleBackend = scaleRun.stdout.match(/^gpusched bench: (.*)$/m)?.[1];
 
+// Compute QoS with real work (cuBLAS): bench/compute_qos.ts and its PyTorch peer.
+const qosRun: Json = jsonLine(await readStep("compute_qos.txt"));
+const qosPeer: Json = jsonLine(await readStep("compute_qos_peer.txt"));
+if (Array.isArray(qosRun.arrangements)) {
+  const by = (name: string): Json => qosRun.arrangements.find((a: Json) => a.name === name);
+  const plainQos = by("plain"), best = by("qos"), split = by("split"), fixed = by("static");
+  const x = (v: number) => `${v.toFixed(2)}x`;
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const peerUnder = num(qosPeer.underFlood?.p99);
+  rows.push({
+    area: "compute QoS",
+    measure: "GUARANTEED decode p99 under GEMM flood / alone (no reservation), compute 0.25",
+    gpusched: `${x(best.underP99Ratio)} (${us(best.underFlood.p99)}); split only ${
+      x(split.underP99Ratio)
+    }; static ${x(fixed.underP99Ratio)}; plain ${x(plainQos.underP99Ratio)}`,
+    peer: peerUnder === undefined
+      ? `not run: ${qosPeer.error}`
+      : `PyTorch priorities ${us(peerUnder)} (${qosPeer.p99Ratio.toFixed(1)}x alone)`,
+    target: "≤ 1.30x",
+    met: met(best.underP99Ratio <= 1.30),
+  });
+  rows.push({
+    area: "compute QoS",
+    measure: "GUARANTEED decode p99 alone, compute 0.25 / no reservation",
+    gpusched: `${x(best.aloneP99Ratio)} (${us(best.alone.p99)} vs ${
+      us(plainQos.alone.p99)
+    }); static ${x(fixed.aloneP99Ratio)}`,
+    peer: "",
+    target: "≤ 1.10x",
+    met: met(best.aloneP99Ratio <= 1.10),
+  });
+  rows.push({
+    area: "compute QoS",
+    measure: "BEST_EFFORT flood throughput, GUARANTEED idle / whole GPU",
+    gpusched: `${pct(best.floodIdleOfWhole)}; split only ${pct(split.floodIdleOfWhole)}; static ${
+      pct(fixed.floodIdleOfWhole)
+    }`,
+    peer: num(qosPeer.floodIdleRate) === undefined
+      ? ""
+      : `PyTorch ${qosPeer.floodIdleRate.toFixed(0)}/s (gpusched whole GPU ${
+        plainQos.floodIdleRate.toFixed(0)
+      }/s)`,
+    target: "≥ 95%",
+    met: met(best.floodIdleOfWhole >= 0.95),
+  });
+  rows.push({
+    area: "compute QoS",
+    measure: "BEST_EFFORT flood throughput, GUARANTEED decoding back to back / whole GPU",
+    gpusched: `${pct(best.floodBusyOfWhole)}; split only ${pct(split.floodBusyOfWhole)}; static ${
+      pct(fixed.floodBusyOfWhole)
+    }`,
+    peer: num(qosPeer.floodBusyRate) === undefined
+      ? ""
+      : `PyTorch ${qosPeer.floodBusyRate.toFixed(0)}/s`,
+    target: "≥ 80%",
+    met: met(best.floodBusyOfWhole >= 0.8),
+  });
+} else {
+  rows.push({
+    area: "compute QoS",
+    measure: "compute_qos.ts",
+    gpusched: String(qosRun.error),
+    peer: "",
+    target: "",
+    met: "not run",
+  });
+}
+
 // --- write and print ---------------------------------------------------------
 
 const steps = { isolationRun, evictionRun, suitesRun, scaleRun };
@@ -353,6 +421,8 @@ const results = {
   benches: suites,
   scale,
   allocPeers,
+  computeQos: qosRun,
+  computeQosPeer: qosPeer,
   steps: Object.fromEntries(
     Object.entries(steps).map(([k, s]) => [k, { ok: s.ok, file: `${OUT_DIR}/${s.file}` }]),
   ),

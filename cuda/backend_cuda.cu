@@ -546,6 +546,7 @@ static const backend_ops g_cuda_ops = {
 
     cuda_partition_create,
     cuda_partition_destroy,
+    cuda_partition_create_set,
 
     cuda_event_create,
     cuda_event_destroy,

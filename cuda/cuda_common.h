@@ -173,6 +173,9 @@ int partitions_groups(void);
 int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
                               uint32_t *out_sm_given);
 int32_t cuda_partition_destroy(void *partition);
+/* A green context over the groups of mask of the split made at init (plus
+ * its remainder when asked), reused from a cache of recent sets. */
+int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out_partition, uint32_t *out_sm_given);
 /* A non-blocking stream in partition p (NULL: the whole device); the
  * stream holds a reference on p until partition_stream_retire. */
 int32_t partition_stream_create(cuda_partition *p, int priority, cudaStream_t *out);

@@ -71,6 +71,7 @@ struct cuda_partition {
   CUgreenCtx ctx;
   /* One for the owner, one per native stream made in it and not yet retired. */
   std::atomic<int> refcount;
+  uint32_t sm_count;             /* SMs its green context really has */
   tail_event *tails;             /* of its retired streams, not yet completed */
   cuda_partition *next_retiring; /* in `retiring` once unreferenced */
 };
@@ -79,21 +80,47 @@ struct cuda_partition {
  * no other call. */
 static driver_fns drv;
 
-/* What partitions_init learned about one device: partitions are per device. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static cuda_partition *retiring;
+
+/* The one split that every SM set (sched_partition_create_sets) is made
+ * from, taken at init: groups of `granularity` SMs in split order, and the
+ * SMs left over. Sets of one split may share a descriptor; sets of
+ * different splits may not, and a split costs nothing, but a green context
+ * does (a wait for the device to drain), so sets are cached below. */
+#define MAX_SET_GROUPS 64
+
+/* The most recently used SM sets, each holding one reference on its green
+ * context, so that a layout change back to a set seen before (a
+ * reservation made again, a partition deleted and re-created) makes no new
+ * green context. Touched only by calls of the dispatch layer (one JS
+ * thread) and at shutdown. */
+#define SET_CACHE_SIZE 8
+struct cached_set {
+  uint64_t mask;
+  bool with_remainder;
+  cuda_partition *partition;
+  uint64_t last_used;
+};
+
+/* What partitions_init learned about one device, and its split and SM-set
+ * cache: partitions are per device. */
 struct device_layout {
   bool available;
   char unavailable_reason[256];
   int granularity;
   int groups_total;
   CUdevice device;
+  CUdevResource split_groups[MAX_SET_GROUPS];
+  CUdevResource split_remainder;
+  bool split_has_remainder;
+  cached_set set_cache[SET_CACHE_SIZE];
+  uint64_t set_clock;
 };
 static device_layout layouts[SCHED_MAX_DEVICES];
 
 /* The layout of the device the current call acts on. */
 static device_layout *here(void) { return &layouts[sched_acting_device()]; }
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static cuda_partition *retiring;
 
 static int32_t cu_status(CUresult r) {
   switch (r) {
@@ -193,7 +220,27 @@ void partitions_init(void) {
     return;
   }
   here()->granularity = (int)first.sm.smCount;
-  here()->groups_total = (int)groups;
+  here()->groups_total = (int)(groups > MAX_SET_GROUPS ? MAX_SET_GROUPS : groups);
+  memset(here()->split_groups, 0, sizeof here()->split_groups);
+  memset(&here()->split_remainder, 0, sizeof here()->split_remainder);
+  memset(here()->set_cache, 0, sizeof here()->set_cache);
+  here()->set_clock = 0;
+  unsigned int made = (unsigned int)here()->groups_total;
+  CUdevResource *all_groups = (CUdevResource *)calloc(groups, sizeof *all_groups);
+  if (all_groups == NULL) {
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "out of host memory splitting the SMs");
+    return;
+  }
+  unsigned int count = groups;
+  r = drv.sm_resource_split_by_count(all_groups, &count, &all, &here()->split_remainder, SPLIT_FLAGS, (unsigned int)here()->granularity);
+  if (r != CUDA_SUCCESS || count < made) {
+    free(all_groups);
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "the driver cannot split this device's SMs into groups");
+    return;
+  }
+  memcpy(here()->split_groups, all_groups, made * sizeof *all_groups);
+  free(all_groups);
+  here()->split_has_remainder = here()->split_remainder.type == CU_DEV_RESOURCE_TYPE_SM && here()->split_remainder.sm.smCount > 0;
   here()->available = true;
 }
 
@@ -231,6 +278,16 @@ static bool drop_completed_tails(cuda_partition *p, bool wait) {
 }
 
 void partitions_reap(bool wait) {
+  if (wait) {
+    /* Shutdown: the caches' references are the last ones, on every device. */
+    for (int d = 0; d < SCHED_MAX_DEVICES; d++) {
+      for (int i = 0; i < SET_CACHE_SIZE; i++) {
+        cuda_partition *p = layouts[d].set_cache[i].partition;
+        layouts[d].set_cache[i].partition = NULL;
+        if (p != NULL) partition_release(p);
+      }
+    }
+  }
   pthread_mutex_lock(&lock);
   for (cuda_partition **link = &retiring; *link != NULL;) {
     cuda_partition *p = *link;
@@ -326,6 +383,7 @@ static int32_t make_partition(CUdevResource *resources, unsigned int count, cuda
                              : sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory for a partition");
   }
   p->ctx = ctx;
+  p->sm_count = got.sm.smCount;
   p->refcount.store(1, std::memory_order_relaxed);
   *out = p;
   *out_sms = got.sm.smCount;
@@ -413,5 +471,56 @@ int32_t cuda_partition_destroy(void *partition) {
   BIND_DEVICE();
   partition_release((cuda_partition *)partition);
   partitions_reap(false);
+  return SCHED_OK;
+}
+
+int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out_partition, uint32_t *out_sm_given) {
+  BIND_DEVICE();
+  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
+  partitions_reap(false);
+  bool remainder = with_remainder && here()->split_has_remainder;
+  here()->set_clock++;
+  for (int i = 0; i < SET_CACHE_SIZE; i++) {
+    cached_set *c = &here()->set_cache[i];
+    if (c->partition == NULL || c->mask != mask || c->with_remainder != remainder) continue;
+    c->last_used = here()->set_clock;
+    c->partition->refcount.fetch_add(1, std::memory_order_relaxed);
+    *out_partition = c->partition;
+    *out_sm_given = c->partition->sm_count;
+    return SCHED_OK;
+  }
+  CUdevResource res[MAX_SET_GROUPS + 1];
+  unsigned int count = 0;
+  for (int g = 0; g < here()->groups_total; g++) {
+    if ((mask >> g) & 1u) res[count++] = here()->split_groups[g];
+  }
+  if (count == 0 && !remainder) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "An SM set must name at least one SM");
+  cuda_partition *p = NULL;
+  uint32_t sms = 0;
+  int32_t status = SCHED_ERR_BACKEND;
+  if (remainder) {
+    res[count] = here()->split_remainder;
+    status = make_partition(res, count + 1, &p, &sms);
+  }
+  /* A descriptor may refuse the remainder next to groups (see make_rest). */
+  if (status != SCHED_OK && count > 0) status = make_partition(res, count, &p, &sms);
+  if (status != SCHED_OK) {
+    return count > 0 ? status : sched_fail(SCHED_ERR_INVALID_ARGUMENT, "The SMs left over make no green context");
+  }
+  /* The cache keeps the reference make_partition gave; the caller gets one more. */
+  int slot = 0;
+  for (int i = 0; i < SET_CACHE_SIZE; i++) {
+    if (here()->set_cache[i].partition == NULL) {
+      slot = i;
+      break;
+    }
+    if (here()->set_cache[i].last_used < here()->set_cache[slot].last_used) slot = i;
+  }
+  cuda_partition *evicted = here()->set_cache[slot].partition;
+  here()->set_cache[slot] = cached_set{mask, remainder, p, here()->set_clock};
+  if (evicted != NULL) partition_release(evicted);
+  p->refcount.fetch_add(1, std::memory_order_relaxed);
+  *out_partition = p;
+  *out_sm_given = sms;
   return SCHED_OK;
 }

@@ -83,7 +83,7 @@ export interface PartitionBinding {
    *
    * @throws {RangeError} when no partition has that id
    */
-  nativePartition(partition: string | undefined, doing: string): number;
+  nativePartition(partition: string | undefined, doing: string, reservation?: object): number;
 }
 
 /** Options of `Scheduler.createEvent()`. */
@@ -130,6 +130,8 @@ export class Scheduler implements Owner {
   #live = new Set<Owned>();
   #streams = new Set<Stream>();
   #partitions: (PartitionBinding | undefined)[];
+  /** Streams of contexts with a compute reservation, to their reservation. */
+  #reservations = new WeakMap<Stream, object>();
   #nextStreamId = 1;
   #active = true;
 
@@ -235,14 +237,24 @@ export class Scheduler implements Owner {
     for (const stream of this.#streams) {
       if (stream.device !== device) continue;
       stream.rebind(
-        this.#nativePartition(stream.partition, "move a stream to its partition", device),
+        this.#nativePartition(
+          stream.partition,
+          "move a stream to its partition",
+          device,
+          this.#reservations.get(stream),
+        ),
       );
     }
   }
 
-  #nativePartition(partition: string | undefined, doing: string, device: number): number {
+  #nativePartition(
+    partition: string | undefined,
+    doing: string,
+    device: number,
+    reservation?: object,
+  ): number {
     const binding = this.#partitions[device];
-    if (binding) return binding.nativePartition(partition, doing);
+    if (binding) return binding.nativePartition(partition, doing, reservation);
     if (partition === undefined) return 0;
     throw new RangeError(
       `${doing}: partition must name a partition of the PartitionManager of device ${device}, got ${
@@ -291,9 +303,10 @@ export class Scheduler implements Owner {
    * console.assert(stream.partition === "inference");
    * shutdown();
    * ```
+   * @param reservation @internal a context's compute reservation: the stream runs on its SMs and the shared ones
    * @throws {RangeError} for a priority that is not an integer, or an unknown partition
    */
-  createStream(options?: StreamOptions): Stream {
+  createStream(options?: StreamOptions, reservation?: object): Stream {
     const doing = "Cannot create a stream";
     this.assertActive("create a stream");
     const opts = requireOptions<StreamOptions>(options, doing);
@@ -306,9 +319,10 @@ export class Scheduler implements Owner {
     const partition = opts.partition === undefined
       ? undefined
       : requireNonEmptyString(opts.partition, "partition", doing);
-    const native = this.#nativePartition(partition, doing, device);
+    const native = this.#nativePartition(partition, doing, device, reservation);
     const stream = new Stream(this, this.#nextStreamId++, priority, partition, native, device);
     this.#streams.add(stream);
+    if (reservation !== undefined) this.#reservations.set(stream, reservation);
     return stream;
   }
 

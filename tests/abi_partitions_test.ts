@@ -215,3 +215,61 @@ Deno.test("sched_partition_create and sched_stream_rebind fail before sched_init
   expectStatus(lib().sched_partition_destroy(1), Status.NOT_INITIALIZED);
   expectStatus(lib().sched_stream_rebind(1, 0), Status.NOT_INITIALIZED);
 });
+
+backendTest("sched_partition_create_sets makes overlapping SM sets of one split", (sched) => {
+  if (!partitionable(sched)) return;
+  const { smGranularity: g, smGroups } = sched.device;
+  const all = (1n << BigInt(smGroups)) - 1n;
+  const reserved = 0b11n << BigInt(smGroups - 2); // the top two groups
+  const shared = all & ~reserved;
+  const masks = BigUint64Array.of(reserved | shared, shared, reserved);
+  const remainders = Uint8Array.of(1, 1, 0);
+  const handles = new Uint32Array(3);
+  const given = new Uint32Array(3);
+  expectStatus(lib().sched_partition_create_sets(masks, remainders, 3, handles, given), Status.OK);
+  assert.equal(new Set(handles).size, 3, "three distinct handles");
+  assert.equal(given[2], 2 * g, "the reserved groups alone");
+  assert.ok(given[1]! >= (smGroups - 2) * g, "the shared groups, maybe with the SMs left over");
+  assert.equal(given[0]! - given[1]!, 2 * g, "the owner's set: its groups plus the shared ones");
+  if (sched.backend === "host") assert.deepEqual([...given], [132, 116, 16]);
+  // A stream moves between overlapping sets and keeps working.
+  const s = rawStream(0, handles[1]!);
+  expectStatus(lib().sched_stream_rebind(s, handles[0]!), Status.OK);
+  spin(sched.backend, nativeOf(s), 1);
+  expectStatus(lib().sched_stream_synchronize(s), Status.OK);
+  expectStatus(lib().sched_stream_destroy(s), Status.OK);
+  for (const h of handles) expectStatus(lib().sched_partition_destroy(h), Status.OK);
+  // The same set again (reused from the cache on CUDA) is a new, working handle.
+  expectStatus(lib().sched_partition_create_sets(masks, remainders, 1, handles, given), Status.OK);
+  expectStatus(lib().sched_partition_destroy(handles[0]!), Status.OK);
+});
+
+backendTest(
+  "sched_partition_create_sets refuses empty sets and groups past the device's",
+  (sched) => {
+    if (!partitionable(sched)) return;
+    const out = new Uint32Array(2);
+    const given = new Uint32Array(2);
+    const bad = (masks: bigint[], remainders: number[], n = masks.length) =>
+      lib().sched_partition_create_sets(
+        BigUint64Array.from(masks),
+        Uint8Array.from(remainders),
+        n,
+        out,
+        given,
+      );
+    expectStatus(bad([0n], [0]), Status.INVALID_ARGUMENT, "a set of no SM");
+    expectStatus(
+      bad([1n << BigInt(sched.device.smGroups)], [0]),
+      Status.INVALID_ARGUMENT,
+      "a group past smGroups",
+    );
+    expectStatus(bad([1n, 0n], [0, 0]), Status.INVALID_ARGUMENT, "the second set empty: none made");
+    expectStatus(bad([1n], [0], 0), Status.INVALID_ARGUMENT, "n = 0");
+    if (sched.backend === "host") {
+      expectStatus(bad([0n], [1]), Status.OK, "the remainder alone is 4 SMs on the host");
+      assert.equal(given[0], 4);
+      expectStatus(lib().sched_partition_destroy(out[0]!), Status.OK);
+    }
+  },
+);

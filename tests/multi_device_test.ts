@@ -287,3 +287,33 @@ multiDeviceTest("streams and events are created on the device asked for", async 
   assert.throws(() => sched.createEvent({ device: "0" as never }), TypeError);
   assert.throws(() => sched.memoryInfo(7), RangeError);
 });
+
+multiDeviceTest("compute reservations are per device: each device keeps its own shared SMs", () => {
+  const a = createContext("a", {
+    maxVram: MB,
+    qos: QoSPolicy.GUARANTEED,
+    compute: 0.75,
+    device: 0,
+  });
+  const b = createContext("b", {
+    maxVram: MB,
+    qos: QoSPolicy.GUARANTEED,
+    compute: 0.75,
+    device: 1,
+  });
+  assert.ok(a.smCount > 0 && b.smCount === a.smCount, `${a.smCount} and ${b.smCount} SMs`);
+  assert.equal(b.stream.device, 1);
+  // A second 0.75 on device 0 would leave it no shared group: refused there, and only there.
+  assert.throws(
+    () => createContext("c", { maxVram: MB, qos: QoSPolicy.GUARANTEED, compute: 0.75, device: 0 }),
+    AdmissionError,
+  );
+  b.destroy();
+  const c = createContext("c", {
+    maxVram: MB,
+    qos: QoSPolicy.GUARANTEED,
+    compute: 0.75,
+    device: 1,
+  });
+  assert.equal(c.smCount, a.smCount);
+});

@@ -9,6 +9,7 @@
  * @module
  */
 import { alloc, type DeviceBuffer, type ExecutionContext } from "../../mod.ts";
+import { MatrixProducts } from "./blas.ts";
 import { Activation, type DemoKernels } from "./kernels.ts";
 import { Random } from "./random.ts";
 import type { TimelineRecorder } from "./timeline.ts";
@@ -62,6 +63,7 @@ export class TinyLlm {
   readonly weightBytes: number;
   readonly #ctx: ExecutionContext;
   readonly #k: DemoKernels;
+  readonly #mm: MatrixProducts;
   readonly #embedding: DeviceBuffer;
   readonly #layers: readonly Layer[];
   readonly #unembedding: DeviceBuffer;
@@ -82,6 +84,7 @@ export class TinyLlm {
   ) {
     this.#ctx = ctx;
     this.#k = k;
+    this.#mm = new MatrixProducts(ctx, k);
     this.config = config;
     this.#embedding = buffers.embedding;
     this.#layers = buffers.layers;
@@ -149,11 +152,11 @@ export class TinyLlm {
       timeline.record(this.#ctx, `token ${position + 1}`, () => {
         k.embed(stream, this.#x, this.#embedding, this.#token, WORDS.length, dim, position);
         for (const layer of this.#layers) {
-          k.matvec(stream, this.#tmp, layer.w, this.#x, dim, dim);
+          this.#mm.matvec(this.#tmp, layer.w, this.#x, dim, dim);
           k.biasAct(stream, this.#tmp, layer.b, 1, dim, Activation.TANH);
           k.add(stream, this.#x, this.#tmp, dim);
         }
-        k.matvec(stream, this.#logits, this.#unembedding, this.#x, WORDS.length, dim);
+        this.#mm.matvec(this.#logits, this.#unembedding, this.#x, WORDS.length, dim);
         k.softmaxRows(stream, this.#logits, 1, WORDS.length);
         k.argmaxRows(stream, this.#token, this.#logits, 1, WORDS.length);
       }, { position });

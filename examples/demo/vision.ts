@@ -8,6 +8,7 @@
  * @module
  */
 import { alloc, type DeviceBuffer, type ExecutionContext } from "../../mod.ts";
+import { MatrixProducts } from "./blas.ts";
 import { Activation, type DemoKernels, outSide } from "./kernels.ts";
 import { Random } from "./random.ts";
 import type { TimelineRecorder } from "./timeline.ts";
@@ -68,6 +69,7 @@ export class TinyVision {
   readonly config: VisionConfig;
   readonly #ctx: ExecutionContext;
   readonly #k: DemoKernels;
+  readonly #mm: MatrixProducts;
   readonly #w: Weights;
   readonly #a: Activations;
 
@@ -80,6 +82,7 @@ export class TinyVision {
   ) {
     this.#ctx = ctx;
     this.#k = k;
+    this.#mm = new MatrixProducts(ctx, k);
     this.config = config;
     this.#w = w;
     this.#a = a;
@@ -206,13 +209,13 @@ export class TinyVision {
     // Queued now, so the kernels below run after it (the batch is well under a staging chunk).
     const written = a.images.write(pixels);
     k.im2col(s, a.patches1, a.images, n, side, side, 1, 1);
-    k.matmul(s, a.features1, a.patches1, w.w1, n * side * side, C1, 9);
+    this.#mm.matmul(a.features1, a.patches1, w.w1, n * side * side, C1, 9);
     k.biasAct(s, a.features1, w.b1, n * side * side, C1, Activation.RELU);
     k.im2col(s, a.patches2, a.features1, n, side, side, C1, 2);
-    k.matmul(s, a.features2, a.patches2, w.w2, n * side2 * side2, C2, 9 * C1);
+    this.#mm.matmul(a.features2, a.patches2, w.w2, n * side2 * side2, C2, 9 * C1);
     k.biasAct(s, a.features2, w.b2, n * side2 * side2, C2, Activation.RELU);
     k.meanRows(s, a.pooled, a.features2, n, side2 * side2, C2);
-    k.matmul(s, a.logits, a.pooled, w.wc, n, K, C2);
+    this.#mm.matmul(a.logits, a.pooled, w.wc, n, K, C2);
     k.biasAct(s, a.logits, w.bc, n, K, Activation.NONE);
     k.softmaxRows(s, a.logits, n, K);
     k.argmaxRows(s, a.labels, a.logits, n, K);

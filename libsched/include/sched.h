@@ -248,6 +248,26 @@ SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, 
                                          uint32_t *out_sm_given);
 
 /**
+ * Makes n partitions over SM groups of ONE split of the device, made once
+ * per sched_init and reused by every call: partition i spans the groups
+ * whose bits are set in group_masks[i] (bit g: group g, g < sm_groups, at
+ * most 64 groups) plus, when with_remainder[i] is nonzero, the SMs the split
+ * leaves over. Sets may overlap (a compute reservation's set spans its own
+ * groups and the shared ones). out_partitions and out_sm_given get n
+ * entries. On cuda each is a green context over one descriptor of several
+ * resources of that split; a set equal to one made before (same groups,
+ * same remainder) reuses that green context while it lives or is cached
+ * (the 8 most recent sets stay cached), so only new sets cost a
+ * cuGreenCtxCreate and its wait for the device to go idle. The host backend
+ * only accounts (groups of 8 of 132 SMs, 4 left over). A set may be the
+ * remainder alone (mask 0); INVALID_ARGUMENT for a set of no SM or a group past
+ * sm_groups (also on cuda for a remainder alone that makes no green
+ * context); UNSUPPORTED as sched_partition_create.
+ */
+SCHED_API int32_t sched_partition_create_sets(const uint64_t *group_masks, const uint8_t *with_remainder,
+                                              uint32_t n, uint32_t *out_partitions, uint32_t *out_sm_given);
+
+/**
  * Destroys a partition. Fails with INVALID_ARGUMENT while streams are bound
  * to it; work already queued by streams that left it still completes.
  */

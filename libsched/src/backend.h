@@ -7,6 +7,8 @@
 #ifndef GPUSCHED_BACKEND_H
 #define GPUSCHED_BACKEND_H
 
+#include <stdbool.h>
+
 #include "../include/sched.h"
 
 #ifdef __cplusplus
@@ -46,6 +48,11 @@ typedef struct backend_ops {
                               uint32_t *out_sm_given);
   /* No stream is bound to it any more (streams that left may still run). */
   int32_t (*partition_destroy)(void *partition);
+  /* One partition over the groups set in mask (bit g: group g of the one
+   * split; never 0, never past sm_groups) plus the split's remainder when
+   * with_remainder; its real SM count in out_sm_given. */
+  int32_t (*partition_create_set)(uint64_t mask, bool with_remainder, void **out_partition,
+                                  uint32_t *out_sm_given);
 
   int32_t (*event_create)(uint32_t flags, void **out_event);
   int32_t (*event_destroy)(void *event);

@@ -54,7 +54,7 @@ static const backend_ops *B; /* NULL when not initialized */
 static int32_t active_backend;
 /* Per device, from device_info at init. */
 static int32_t priority_least[SCHED_MAX_DEVICES], priority_greatest[SCHED_MAX_DEVICES];
-static int32_t device_sm_count[SCHED_MAX_DEVICES];
+static int32_t device_sm_count[SCHED_MAX_DEVICES], device_sm_groups[SCHED_MAX_DEVICES];
 static int32_t device_total, default_device;
 /* Bumped by every sched_init, so a thread's current device set before a
  * shutdown does not leak into the next initialization. */
@@ -162,6 +162,7 @@ SCHED_API int32_t sched_init_devices(int32_t backend, int32_t device, int32_t ho
     priority_least[d] = info.priority_least;
     priority_greatest[d] = info.priority_greatest;
     device_sm_count[d] = info.sm_count;
+    device_sm_groups[d] = info.sm_groups;
   }
   device_total = count;
   default_device = device;
@@ -522,6 +523,59 @@ SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, 
   }
   free(objects);
   free(given);
+  free(handles);
+  return status;
+}
+
+SCHED_API int32_t sched_partition_create_sets(const uint64_t *group_masks, const uint8_t *with_remainder,
+                                              uint32_t n, uint32_t *out_partitions, uint32_t *out_sm_given) {
+  REQUIRE_INIT();
+  if (group_masks == NULL || with_remainder == NULL || out_partitions == NULL || out_sm_given == NULL)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
+                      "group_masks, with_remainder, out_partitions and out_sm_given must not be NULL");
+  if (n == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Partition count must be positive, got 0");
+  int32_t device = current_device();
+  act_on(device);
+  const int32_t groups = device_sm_groups[device];
+  if (groups <= 0)
+    return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: the device reports no SM groups");
+  const uint64_t valid = groups >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << groups) - 1);
+  for (uint32_t i = 0; i < n; i++) {
+    if (group_masks[i] == 0 && with_remainder[i] == 0)
+      return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "SM set %" PRIu32 " names no SM", i);
+    if ((group_masks[i] & ~valid) != 0)
+      return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
+                        "SM set %" PRIu32 " names a group past the device's %" PRId32 " (mask 0x%" PRIx64 ")", i,
+                        groups, group_masks[i]);
+  }
+  uint32_t *handles = calloc(n, sizeof *handles);
+  if (handles == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating %" PRIu32 " SM sets", n);
+  int32_t status = SCHED_OK;
+  for (uint32_t i = 0; i < n && status == SCHED_OK; i++) {
+    void *object = NULL;
+    status = B->partition_create_set(group_masks[i], with_remainder[i] != 0, &object, &out_sm_given[i]);
+    if (status != SCHED_OK) break;
+    partition_entry *entry = malloc(sizeof *entry);
+    if (entry != NULL) {
+      *entry = (partition_entry){object, 0, device};
+      handles[i] = handles_add(&partitions, entry);
+    }
+    if (entry == NULL || handles[i] == 0) {
+      free(entry);
+      B->partition_destroy(object);
+      status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Too many partitions: the handle table is full");
+    }
+  }
+  if (status != SCHED_OK) {
+    for (uint32_t i = 0; i < n; i++) {
+      if (handles[i] == 0) continue;
+      partition_entry *entry = handles_remove(&partitions, handles[i]);
+      B->partition_destroy(entry->backend_partition);
+      free(entry);
+    }
+  } else {
+    memcpy(out_partitions, handles, (size_t)n * sizeof *handles);
+  }
   free(handles);
   return status;
 }

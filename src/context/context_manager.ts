@@ -26,6 +26,7 @@ import { QoSPolicy } from "../engine/qos_policy.ts";
 import { QosPolicyEvaluator } from "../engine/qos_evaluator.ts";
 import { QosTaskMeta } from "../engine/qos_task.ts";
 import { createNativePool } from "../engine/native_memory.ts";
+import { parseComputeOption, reserveCompute } from "../engine/compute_reservations.ts";
 import type { Scheduler } from "../scheduler.ts";
 import {
   requireNonNegativeInteger,
@@ -51,6 +52,11 @@ export interface ContextOptions {
    * where the reservation fits and leaves the most unreserved memory.
    */
   device?: number | "auto";
+  /**
+   * GUARANTEED and BURSTABLE only: share in (0, 1) of the device's SMs
+   * reserved for it (whole SM groups); it also runs on the shared SMs.
+   */
+  compute?: number;
 }
 
 /**
@@ -186,6 +192,7 @@ export class ContextManager implements ContextHost {
     if (opts.partition !== undefined && typeof opts.partition !== "string") {
       throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
     }
+    const compute = parseComputeOption(opts.compute, qos, doing, opts.partition);
     if (this.#directory.names.has(name)) {
       throw new RangeError(`${doing}: the name is already in use`);
     }
@@ -212,14 +219,19 @@ export class ContextManager implements ContextHost {
       }
     }
     const priority = this.#evaluator.priorityBand(qos).default;
+    const reservation = compute === undefined
+      ? undefined
+      : reserveCompute(this.#scheduler, compute, doing, device);
     let stream;
     try {
       stream = this.#scheduler.createStream({
         priority,
         device,
         ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
-      });
+      }, reservation);
+      reservation?.attach(stream);
     } catch (error) {
+      reservation?.release();
       if (opts.partition !== undefined && error instanceof RangeError) {
         throw new RangeError(`${doing}: unknown partition ${show(opts.partition)}`, {
           cause: error,
@@ -240,9 +252,12 @@ export class ContextManager implements ContextHost {
         device,
         stream,
         nativePool: this.#nativePool ??= createNativePool(this.#limit, device),
+        compute,
+        reservation,
       }, this);
     } catch (error) {
       stream.destroy();
+      reservation?.release();
       throw error;
     }
     if (task) this.#evaluator.admit(task);

@@ -11,6 +11,7 @@ import { MemoryPool } from "../engine/memory_pool.ts";
 import type { QoSPolicy } from "../engine/qos_policy.ts";
 import type { Scheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
+import type { ComputeReservation } from "../engine/compute_layout.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
 
@@ -62,6 +63,10 @@ export interface ContextSpec {
   stream: Stream;
   /** The scheduler-wide libsched pool every context allocates from. */
   nativePool: number;
+  /** Share of the SMs asked for with `compute`. */
+  compute: number | undefined;
+  /** Its SM groups, released when it is destroyed. */
+  reservation: ComputeReservation | undefined;
 }
 
 /**
@@ -96,6 +101,15 @@ export class ExecutionContext {
   readonly device: number;
   /** Its stream: all its copies, evictions and restores are ordered on it. */
   readonly stream: Stream;
+  /** Share of the SMs reserved for it (`compute` option); undefined without a reservation. */
+  readonly compute: number | undefined;
+  /**
+   * SMs reserved for it: whole groups of `device.smGranularity`, at least
+   * one; 0 without a reservation (or where SMs cannot be partitioned). Its
+   * streams also run on the shared SMs.
+   */
+  readonly smCount: number;
+  #reservation: ComputeReservation | undefined;
   #host: ContextHost;
   #pool: MemoryPool;
   #events = new Set<GpuEvent>();
@@ -112,6 +126,9 @@ export class ExecutionContext {
     this.partition = spec.partition;
     this.device = spec.device;
     this.stream = spec.stream;
+    this.compute = spec.compute;
+    this.smCount = spec.reservation?.smCount ?? 0;
+    this.#reservation = spec.reservation;
     this.#host = host;
     void scheduler;
     this.#pool = new MemoryPool(
@@ -212,6 +229,7 @@ export class ExecutionContext {
       this.stream.destroy();
     } finally {
       this.#host.forget(this);
+      this.#reservation?.release();
     }
   }
 

@@ -6,21 +6,14 @@
  * @module
  */
 
-import { useDevice } from "../device.ts";
-import { AdmissionError, NativeError, SchedulerError } from "../errors.ts";
+import { AdmissionError, SchedulerError } from "../errors.ts";
 import type { Owned } from "../lifetime.ts";
-import { lib } from "../native/loader.ts";
-import { Status } from "../native/status_codes.ts";
-import { unwrap } from "../native/unwrap.ts";
-import {
-  getScheduler,
-  type PartitionBinding,
-  type Scheduler,
-  type StreamOptions,
-} from "../scheduler.ts";
+import { getScheduler, type Scheduler, type StreamOptions } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
 import { requireNonEmptyString, requireOptions, show } from "../validate.ts";
+import { ComputeLayout, type PartitionDirectory } from "./compute_layout.ts";
 import { PartitionConfig, PartitionLimits } from "./partition.ts";
+import { groupsForShares } from "./share_rounding.ts";
 
 /** What `PartitionManager.getPartition()` reports. */
 export interface PartitionInfo {
@@ -50,21 +43,6 @@ interface Partition {
   readonly name: string;
   readonly memoryLimit: number | undefined;
   readonly computeLimit: number | undefined;
-  /** SM groups it asks for; 0 without a compute limit or SM partitioning. */
-  readonly groups: number;
-}
-
-/** One set of libsched partitions: the current SM layout. */
-interface Layout {
-  /** Partition id to libsched partition. */
-  readonly native: ReadonlyMap<string, number>;
-  /** Partition id to SMs given. */
-  readonly smCounts: ReadonlyMap<string, number>;
-  /** The libsched partition of the SMs nobody reserved; 0 when none remain. */
-  readonly rest: number;
-  readonly restSmCount: number;
-  /** Every libsched partition of the set, for destroying it. */
-  readonly all: readonly number[];
 }
 
 // Shares are decimal fractions: 0.1 + 0.2 + 0.7 must fit in 1.
@@ -77,13 +55,21 @@ const CREATE = "Cannot create a partition manager";
  * `totalMemory`) and a share of the streaming multiprocessors
  * (`PartitionLimits.compute`, enforced on CUDA).
  *
- * **Compute.** A partition with `compute(share)` gets `round(share * SMs)`
- * SMs in whole groups of `device.smGranularity` (8 on H100/H200, so 64 of
- * 132 for 0.5; at least one group), as its own CUDA green context: kernels
- * queued on its streams run only on its SMs, whatever floods the others.
- * Shares summing past 1, or groups past the `device.smGroups` the device
- * splits into, throw `AdmissionError`. A partition without a compute limit
- * reserves no SMs.
+ * **Compute.** A partition with `compute(share)` gets whole groups of
+ * `device.smGranularity` SMs (8 on H100/H200) of the `device.smGroups`
+ * groups that can be partitioned (16 there, so 64 of 132 SMs for 0.5; at
+ * least one group), as its own CUDA green context: kernels queued on its
+ * streams run only on its SMs, whatever floods the others. The shares of
+ * all partitions are rounded together by the largest-remainder method
+ * (each gets the whole part of `share * smGroups`, the groups left go to
+ * the largest fractions, earlier partitions first on ties), so any set of
+ * shares summing to at most 1 is admitted (0.6 + 0.4 gets 10 + 6 groups,
+ * three thirds 6 + 5 + 5, 0.1 + 0.2 + 0.7 gets 2 + 3 + 11), and creating or
+ * deleting one may move a group between the others. Shares summing past 1,
+ * more partitions than groups, or groups that compute reservations of
+ * contexts hold (`createContext(..., { compute })`, see `ComputeLayout`:
+ * while one exists, one group always stays shared) throw `AdmissionError`.
+ * A partition without a compute limit reserves no SMs.
  *
  * **Everything else** (streams outside partitions, and those of partitions
  * without a compute limit) runs on the SMs no partition reserved, the
@@ -93,17 +79,18 @@ const CREATE = "Cannot create a partition manager";
  * gpusched did not make (the legacy default stream, a library's own
  * streams) are not confined and may run on any SM.
  *
- * **Layout changes.** CUDA cannot merge SM groups of different splits, so
- * creating or deleting a partition with a compute limit rebuilds the whole
- * layout (partitions in creation order, then the shared rest) and moves
- * every stream of the scheduler to its new green context. A stream keeps
- * its id and order (work queued later runs after work queued before), but
- * on CUDA its `handle` changes: read it at each launch. Making green
- * contexts waits until every kernel already queued on the device has
- * finished (measured on an H200: 2 ms per context when idle, 300 ms behind
- * a 300 ms kernel), and this call blocks meanwhile: change the layout at
- * startup or between phases, and never while a stream waits for something
- * only this thread would do (a host callback into JavaScript).
+ * **Layout changes.** Every layout comes from one split of the device made
+ * at initialize. Creating or deleting a partition with a compute limit lays
+ * the partitions out again (lowest free groups, in creation order) and
+ * moves the streams whose SMs changed to their new green context. A stream
+ * keeps its id and order (work queued later runs after work queued
+ * before), but on CUDA its `handle` changes: read it at each launch. Making
+ * a green context waits until every kernel already queued on the device
+ * has finished (measured on an H200: 2 ms per context when idle, 300 ms
+ * behind a 300 ms kernel); sets of SMs seen before reuse theirs. This call
+ * blocks meanwhile: change the layout at startup or between phases, and
+ * never while a stream waits for something only this thread would do (a
+ * host callback into JavaScript).
  *
  * **Backends.** On the host backend the simulated device has 132 SMs in
  * groups of 8, so every figure is the same as on an H100 or H200, but
@@ -145,15 +132,11 @@ export class PartitionManager implements Owned {
   /** Index of the device it partitions. */
   readonly device: number;
   readonly #sched: Scheduler;
-  readonly #smCount: number;
-  readonly #granularity: number;
-  readonly #groupCapacity: number;
+  readonly #layout: ComputeLayout;
   readonly #partitions = new Map<string, Partition>();
-  readonly #binding: PartitionBinding;
-  #layout: Layout | undefined;
+  readonly #directory: PartitionDirectory;
   #reservedMemory = 0;
   #reservedCompute = 0;
-  #reservedGroups = 0;
   #open = true;
 
   /**
@@ -182,19 +165,15 @@ export class PartitionManager implements Owned {
     this.totalMemory = total;
     this.device = device;
     this.#sched = sched;
-    this.#smCount = info.smCount;
-    this.#granularity = info.smGranularity;
-    this.#groupCapacity = this.#granularity > 0 ? info.smGroups : 0;
-    this.#binding = {
-      nativePartition: (partition, doing) => this.#nativePartition(partition, doing),
-    };
-    sched.bindPartitions(this.#binding, CREATE, device);
+    this.#layout = ComputeLayout.of(sched, device);
+    this.#directory = { has: (id) => this.#partitions.has(id) };
+    this.#layout.attachDirectory(this.#directory, CREATE);
     sched.adopt(this);
   }
 
   /** Whether the device confines partitions' kernels to their SMs (CUDA with green contexts). */
   get enforced(): boolean {
-    return this.#sched.backend === "cuda" && this.#granularity > 0;
+    return this.#sched.backend === "cuda" && this.#layout.granularity > 0;
   }
 
   /** Bytes of `totalMemory` not reserved by a partition. */
@@ -214,8 +193,7 @@ export class PartitionManager implements Owned {
    * that leaves no SM over (then such work overlaps the partitions).
    */
   get sharedSmCount(): number {
-    const layout = this.#layout;
-    return layout === undefined || layout.rest === 0 ? this.#smCount : layout.restSmCount;
+    return this.#layout.sharedSmCount;
   }
 
   /**
@@ -255,7 +233,7 @@ export class PartitionManager implements Owned {
         `${doing}: its memory of ${memoryLimit} bytes exceeds the ${this.availableMemory} bytes unreserved`,
       );
     }
-    let groups = 0;
+    const partition: Partition = { id, name, memoryLimit, computeLimit };
     if (computeLimit !== undefined) {
       if (this.#reservedCompute + computeLimit > 1 + SHARE_EPSILON) {
         throw new AdmissionError(
@@ -264,23 +242,11 @@ export class PartitionManager implements Owned {
           } unreserved`,
         );
       }
-      groups = this.#groupsFor(computeLimit);
-      if (this.#reservedGroups + groups > this.#groupCapacity) {
-        const g = this.#granularity;
-        const free = (this.#groupCapacity - this.#reservedGroups) * g;
-        const all = this.#groupCapacity * g;
-        throw new AdmissionError(
-          `${doing}: its compute share of ${computeLimit} needs ${groups * g} SMs ` +
-            `(groups of ${g}), ${free} of the ${all} it can partition are unreserved`,
-        );
-      }
+      this.#layOut([...this.#partitions.values(), partition], doing, computeLimit);
     }
-    const partition: Partition = { id, name, memoryLimit, computeLimit, groups };
-    if (groups > 0) this.#relayout([...this.#partitions.values(), partition], doing);
     this.#partitions.set(id, partition);
     this.#reservedMemory += memoryLimit ?? 0;
     this.#reservedCompute += computeLimit ?? 0;
-    this.#reservedGroups += groups;
     return this.#info(partition);
   }
 
@@ -348,15 +314,14 @@ export class PartitionManager implements Owned {
         `${doing}: ${streams} stream(s) still run in it, destroy them first`,
       );
     }
-    if (partition.groups > 0) {
-      this.#relayout([...this.#partitions.values()].filter((p) => p !== partition), doing);
+    if (partition.computeLimit !== undefined) {
+      this.#layOut([...this.#partitions.values()].filter((p) => p !== partition), doing);
     }
     this.#partitions.delete(id);
     this.#reservedMemory -= partition.memoryLimit ?? 0;
     this.#reservedCompute = this.#partitions.size === 0
       ? 0
       : this.#reservedCompute - (partition.computeLimit ?? 0);
-    this.#reservedGroups -= partition.groups;
   }
 
   /**
@@ -407,10 +372,10 @@ export class PartitionManager implements Owned {
         `Cannot close the partition manager: ${streams} stream(s) still run in its partitions, destroy them first`,
       );
     }
-    if (this.#layout !== undefined) this.#relayout([], "Cannot close the partition manager");
+    this.#layout.setPartitions([], "Cannot close the partition manager");
     this.#open = false;
     this.#partitions.clear();
-    this.#sched.unbindPartitions(this.#binding);
+    this.#layout.detachDirectory(this.#directory);
     this.#sched.release(this);
   }
 
@@ -422,7 +387,6 @@ export class PartitionManager implements Owned {
   /** @internal Called at scheduler shutdown, which destroyed every native partition. */
   invalidate(): void {
     this.#open = false;
-    this.#layout = undefined;
   }
 
   #assertOpen(doing: string): void {
@@ -433,12 +397,6 @@ export class PartitionManager implements Owned {
     }
   }
 
-  #groupsFor(share: number): number {
-    if (this.#granularity === 0) return 0;
-    const groups = Math.round((share * this.#smCount) / this.#granularity);
-    return Math.min(Math.max(1, groups), this.#groupCapacity);
-  }
-
   #streamsIn(id: string): number {
     let n = 0;
     for (const stream of this.#sched.liveStreams()) {
@@ -447,80 +405,42 @@ export class PartitionManager implements Owned {
     return n;
   }
 
-  #nativePartition(partition: string | undefined, doing: string): number {
-    const layout = this.#layout;
-    if (partition === undefined) return layout?.rest ?? 0;
-    if (!this.#partitions.has(partition)) {
-      throw new RangeError(`${doing}: partition must name a partition, got ${show(partition)}`);
-    }
-    return layout?.native.get(partition) ?? layout?.rest ?? 0;
-  }
-
   #info(p: Partition): PartitionInfo {
     return {
       id: p.id,
       name: p.name,
       memoryLimit: p.memoryLimit,
       computeLimit: p.computeLimit,
-      smCount: this.#layout?.smCounts.get(p.id) ?? 0,
-      enforced: this.enforced && p.groups > 0,
+      smCount: this.#layout.partitionSmCount(p.id),
+      enforced: this.enforced && this.#layout.partitionSmCount(p.id) > 0,
     };
   }
 
   /**
-   * Makes the layout for `partitions` (none with a compute limit: the whole
-   * device again), moves every stream into it, then destroys the old one.
-   * On failure the old layout stays, with every stream in it.
+   * Lays out `partitions` (rounding their shares together) and moves the
+   * streams. On failure nothing changes. `asking`: the new partition's share.
    */
-  #relayout(partitions: readonly Partition[], doing: string): void {
-    const next = this.#makeLayout(partitions.filter((p) => p.groups > 0), doing);
-    const previous = this.#layout;
-    this.#layout = next;
-    try {
-      this.#sched.rebindStreams(this.device);
-    } catch (error) {
-      this.#layout = previous;
-      try {
-        this.#sched.rebindStreams(this.device);
-        if (next !== undefined) destroyLayout(next);
-      } catch {
-        // Best effort: the first error is the one that says what went wrong.
-      }
-      throw error;
+  #layOut(partitions: readonly Partition[], doing: string, asking?: number): void {
+    const computing = partitions.filter((p) => p.computeLimit !== undefined);
+    const groups = groupsForShares(
+      computing.map((p) => p.computeLimit!),
+      this.#layout.groupCapacity,
+    );
+    const needed = groups.reduce((a, b) => a + b, 0);
+    const free = this.#layout.groupsForPartitions;
+    if (needed > free) {
+      const g = this.#layout.granularity;
+      const all = this.#layout.groupCapacity * g;
+      const what = asking === undefined ? "the partitions" : `its compute share of ${asking}`;
+      throw new AdmissionError(
+        `${doing}: ${what} needs ${needed * g} SMs in all (groups of ${g}), ` +
+          `${free * g} of the ${all} it can partition are free of compute reservations`,
+      );
     }
-    if (previous !== undefined) destroyLayout(previous);
-  }
-
-  #makeLayout(partitions: readonly Partition[], doing: string): Layout | undefined {
-    if (partitions.length === 0) return undefined;
-    const n = partitions.length;
-    const counts = Uint32Array.from(partitions, (p) => p.groups * this.#granularity);
-    const handles = new Uint32Array(n + 1);
-    const given = new Uint32Array(n + 1);
-    useDevice(this.device);
-    const status = lib().sched_partition_create(counts, n, handles, given);
-    try {
-      unwrap(status, `${doing}: the device refused the SM layout`);
-    } catch (error) {
-      // The device splits into fewer groups than its SM count promised.
-      if (status === Status.INVALID_ARGUMENT && error instanceof NativeError) {
-        throw new AdmissionError(error.message, { cause: error });
-      }
-      throw error;
-    }
-    return {
-      native: new Map(partitions.map((p, i) => [p.id, handles[i]!])),
-      smCounts: new Map(partitions.map((p, i) => [p.id, given[i]!])),
-      rest: handles[n]!,
-      restSmCount: given[n]!,
-      all: [...handles].filter((h) => h !== 0),
-    };
-  }
-}
-
-function destroyLayout(layout: Layout): void {
-  for (const handle of layout.all) {
-    unwrap(lib().sched_partition_destroy(handle), "Cannot destroy a replaced SM partition");
+    this.#layout.setPartitions(
+      computing.map((p, i) => ({ id: p.id, groups: groups[i]! })),
+      doing,
+    );
   }
 }
 

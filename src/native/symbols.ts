@@ -136,6 +136,16 @@ export const symbols = {
     result: "i32",
   },
   sched_partition_destroy: { parameters: ["u32"], result: "i32" }, // uint32_t partition
+  sched_partition_create_sets: {
+    parameters: [
+      "buffer", // const uint64_t *group_masks
+      "buffer", // const uint8_t *with_remainder
+      "u32", // uint32_t n
+      "buffer", // uint32_t *out_partitions (n)
+      "buffer", // uint32_t *out_sm_given (n)
+    ],
+    result: "i32",
+  },
 
   sched_event_create: {
     parameters: [

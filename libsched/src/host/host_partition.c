@@ -48,7 +48,19 @@ static int32_t partition_create(const uint32_t *sm_counts, uint32_t n, void **ou
   return status;
 }
 
+static int32_t partition_create_set(uint64_t mask, bool with_remainder, void **out_partition,
+                                    uint32_t *out_sm_given) {
+  uint32_t sms = (uint32_t)__builtin_popcountll(mask) * HOST_SM_GRANULARITY;
+  if (with_remainder) sms += HOST_SM_COUNT % HOST_SM_GRANULARITY;
+  host_partition *p = partition_new(sms);
+  if (p == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a partition");
+  *out_partition = p;
+  *out_sm_given = sms;
+  return SCHED_OK;
+}
+
 void host_partition_ops(backend_ops *ops) {
+  ops->partition_create_set = partition_create_set;
   ops->partition_create = partition_create;
   ops->partition_destroy = partition_destroy;
 }

@@ -1,0 +1,380 @@
+/**
+ * A cuBLAS handle per execution context, bound to the context's stream and
+ * budget, and `gemm` over `GemmEx` with the scheduler's compute QoS on the
+ * BEST_EFFORT side: slicing into bounded pieces, and borrowing reserved
+ * SMs while their owners are idle.
+ *
+ * @module
+ */
+
+import { ExecutionContext } from "../context/execution_context.ts";
+import { ComputeLayout } from "../engine/compute_layout.ts";
+import type { PoolBlock } from "../engine/pool_block.ts";
+import { QoSPolicy } from "../engine/qos_policy.ts";
+import { NativeError, SchedulerError } from "../errors.ts";
+import type { GpuEvent } from "../event.ts";
+import { getScheduler, type Scheduler } from "../scheduler.ts";
+import { Stream } from "../stream.ts";
+import { MB } from "../units.ts";
+import { requireBoolean, requireOptions, requirePositiveInteger, show } from "../validate.ts";
+import { type GemmOptions, type ParsedGemm, parseGemm } from "./gemm_args.ts";
+import { type CublasLibrary, loadCublas } from "./library.ts";
+
+export type { GemmOptions, GemmType } from "./gemm_args.ts";
+
+/** Options of `Cublas.for()`, read when the context's handle is first made. */
+export interface CublasOptions {
+  /** cuBLAS workspace, allocated from the context's budget (default 32 MiB). */
+  workspaceBytes?: number;
+}
+
+/**
+ * How BEST_EFFORT GEMMs yield to compute reservations (see `Cublas`).
+ * Process-wide; `setGemmQos()` changes it.
+ */
+export interface GemmQos {
+  /** Slice BEST_EFFORT GEMMs along N into pieces of at most this many FLOPs while a reservation exists (0: never). */
+  maxPieceFlops: number;
+  /** Let BEST_EFFORT GEMMs run whole on every SM while every reservation's owner is idle. */
+  borrow: boolean;
+  /** An owner counts as idle this long after its stream was last seen busy, in ms. */
+  idleMs: number;
+  /** Borrowed GEMMs queued at most at once (bounds what an owner waits for when it wakes). */
+  maxBorrowedQueued: number;
+}
+
+const qos: GemmQos = { maxPieceFlops: 2.8e11, borrow: true, idleMs: 2, maxBorrowedQueued: 3 };
+
+/**
+ * Changes how BEST_EFFORT GEMMs yield to compute reservations; returns the
+ * settings now in force.
+ *
+ * @example
+ * ```ts
+ * import { setGemmQos } from "@gpusched/core/cublas";
+ * const before = setGemmQos({});
+ * console.assert(setGemmQos({ maxPieceFlops: 0 }).maxPieceFlops === 0);
+ * setGemmQos(before);
+ * ```
+ */
+export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
+  const doing = "Cannot set the GEMM QoS";
+  const opts = requireOptions<Partial<GemmQos>>(changes, doing);
+  const next = { ...qos };
+  if (opts.maxPieceFlops !== undefined) {
+    if (typeof opts.maxPieceFlops !== "number" || !(opts.maxPieceFlops >= 0)) {
+      throw new RangeError(
+        `${doing}: maxPieceFlops must be a number >= 0, got ${show(opts.maxPieceFlops)}`,
+      );
+    }
+    next.maxPieceFlops = opts.maxPieceFlops;
+  }
+  if (opts.borrow !== undefined) next.borrow = requireBoolean(opts.borrow, "borrow", doing);
+  if (opts.idleMs !== undefined) {
+    if (typeof opts.idleMs !== "number" || !(opts.idleMs >= 0)) {
+      throw new RangeError(`${doing}: idleMs must be a number >= 0, got ${show(opts.idleMs)}`);
+    }
+    next.idleMs = opts.idleMs;
+  }
+  if (opts.maxBorrowedQueued !== undefined) {
+    next.maxBorrowedQueued = requirePositiveInteger(
+      opts.maxBorrowedQueued,
+      "maxBorrowedQueued",
+      doing,
+    );
+  }
+  Object.assign(qos, next);
+  return { ...qos };
+}
+
+// cublasComputeType_t and cublasGemmAlgo_t values (cublas_api.h).
+const COMPUTE_32F = 68;
+const GEMM_DEFAULT = -1;
+
+const handles = new WeakMap<ExecutionContext, Cublas>();
+/** When each reservation's owner was last seen active (launching, or its stream busy). */
+const ownerActiveAt = new WeakMap<object, number>();
+const handleOut = new BigUint64Array(1);
+const alphaBuf = new Float32Array(1);
+const betaBuf = new Float32Array(1);
+
+function check(status: number, what: string): void {
+  if (status !== 0) {
+    throw new NativeError(status, `${what} failed: cuBLAS status ${status}`);
+  }
+}
+
+/** One cuBLAS handle on one native stream, re-bound when that stream's handle changes. */
+class BoundHandle {
+  readonly #lib: CublasLibrary;
+  readonly handle: Deno.PointerObject;
+  #stream: bigint = -1n;
+
+  constructor(lib: CublasLibrary) {
+    this.#lib = lib;
+    check(lib.cublasCreate_v2(new Uint8Array(handleOut.buffer)), "cublasCreate");
+    this.handle = Deno.UnsafePointer.create(handleOut[0]!)!;
+  }
+
+  /** Binds to `stream` (its current handle) and its workspace; cheap when unchanged. */
+  bind(stream: Stream, workspace: PoolBlock): void {
+    const native = stream.handle;
+    const value = Deno.UnsafePointer.value(native);
+    if (value === this.#stream) return;
+    check(this.#lib.cublasSetStream_v2(this.handle, native), "cublasSetStream");
+    // cublasSetStream resets the workspace to cuBLAS's own: set ours again.
+    check(
+      this.#lib.cublasSetWorkspace_v2(this.handle, workspace.ptr, BigInt(workspace.size)),
+      "cublasSetWorkspace",
+    );
+    this.#stream = value;
+  }
+
+  destroy(): void {
+    this.#lib.cublasDestroy_v2(this.handle);
+  }
+}
+
+/**
+ * cuBLAS for one execution context: one handle bound to the context's
+ * stream (re-bound whenever `stream.handle` changes, as it does when the SM
+ * layout changes), with its workspace allocated from the context's budget.
+ * Only on the CUDA backend.
+ *
+ * **Compute QoS.** For a BEST_EFFORT context, while any context holds a
+ * compute reservation, `gemm` bounds how long one GEMM holds SMs that a
+ * reserving context may need. While every reserving context has been idle
+ * for `idleMs` (its stream empty and no GEMM of its own issued), the GEMM
+ * runs whole on a second stream over every SM (borrowing the reserved
+ * SMs), at most `maxBorrowedQueued` at once, ordered with the context's
+ * stream by events (work queued on the context's stream later still runs
+ * after it). Otherwise it runs on the shared SMs as pieces along N of at
+ * most `maxPieceFlops` each (separate GemmEx calls, so the GPU can start
+ * the reserving context's kernels on shared SMs between them). See
+ * `setGemmQos()`.
+ *
+ * @example
+ * ```ts ignore
+ * import { createContext, initialize, MB, QoSPolicy } from "@gpusched/core";
+ * import { Cublas } from "@gpusched/core/cublas";
+ * initialize({ backend: "cuda" });
+ * const llm = createContext("llm", { maxVram: 512 * MB, qos: QoSPolicy.GUARANTEED, compute: 0.25 });
+ * const a = llm.alloc(16 * 4096 * 2), b = llm.alloc(4096 * 4096 * 2), c = llm.alloc(16 * 4096 * 2);
+ * Cublas.for(llm).gemm({ m: 16, n: 4096, k: 4096, a, b, c, type: "bf16", transA: false });
+ * await llm.stream.synchronize();
+ * ```
+ */
+export class Cublas {
+  /** The context it works for. */
+  readonly context: ExecutionContext;
+  readonly #sched: Scheduler;
+  readonly #lib: CublasLibrary;
+  readonly #main: BoundHandle;
+  readonly #workspace: PoolBlock;
+  #borrow: Borrowing | undefined;
+  #alive = true;
+  /** Pieces launched on the borrowing stream, for benchmarks and tests. */
+  borrowedPieces = 0;
+  /** GemmEx calls made. */
+  pieces = 0;
+
+  /**
+   * The context's handle, made on first use.
+   *
+   * @throws {TypeError} when ctx is not an ExecutionContext
+   * @throws {SchedulerError} on the host backend (naming it), when cuBLAS cannot be loaded, or for a destroyed context
+   * @throws {VramBudgetExceededError} when the workspace does not fit in its budget
+   */
+  static for(ctx: ExecutionContext, options?: CublasOptions): Cublas {
+    if (!(ctx instanceof ExecutionContext)) {
+      throw new TypeError(
+        `Cannot make a cuBLAS handle: ctx must be an ExecutionContext, got ${show(ctx)}`,
+      );
+    }
+    let blas = handles.get(ctx);
+    if (blas === undefined || !blas.#alive) {
+      blas = new Cublas(ctx, options);
+      handles.set(ctx, blas);
+    }
+    return blas;
+  }
+
+  private constructor(ctx: ExecutionContext, options?: CublasOptions) {
+    const doing = `Cannot make a cuBLAS handle for context ${show(ctx.name)}`;
+    const sched = getScheduler();
+    ctx.assertAlive(doing);
+    const opts = requireOptions<CublasOptions>(options, doing);
+    const workspaceBytes = opts.workspaceBytes === undefined
+      ? 32 * MB
+      : requirePositiveInteger(opts.workspaceBytes, "workspaceBytes", doing);
+    if (sched.backend !== "cuda") {
+      throw new SchedulerError(
+        `${doing}: cuBLAS runs on the CUDA backend only, this scheduler runs the ${sched.backend} backend`,
+      );
+    }
+    this.context = ctx;
+    this.#sched = sched;
+    this.#lib = loadCublas().symbols;
+    this.#workspace = ctx.alloc(workspaceBytes);
+    try {
+      this.#main = new BoundHandle(this.#lib);
+    } catch (error) {
+      this.#workspace.free();
+      throw error;
+    }
+  }
+
+  /**
+   * Queues C = alpha * op(A) * op(B) + beta * C on the context's stream
+   * (column-major, as cuBLAS), accumulating in fp32.
+   *
+   * @throws {TypeError | RangeError} for bad arguments (naming them), buffers too small, or sizes past int32
+   * @throws {NativeError} when cuBLAS refuses
+   */
+  gemm(options: GemmOptions): void {
+    const doing = `Cannot queue a GEMM on context ${show(this.context.name)}`;
+    this.#assertAlive(doing);
+    const g = parseGemm(options, doing);
+    const layout = ComputeLayout.peek(this.#sched, this.context.device);
+    if (layout === undefined || !layout.hasReservations) return this.#launch(g, 0, g.n, false);
+    if (this.context.smCount > 0) {
+      // An owner's own GEMMs say it is active, sooner than sampling its stream would.
+      for (const r of layout.reservations()) {
+        if (r.stream === this.context.stream) ownerActiveAt.set(r, performance.now());
+      }
+    }
+    if (this.context.qos !== QoSPolicy.BEST_EFFORT) return this.#launch(g, 0, g.n, false);
+    // Owners idle: the whole GEMM on every SM (borrowing theirs); else in bounded pieces on the shared SMs.
+    if (qos.borrow && this.#ownersIdle(layout) && this.#borrowRoom()) {
+      return this.#launch(g, 0, g.n, true);
+    }
+    let pieceN = g.n;
+    if (qos.maxPieceFlops > 0) {
+      const perColumn = 2 * g.m * g.k;
+      const fit = Math.floor(qos.maxPieceFlops / perColumn);
+      pieceN = Math.min(g.n, Math.max(128, fit - (fit % 128)));
+    }
+    for (let first = 0; first < g.n; first += pieceN) {
+      this.#launch(g, first, Math.min(pieceN, g.n - first), false);
+    }
+  }
+
+  /** Destroys the handle and frees its workspace; `Cublas.for()` makes a new one. Idempotent. */
+  destroy(): void {
+    if (!this.#alive) return;
+    this.#alive = false;
+    handles.delete(this.context);
+    if (this.#sched.active) {
+      this.#main.destroy();
+      if (this.#borrow) {
+        this.#borrow.handle.destroy();
+        for (const ev of this.#borrow.queued) ev.destroy();
+        this.#borrow.stream.destroy();
+      }
+      if (this.context.alive) this.#workspace.free();
+    }
+  }
+
+  #assertAlive(doing: string): void {
+    if (this.#alive && (!this.context.alive || !this.#sched.active)) this.destroy();
+    if (!this.#alive) {
+      throw new SchedulerError(
+        `${doing}: its cuBLAS handle was destroyed (or its context or scheduler)`,
+      );
+    }
+  }
+
+  /** Whether every reservation's owner has been idle (no work queued, none launched) for `idleMs`. */
+  #ownersIdle(layout: ComputeLayout): boolean {
+    const now = performance.now();
+    for (const r of layout.reservations()) {
+      const stream = r.stream;
+      if (stream === undefined || stream.destroyed) continue;
+      if (!stream.query()) {
+        ownerActiveAt.set(r, now);
+        return false;
+      }
+      const activeAt = ownerActiveAt.get(r);
+      if (activeAt !== undefined && now - activeAt < qos.idleMs) return false;
+    }
+    return true;
+  }
+
+  /** Whether fewer than `maxBorrowedQueued` borrowed GEMMs are still queued. */
+  #borrowRoom(): boolean {
+    const b = this.#borrowing();
+    b.queued = b.queued.filter((ev) => {
+      if (!ev.query()) return true;
+      ev.destroy();
+      return false;
+    });
+    return b.queued.length < qos.maxBorrowedQueued;
+  }
+
+  #borrowing(): Borrowing {
+    if (this.#borrow === undefined) {
+      // Outside the layout (the scheduler does not move it): partition 0 is every SM.
+      const stream = new Stream(this.#sched, 0, this.context.stream.priority, undefined, 0);
+      this.#borrow = { stream, handle: new BoundHandle(this.#lib), queued: [] };
+    }
+    return this.#borrow;
+  }
+
+  #launch(g: ParsedGemm, first: number, n: number, borrow: boolean): void {
+    const main = this.context.stream;
+    let stream = main;
+    let handle = this.#main;
+    const b = borrow ? this.#borrowing() : undefined;
+    if (b !== undefined) {
+      const ready = this.#sched.createEvent().record(main);
+      ready.wait(b.stream);
+      ready.destroy();
+      stream = b.stream;
+      handle = b.handle;
+    }
+    handle.bind(stream, this.#workspace);
+    const bOffset = (g.transB ? first : first * g.ldb) * g.elementBytes;
+    const cOffset = first * g.ldc * g.elementBytes;
+    alphaBuf[0] = g.alpha;
+    betaBuf[0] = g.beta;
+    check(
+      this.#lib.cublasGemmEx(
+        handle.handle,
+        g.transA ? 1 : 0,
+        g.transB ? 1 : 0,
+        g.m,
+        n,
+        g.k,
+        new Uint8Array(alphaBuf.buffer),
+        g.a.ptr,
+        g.dataType,
+        g.lda,
+        Deno.UnsafePointer.offset(g.b.ptr, bOffset),
+        g.dataType,
+        g.ldb,
+        new Uint8Array(betaBuf.buffer),
+        Deno.UnsafePointer.offset(g.c.ptr, cOffset),
+        g.dataType,
+        g.ldc,
+        COMPUTE_32F,
+        GEMM_DEFAULT,
+      ),
+      "cublasGemmEx",
+    );
+    this.pieces++;
+    if (b !== undefined) {
+      const done = this.#sched.createEvent().record(b.stream);
+      done.wait(main); // later work of the context runs after the borrowed piece
+      b.queued.push(done);
+      this.borrowedPieces++;
+    }
+  }
+}
+
+/** The second stream, over every SM, that BEST_EFFORT pieces borrow reserved SMs on. */
+interface Borrowing {
+  stream: Stream;
+  handle: BoundHandle;
+  /** Events after each borrowed piece not yet seen complete. */
+  queued: GpuEvent[];
+}
