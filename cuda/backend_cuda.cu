@@ -516,6 +516,11 @@ static int32_t cuda_memcpy_peer(void *dst, int32_t dst_device, const void *src, 
   return SCHED_OK;
 }
 
+static int32_t cuda_bind_device(int32_t device) {
+  CUDA_CHECK(cudaSetDevice(device), "cudaSetDevice(%d)", device);
+  return SCHED_OK;
+}
+
 static int32_t cuda_memset_async(void *dst, uint8_t value, uint64_t bytes, void *stream) {
   BIND_DEVICE();
   CUDA_CHECK(cudaMemsetAsync(dst, value, (size_t)bytes, ((cuda_stream *)stream)->s),
@@ -571,6 +576,9 @@ static const backend_ops g_cuda_ops = {
 
     cuda_can_access_peer,
     cuda_memcpy_peer,
+
+    NULL, /* inject_fault: host only */
+    cuda_bind_device,
 };
 
 extern "C" const backend_ops *cuda_backend_ops(void) { return &g_cuda_ops; }

@@ -70,6 +70,17 @@ export function useDevice(device: number): void {
  */
 let current = -1;
 
+/**
+ * Makes `device` current for code outside libsched on this thread (CUDA:
+ * `cudaSetDevice`), always crossing FFI: libsched calls on handles of other
+ * devices move the CUDA runtime's current device, so call it right before
+ * launching your own kernels or cuBLAS on a context's stream.
+ */
+export function makeDeviceCurrent(device: number): void {
+  unwrap(lib().sched_set_device(device), `Cannot make device ${device} current`);
+  current = device;
+}
+
 /** Forgets the cached current device: `sched_init` resets it to the default device. */
 export function forgetCurrentDevice(): void {
   current = -1;

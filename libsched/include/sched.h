@@ -153,7 +153,11 @@ SCHED_API int32_t sched_device_count(int32_t backend, int32_t *out_count);
 
 /**
  * Makes device the calling thread's current device, on which later
- * creations happen. INVALID_ARGUMENT for an index outside the initialized
+ * creations happen; on cuda also the CUDA runtime's current device
+ * (cudaSetDevice), so kernels the caller launches next go there. Other
+ * libsched calls may change the CUDA runtime's current device (they bind
+ * the device of the handle they act on): call this again right before
+ * launching. INVALID_ARGUMENT for an index outside the initialized
  * devices; nothing changes then.
  */
 SCHED_API int32_t sched_set_device(int32_t device);

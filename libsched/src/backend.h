@@ -86,6 +86,11 @@ typedef struct backend_ops {
   /* Tests only: arms `count` failures of `kind` (already checked). NULL
    * where the backend has no fault injection (cuda). */
   void (*inject_fault)(int32_t kind, uint32_t count);
+
+  /* Makes device current for code outside libsched on the calling thread
+   * (cuda: cudaSetDevice, so the user's kernels and libraries such as
+   * cuBLAS launch there). NULL where nothing needs it (host). */
+  int32_t (*bind_device)(int32_t device);
 } backend_ops;
 
 /* Defined by each backend. cuda_backend_ops() returns NULL when the CUDA

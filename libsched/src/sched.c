@@ -271,6 +271,10 @@ static int32_t bad_device(const char *what, int32_t device) {
 SCHED_API int32_t sched_set_device(int32_t device) {
   REQUIRE_INIT();
   if (device < 0 || device >= device_total) return bad_device("Device", device);
+  if (B->bind_device != NULL) {
+    int32_t status = B->bind_device(device);
+    if (status != SCHED_OK) return status;
+  }
   thread_device = device;
   thread_device_generation = init_generation;
   return SCHED_OK;
