@@ -16,6 +16,10 @@
  * - `PartitionManager` splits the device's SMs into partitions (CUDA green
  *   contexts): a stream made in a partition runs its kernels on that
  *   partition's SMs alone, whatever floods the rest of the device.
+ * - `getMetrics()` / `formatPrometheus()` give a snapshot of every device
+ *   and context (bytes and counters) as data or as Prometheus text;
+ *   `startTrace()` / `stopTrace()` record the scheduler's own events as a
+ *   Chrome trace (Perfetto).
  *
  * @example
  * ```ts
@@ -110,3 +114,21 @@ export {
   type PartitionStreamOptions,
 } from "./src/engine/partition_manager.ts";
 export type { Owned, Owner } from "./src/lifetime.ts";
+export {
+  type ContextCounters,
+  type ContextMetrics,
+  type DeviceMetrics,
+  getMetrics,
+  type Metrics,
+} from "./src/metrics/snapshot.ts";
+export { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "./src/metrics/prometheus.ts";
+export {
+  isTracing,
+  readTrace,
+  startTrace,
+  stopTrace,
+  type TraceOptions,
+  traceSpan,
+  type TraceSpanOptions,
+} from "./src/trace/trace.ts";
+export type { ChromeTrace, ChromeTraceEvent } from "./src/trace/chrome.ts";

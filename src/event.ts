@@ -11,6 +11,7 @@ import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
 import { nativeError, unwrap } from "./native/unwrap.ts";
 import type { Stream } from "./stream.ts";
+import { traceEventWait, traceRecord, traceWait, tracing } from "./trace/recorder.ts";
 
 const EVENT_TIMING = 1;
 const handleOut = new Uint32Array(1);
@@ -84,6 +85,7 @@ export class GpuEvent implements Owned {
     if (stream.device !== this.#device) this.#moveTo(stream.device);
     const status = lib().sched_event_record(this.#native, native);
     unwrap(status, "Cannot record an event");
+    if (tracing.on) traceRecord(this, stream);
     return this;
   }
 
@@ -94,6 +96,7 @@ export class GpuEvent implements Owned {
       this.#handle("wait for an event"),
     );
     unwrap(status, "Cannot make a stream wait for an event");
+    if (tracing.on) traceWait(this, stream);
   }
 
   /** True when the latest record has completed (or none was made). */
@@ -109,10 +112,11 @@ export class GpuEvent implements Owned {
     try {
       if (this.query()) return Promise.resolve();
       const native = this.#native;
-      return waitForCompletion(
+      const done = waitForCompletion(
         (token) => lib().sched_event_notify(native, token),
         "Cannot wait for an event",
       );
+      return tracing.on ? traceEventWait(this, done) : done;
     } catch (error) {
       return Promise.reject(error);
     }

@@ -10,6 +10,7 @@ import { drainCompletions, waitForCompletion } from "./native/completions.ts";
 import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
 import { nativeError, unwrap } from "./native/unwrap.ts";
+import { traceStreamWait, tracing } from "./trace/recorder.ts";
 
 const handleOut = new Uint32Array(1);
 const priorityOut = new Int32Array(1);
@@ -144,10 +145,11 @@ export class Stream implements Owned {
     try {
       if (this.query()) return Promise.resolve();
       const native = this.#native;
-      return waitForCompletion(
+      const done = waitForCompletion(
         (token) => lib().sched_stream_notify(native, token),
         `Cannot wait for stream ${this.id}`,
       );
+      return tracing.on ? traceStreamWait(this, done) : done;
     } catch (error) {
       return Promise.reject(error);
     }

@@ -14,6 +14,9 @@ import { main as qosEvaluator } from "../examples/qos_evaluator.ts";
 import { main as sessions } from "../examples/sessions.ts";
 import { main as streamsEvents } from "../examples/streams_events.ts";
 import { main as vramBudgeting } from "../examples/vram_budgeting.ts";
+import { main as metricsServer } from "../examples/metrics_server.ts";
+import type { ChromeTrace } from "../mod.ts";
+import { assertValidChromeTrace, trackId } from "./_chrome_trace.ts";
 import { BACKENDS } from "./_helpers.ts";
 
 function exampleTest(
@@ -94,6 +97,30 @@ exampleTest("own_kernel.ts", ownKernel, (lines) => {
   assert.equal(lines[2], "first values 1000, 1001, 1002, 1003");
 });
 
+exampleTest(
+  "metrics_server.ts",
+  (backend) => metricsServer(backend, ["--port", "0", "--once"]),
+  (lines) => {
+    assert.match(lines[0]!, /^serving http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    assert.equal(
+      lines[1],
+      "scraped 200 text/plain; version=0.0.4; charset=utf-8: 13 families, 24 samples",
+    );
+    assert.deepEqual(lines.slice(2), [
+      'gpusched_context_used_bytes{context="llm",qos="guaranteed",device="0"} 201326592',
+      'gpusched_context_used_bytes{context="vision",qos="burstable",device="0"} 0',
+      'gpusched_context_allocation_failures_total{context="llm",qos="guaranteed",device="0"} 0',
+      'gpusched_context_allocation_failures_total{context="vision",qos="burstable",device="0"} 1',
+    ]);
+  },
+);
+
+/** The device spans on a context's "(device)" track of the demo's trace. */
+function deviceSpans(trace: ChromeTrace, lane: string) {
+  const tid = trackId(trace, `${lane} (device)`);
+  return trace.traceEvents.filter((e) => e.ph === "X" && e.tid === tid);
+}
+
 /** Runs the demo small, into out/test/<backend>[-background]; returns report, progress and files. */
 async function runDemo(backend: "host" | "cuda", background: boolean) {
   const out = `out/test/${backend}${background ? "-background" : ""}`;
@@ -108,7 +135,7 @@ async function runDemo(backend: "host" | "cuda", background: boolean) {
   return {
     report,
     progress,
-    trace: JSON.parse(new TextDecoder().decode(await read("timeline.json"))),
+    trace: JSON.parse(new TextDecoder().decode(await read("timeline.json"))) as ChromeTrace,
     svg: new TextDecoder().decode(await read("timeline.svg")),
     wav: await read("speech.wav"),
     out,
@@ -145,16 +172,22 @@ for (const backend of BACKENDS) {
       assert.match(report.find((l) => l.startsWith("llm said"))!, /^llm said {4}"the( \w+){4}"$/);
       assert.ok(report.some((l) => l.includes(`${out}/speech.wav`)));
 
-      // The trace: a named thread per context, complete events in microseconds.
-      const names = trace.traceEvents.filter((e: { name: string }) => e.name === "thread_name")
-        .map((e: { args: { name: string } }) => e.args.name.split(" ")[0]);
-      assert.deepEqual(names, ["llm", "vision", "tts"]);
-      const spans = trace.traceEvents.filter((e: { ph: string }) => e.ph === "X");
-      for (const lane of [1, 2, 3]) {
-        assert.ok(spans.some((e: { tid: number }) => e.tid === lane), `spans on tid ${lane}`);
+      // The trace: the library's (a track per context, memory counters) plus a device track each.
+      const events = assertValidChromeTrace(trace);
+      const names = trace.traceEvents.filter((e) => e.name === "thread_name")
+        .map((e) => e.args!["name"] as string);
+      assert.deepEqual(names.filter((n) => n.endsWith(" (device)")), [
+        "llm (device)",
+        "vision (device)",
+        "tts (device)",
+      ]);
+      for (const lane of ["llm", "vision", "tts"]) {
+        assert.ok(deviceSpans(trace, lane).length > 0, `device spans of ${lane}`);
+        const tid = trackId(trace, lane);
+        assert.ok(events.some((e) => e.name === "alloc" && e.tid === tid), `${lane} allocations`);
+        assert.ok(events.some((e) => e.ph === "C" && e.name === `${lane} memory`));
       }
-      for (const e of spans) assert.ok(e.ts >= 0 && e.dur >= 0, `${e.name}: ts and dur`);
-      assert.equal(spans.filter((e: { cat: string }) => e.cat === "llm").length, 1 + 4); // load + tokens
+      assert.equal(deviceSpans(trace, "llm").length, 1 + 4); // load + tokens
 
       assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
       for (const lane of ["llm", "vision", "tts"]) assert.ok(svg.includes(`>${lane}</text>`));
@@ -192,7 +225,10 @@ for (const backend of BACKENDS) {
       assert.deepEqual(background.slice(1, 5), ["best_effort", "0", "128 MiB", "0 MiB"]);
       assert.ok(Number(background[7]) >= 1, `evictions: ${background[7]}`);
       assert.match(report.find((l) => l.startsWith("memory pressure"))!, /vision x\d+/);
-      assert.ok(trace.traceEvents.some((e: { cat?: string }) => e.cat === "background"));
+      assertValidChromeTrace(trace);
+      assert.ok(deviceSpans(trace, "background").length > 0);
+      const evictions = trace.traceEvents.filter((e) => e.name === "evict");
+      assert.ok(evictions.some((e) => e.tid === trackId(trace, "background")));
     },
   });
 }

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import {
   AdmissionError,
   createContext,
+  formatPrometheus,
   getAvailableVram,
+  getMetrics,
   initialize,
   MB,
   PartitionConfig,
@@ -316,4 +318,23 @@ multiDeviceTest("compute reservations are per device: each device keeps its own 
     device: 1,
   });
   assert.equal(c.smCount, a.smCount);
+});
+
+multiDeviceTest("getMetrics() reports every device and every device's contexts", () => {
+  shutdown();
+  initialize({
+    backend: "host",
+    hostDevices: 2,
+    hostMemory: 64 * MB,
+    memoryLimit: [64 * MB, 32 * MB],
+  });
+  createContext("zero", { maxVram: 8 * MB, qos: QoSPolicy.GUARANTEED, device: 0 });
+  createContext("one", { maxVram: 4 * MB, qos: QoSPolicy.GUARANTEED, device: 1 });
+  const m = getMetrics();
+  assert.deepEqual(
+    m.devices.map((d) => [d.index, d.memoryLimit, d.available]),
+    [[0, 64 * MB, 56 * MB], [1, 32 * MB, 28 * MB]],
+  );
+  assert.deepEqual(m.contexts.map((c) => [c.name, c.device]), [["zero", 0], ["one", 1]]);
+  assert.match(formatPrometheus(m), /gpusched_device_available_bytes\{device="1"\} 29360128/);
 });

@@ -6,9 +6,24 @@
  * so a span is when the stream really ran that work, not when JavaScript
  * queued it.
  *
+ * The library's own trace (`startTrace()`) records meanwhile what the
+ * scheduler did (allocations, evictions, copies, waits, pressure calls);
+ * the device spans join it on a "<context> (device)" track each, placed
+ * on its clock through the origin event's host time.
+ *
  * @module
  */
-import type { ExecutionContext, GpuEvent, Scheduler } from "../../mod.ts";
+import {
+  type ChromeTrace,
+  type ExecutionContext,
+  type GpuEvent,
+  isTracing,
+  readTrace,
+  type Scheduler,
+  startTrace,
+  stopTrace,
+  traceSpan,
+} from "../../mod.ts";
 
 /** A lane of the timeline: one context's stream. */
 export interface Lane {
@@ -33,6 +48,8 @@ export interface Timeline {
   readonly title: string;
   readonly lanes: readonly Lane[];
   readonly spans: readonly Span[];
+  /** The library's trace of the run, the device spans included. */
+  readonly trace: ChromeTrace;
 }
 
 interface Pending {
@@ -43,20 +60,31 @@ interface Pending {
   readonly args: Record<string, string | number>;
 }
 
+/** Events the demo's trace keeps: far more than a full-scale run records. */
+const TRACE_CAPACITY = 1_000_000;
+
 /** Records spans of device work per context. */
 export class TimelineRecorder {
   readonly #sched: Scheduler;
   readonly #origin: GpuEvent;
   readonly #lanes: Lane[] = [];
+  /** performance.now() when the origin was recorded on an idle stream: when it ran, near enough. */
+  readonly #originMs: number;
+  /** Whether this recorder started the library trace (and so stops it). */
+  readonly #ownsTrace: boolean;
   #pending: Pending[] = [];
 
   /**
-   * Records the origin, time 0, on `first`'s stream. Make it before any
+   * Records the origin, time 0, on `first`'s stream, and starts the
+   * library trace unless one is recording already. Make it before any
    * context has work queued, so that the origin precedes every span.
    */
   constructor(sched: Scheduler, first: ExecutionContext) {
     this.#sched = sched;
+    this.#ownsTrace = !isTracing();
+    if (this.#ownsTrace) startTrace({ capacity: TRACE_CAPACITY });
     this.#origin = sched.createEvent({ timing: true }).record(first.stream);
+    this.#originMs = performance.now();
   }
 
   /** Adds a lane for `ctx`; lanes are drawn in the order they were added. */
@@ -107,7 +135,8 @@ export class TimelineRecorder {
 
   /**
    * Waits for every recorded span to complete and measures it; the events
-   * are destroyed.
+   * are destroyed. Adds the spans to the library trace and returns it with
+   * them (stopping it when this recorder started it).
    */
   async finish(title: string): Promise<Timeline> {
     const pending = this.#pending;
@@ -123,7 +152,21 @@ export class TimelineRecorder {
     }
     this.#origin.destroy();
     spans.sort((a, b) => a.startMs - b.startMs);
-    return { title, lanes: [...this.#lanes], spans };
+    for (const lane of this.#lanes) {
+      // One stream's spans never overlap; float32 event times could make
+      // neighbours overlap by a rounding error, which a slice track refuses.
+      let laneEnd = -Infinity;
+      for (const span of spans.filter((s) => s.lane === lane.id)) {
+        const start = Math.max(this.#originMs + span.startMs, laneEnd);
+        laneEnd = start + span.durationMs;
+        traceSpan(span.name, start, laneEnd, {
+          track: `${lane.id} (device)`,
+          args: span.args,
+        });
+      }
+    }
+    const trace = this.#ownsTrace ? stopTrace() : readTrace();
+    return { title, lanes: [...this.#lanes], spans, trace };
   }
 }
 

@@ -36,6 +36,7 @@ import {
   show,
 } from "../validate.ts";
 import { type ContextHost, type ContextUsage, ExecutionContext } from "./execution_context.ts";
+import { traceContext, tracePressure, tracing } from "../trace/recorder.ts";
 
 /** Options of `createContext()`. */
 export interface ContextOptions {
@@ -266,6 +267,7 @@ export class ContextManager implements ContextHost {
     this.#accounts.set(ctx, { held: 0 });
     this.#claims += reserved;
     this.#scheduler.adopt(ctx);
+    if (tracing.on) traceContext(ctx, "create", { qos, maxVram, reserved });
     return ctx;
   }
 
@@ -318,6 +320,7 @@ export class ContextManager implements ContextHost {
     const account = this.#accounts.get(ctx);
     if (!account) return;
     this.#claims -= Math.max(account.held, ctx.reserved);
+    if (tracing.on) traceContext(ctx, "destroy");
     this.#accounts.delete(ctx);
     this.#contexts.delete(ctx.name);
     this.#directory.names.delete(ctx.name);
@@ -328,6 +331,8 @@ export class ContextManager implements ContextHost {
   #askHandlers(ctx: ExecutionContext, requested: number, available: number): void {
     for (const handler of [...this.#handlers]) {
       let allowed: boolean;
+      ctx.tallies.pressureEvents++;
+      if (tracing.on) tracePressure(ctx, requested, available);
       try {
         allowed = handler(ctx, requested, available);
       } catch (cause) {

@@ -14,6 +14,8 @@ import type { Stream } from "../stream.ts";
 import type { ComputeReservation } from "../engine/compute_layout.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
+import { type ContextTallies, newContextTallies } from "../metrics/tallies.ts";
+import { traceAllocationFailure, traceContext, tracing } from "../trace/recorder.ts";
 
 /** Options of `alloc()` and `ExecutionContext.alloc()`. */
 export interface AllocOptions {
@@ -101,6 +103,8 @@ export class ExecutionContext {
   readonly device: number;
   /** Its stream: all its copies, evictions and restores are ordered on it. */
   readonly stream: Stream;
+  /** @internal Event counts for getMetrics() that its pool does not keep. */
+  readonly tallies: ContextTallies = newContextTallies();
   /** Share of the SMs reserved for it (`compute` option); undefined without a reservation. */
   readonly compute: number | undefined;
   /**
@@ -177,12 +181,26 @@ export class ExecutionContext {
       this.#rejectSize(bytes);
     }
     if (sizeClassOf(bytes) > this.maxVram) {
-      throw new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes);
+      throw this.#refused(
+        new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes),
+      );
     }
-    const buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    let buffer: DeviceBuffer;
+    try {
+      buffer = this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
+    } catch (error) {
+      throw error instanceof VramBudgetExceededError ? this.#refused(error) : error;
+    }
     const used = this.#pool.allocatedBytes;
     if (used > this.#peak) this.#peak = used;
     return buffer;
+  }
+
+  /** Counts (and traces) a refused allocation; returns the error to throw. */
+  #refused(error: VramBudgetExceededError): VramBudgetExceededError {
+    this.tallies.allocationFailures++;
+    if (tracing.on) traceAllocationFailure(this, error);
+    return error;
   }
 
   #rejectSize(bytes: unknown): never {
@@ -242,6 +260,7 @@ export class ExecutionContext {
   invalidate(): void {
     this.#alive = false;
     this.#pool.invalidate();
+    if (tracing.on) traceContext(this, "destroy", { shutdown: true });
   }
 }
 

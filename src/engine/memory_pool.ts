@@ -26,6 +26,7 @@ import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
 import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
+import { traceCopy, traceMemory, tracing } from "../trace/recorder.ts";
 
 /** Options of `new MemoryPool()`. */
 export interface MemoryPoolOptions {
@@ -332,6 +333,7 @@ export class MemoryPool implements Owned {
     this.#allocationCount++;
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
+    if (tracing.on) this.#trace("alloc", size);
     return block;
   }
 
@@ -555,6 +557,7 @@ export class MemoryPool implements Owned {
     this.#cached -= memory.size;
     deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
     this.#budget?.returned(memory.size);
+    if (tracing.on) this.#trace("release cached", memory.size);
     return memory.stream;
   }
 
@@ -581,6 +584,7 @@ export class MemoryPool implements Owned {
     this.#evictedHostBytes += host.size;
     this.#evictionCount++;
     this.#evictedBytesTotal += block.size;
+    if (tracing.on) this.#trace("evict", block.size);
     return block.classSize;
   }
 
@@ -637,6 +641,7 @@ export class MemoryPool implements Owned {
     const held = this.#allocated + this.#cached;
     if (held > this.#peak) this.#peak = held;
     this.#returnHostCopyWhenDone(host, block.stream);
+    if (tracing.on) this.#trace("restore", block.size);
     return memory.ptr;
   }
 
@@ -681,7 +686,13 @@ export class MemoryPool implements Owned {
       this.#evictedHostBytes -= host.size;
       this.#returnHostCopyWhenDone(host, block.stream);
     }
+    if (tracing.on) this.#trace("free", block.size);
     return true;
+  }
+
+  /** Records a memory event and the bytes held after it in the trace. */
+  #trace(event: string, bytes: number): void {
+    traceMemory(this, event, bytes, this.#allocated, this.#cached, this.#evictedHostBytes);
   }
 
   #makeBlockHost(): BlockHost {
@@ -713,7 +724,7 @@ export class MemoryPool implements Owned {
         return this.#release(block);
       },
       write: (block, ptr, offset, data) => {
-        return stagedWrite(
+        const done = stagedWrite(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("write"),
@@ -721,9 +732,10 @@ export class MemoryPool implements Owned {
           offset,
           data,
         );
+        return tracing.on ? traceCopy(this, "write", data.byteLength, done) : done;
       },
       read: (block, ptr, offset, out) => {
-        return stagedRead(
+        const done = stagedRead(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("read"),
@@ -731,6 +743,7 @@ export class MemoryPool implements Owned {
           offset,
           out,
         );
+        return tracing.on ? traceCopy(this, "read", out.byteLength, done) : done;
       },
     };
   }

@@ -14,6 +14,7 @@ import { requireNonEmptyString, requireOptions, show } from "../validate.ts";
 import { ComputeLayout, type PartitionDirectory } from "./compute_layout.ts";
 import { PartitionConfig, PartitionLimits } from "./partition.ts";
 import { groupsForShares } from "./share_rounding.ts";
+import { tracePartition, tracing } from "../trace/recorder.ts";
 
 /** What `PartitionManager.getPartition()` reports. */
 export interface PartitionInfo {
@@ -247,6 +248,7 @@ export class PartitionManager implements Owned {
     this.#partitions.set(id, partition);
     this.#reservedMemory += memoryLimit ?? 0;
     this.#reservedCompute += computeLimit ?? 0;
+    if (tracing.on) tracePartition("create", this.#info(partition));
     return this.#info(partition);
   }
 
@@ -322,6 +324,7 @@ export class PartitionManager implements Owned {
     this.#reservedCompute = this.#partitions.size === 0
       ? 0
       : this.#reservedCompute - (partition.computeLimit ?? 0);
+    if (tracing.on) tracePartition("delete", { id });
   }
 
   /**
