@@ -16,7 +16,7 @@
 #define CAPACITY (64u << 20)
 #define BYTES 4096
 
-static void *shared[2]; /* one buffer per device, copied into by every thread */
+static void *shared[2]; /* one buffer per device; each thread copies into its own slice */
 static uint32_t shared_streams[2];
 static int failures;
 static pthread_mutex_t failures_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,7 +40,8 @@ static void fail(const char *what, int32_t status) {
   } while (0)
 
 static void *worker(void *arg) {
-  int device = (int)(intptr_t)arg % 2;
+  int slice = (int)(intptr_t)arg;
+  int device = slice % 2;
   int other = 1 - device;
   CHECK(sched_set_device(device));
   uint32_t stream = 0, pool = 0, event = 0;
@@ -67,7 +68,8 @@ static void *worker(void *arg) {
     CHECK(sched_set_device(device));
     CHECK(sched_stream_wait_event(stream, theirs));
     CHECK(sched_event_destroy(theirs));
-    CHECK(sched_memcpy_async(shared[other], 0, mine, 0, BYTES, SCHED_COPY_DEVICE_TO_DEVICE, stream));
+    CHECK(sched_memcpy_async(shared[other], (uint64_t)slice * BYTES, mine, 0, BYTES, SCHED_COPY_DEVICE_TO_DEVICE,
+                             stream));
     CHECK(sched_event_record(event, stream));
     CHECK(sched_free_async(mine, stream));
   }
@@ -83,7 +85,7 @@ int main(void) {
     if (sched_init_devices(SCHED_BACKEND_HOST, 0, 2, CAPACITY) != SCHED_OK) return 1;
     for (int d = 0; d < 2; d++) {
       if (sched_set_device(d) != SCHED_OK || sched_stream_create(0, 0, &shared_streams[d], NULL) != SCHED_OK ||
-          sched_malloc(BYTES, &shared[d]) != SCHED_OK) {
+          sched_malloc((uint64_t)THREADS * BYTES, &shared[d]) != SCHED_OK) {
         fprintf(stderr, "setup of device %d failed\n", d);
         return 1;
       }
