@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { main as basicContexts } from "../examples/basic_contexts.ts";
 import { main as memoryPool } from "../examples/memory_pool.ts";
+import { main as modelSwap } from "../examples/model_swap.ts";
 import { main as multiDevice } from "../examples/multi_device.ts";
 import { main as multiModel } from "../examples/multi_model.ts";
 import { main as ownKernel } from "../examples/own_kernel.ts";
@@ -67,6 +68,15 @@ exampleTest("multi_device.ts", multiDevice, (lines) => {
     assert.equal(lines[1], "vision on 0, llm on 0, tts (auto) on 0");
   }
   assert.equal(lines[3], "llm input starts 0.25, 0.25, 0.25, 0.25");
+});
+
+exampleTest("model_swap.ts", modelSwap, (lines) => {
+  assert.equal(lines[0], "3 models of 48 MiB, 128 MiB of device memory: one awake at a time");
+  assert.equal(lines.length, 8);
+  for (const line of lines.slice(1, 7)) {
+    assert.match(line, /^round [12]: \w+ served, weights intact at the same addresses: true$/);
+  }
+  assert.equal(lines[7], "every wake restored its weights bit-exact at the same addresses: true");
 });
 
 exampleTest("streams_events.ts", streamsEvents, (lines) => {
@@ -161,6 +171,10 @@ for (const backend of BACKENDS) {
         assert.ok(progress.some((l) => l.includes(stage)), `progress line for ${stage}`);
       }
       assert.ok(report.includes(`backend     ${backend.name}`));
+      assert.ok(
+        report.some((l) => /^sleep\/wake {2}llm slept .* every buffer at its address$/.test(l)),
+        "the report shows the sleep phase",
+      );
       assert.deepEqual(row(report, "llm").slice(0, 5), [
         "llm",
         "guaranteed",

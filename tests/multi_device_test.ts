@@ -338,3 +338,25 @@ multiDeviceTest("getMetrics() reports every device and every device's contexts",
   assert.deepEqual(m.contexts.map((c) => [c.name, c.device]), [["zero", 0], ["one", 1]]);
   assert.match(formatPrometheus(m), /gpusched_device_available_bytes\{device="1"\} 29360128/);
 });
+
+multiDeviceTest(
+  "a context's memory is its own device's, through eviction and sleep",
+  async (sched) => {
+    const before = [sched.memoryInfo(0).free, sched.memoryInfo(1).free];
+    const ctx = createContext("on-one", { maxVram: 16 * MB, device: 1 });
+    const buf = ctx.alloc(8 * MB, { evictable: true });
+    const data = new Uint8Array(8 * MB).map((_, i) => i * 7);
+    await buf.write(data);
+    assert.equal(sched.memoryInfo(0).free, before[0], "nothing of device 0 was used");
+    assert.ok(sched.memoryInfo(1).free <= before[1]! - 8 * MB, "device 1 holds the buffer");
+    const address = buf.ptr;
+    await ctx.sleep();
+    assert.ok(sched.memoryInfo(1).free >= before[1]! - MB, "asleep: device 1's memory went back");
+    await ctx.wake();
+    assert.ok(Deno.UnsafePointer.equals(buf.ptr, address), "the same address after waking");
+    const out = new Uint8Array(8 * MB);
+    await buf.read(out);
+    assert.deepEqual(out, data);
+    buf.free();
+  },
+);

@@ -22,6 +22,7 @@ import { DemoKernels } from "./kernels.ts";
 import { type LlmConfig, TinyLlm } from "./llm.ts";
 import type { DemoOptions } from "./options.ts";
 import { formatReport, mib, ms, type StageRow } from "./report.ts";
+import { describeSleepWake, sleepAndWake } from "./sleep_phase.ts";
 import { busyMs, overlapMs, TimelineRecorder } from "./timeline.ts";
 import { synthesize, type TtsConfig } from "./tts.ts";
 import { LABELS, TinyVision, type VisionConfig } from "./vision.ts";
@@ -132,6 +133,8 @@ async function run(
 
   stop.stopped = true;
   const backgroundResult = await backgroundRun;
+  const swapped = describeSleepWake(await sleepAndWake(llm));
+  say(`sleep/wake: ${swapped}`);
   offPressure();
   const wallMs = performance.now() - started;
   const rows = contexts.all.map((ctx) => ({
@@ -200,6 +203,7 @@ async function run(
     overlapMs: overlapMs(data, "llm", "vision"),
     pressure,
     wallMs,
+    sleepWake: swapped,
     text: decoded.text,
     seen: `${classified.labels.length} images: ${seen.map(([l, n]) => `${l} x${n}`).join(", ")}`,
     files,

@@ -45,6 +45,8 @@ export interface DemoReport {
   readonly overlapMs: number;
   readonly pressure: ReadonlyMap<string, number>;
   readonly wallMs: number;
+  /** The sleep phase's line (examples/demo/sleep_phase.ts). */
+  readonly sleepWake?: string;
   readonly text: string;
   readonly seen: string;
   readonly files: readonly string[];
@@ -100,6 +102,7 @@ export function formatReport(r: DemoReport): string[] {
     `llm + vision ran concurrently for ${ms(r.concurrentMs)}; ` +
       `their streams overlapped on the device for ${ms(r.overlapMs)}`,
     `wall time   ${ms(r.wallMs)}`,
+    ...(r.sleepWake ? [`sleep/wake  ${r.sleepWake}`] : []),
     "",
     `llm said    "${r.text}"`,
     `vision saw  ${r.seen}`,

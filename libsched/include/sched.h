@@ -359,6 +359,54 @@ SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void 
 /** Sets bytes of a device allocation to value, in stream order. */
 SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, uint64_t bytes, uint32_t stream);
 
+/* ------------------------------------------------------- virtual memory */
+
+/*
+ * Device addresses that stay valid while physical memory moves (eviction,
+ * sleeping contexts). A range of address space is reserved once; blocks
+ * inside it are committed (backed by physical memory) and decommitted.
+ * Physical memory is mapped in units of the granularity: a block whose
+ * ends fall on the granularity and that spans two or more granules is
+ * mapped alone; smaller or unaligned blocks share granules, each unmapped
+ * once no committed block touches it. A committed block is a device
+ * allocation named by its base pointer for sched_memcpy_async and
+ * sched_memset_async. cuda: cuMemAddressReserve/cuMemCreate/cuMemMap;
+ * host: mmap(PROT_NONE)/mprotect/madvise, charged against the capacity.
+ * `device` must be the initialized device.
+ */
+
+/** Bytes physical memory is mapped in (H100/H200: 2 MiB; host: the page size). */
+SCHED_API int32_t sched_vmm_granularity(int32_t device, uint64_t *out_bytes);
+
+/** Reserves bytes (a multiple of the granularity) of address space, no memory. */
+SCHED_API int32_t sched_vmm_reserve(int32_t device, uint64_t bytes, void **out_base);
+
+/** Gives a reservation back; INVALID_ARGUMENT while any block in it is committed. */
+SCHED_API int32_t sched_vmm_unreserve(int32_t device, void *base);
+
+/**
+ * Backs [ptr, ptr + bytes) with physical memory (ptr 256-byte aligned, inside
+ * a reservation, not committed already). OUT_OF_MEMORY when the device has
+ * none left, after waiting for decommits still pending.
+ */
+SCHED_API int32_t sched_vmm_commit(int32_t device, void *ptr, uint64_t bytes);
+
+/**
+ * Decommits a block: copies queued later that name it are refused at once;
+ * its physical memory is unmapped once stream has finished the work queued
+ * so far (VMM calls are not stream-ordered; an event orders this one).
+ */
+SCHED_API int32_t sched_vmm_decommit(int32_t device, void *ptr, uint32_t stream);
+
+/** Waits for pending decommits and unmaps their memory. */
+SCHED_API int32_t sched_vmm_flush(int32_t device);
+
+/** Unmaps the memory of pending decommits whose stream work is already done; never waits. */
+SCHED_API int32_t sched_vmm_reap(int32_t device);
+
+/** Bytes in committed blocks, and bytes of physical memory mapped under them. */
+SCHED_API int32_t sched_vmm_usage(int32_t device, uint64_t *out_committed, uint64_t *out_mapped);
+
 /* ---------------------------------------------------------- fault injection */
 
 typedef enum sched_fault {

@@ -115,8 +115,14 @@ int32_t sched_fail(int32_t status, const char *fmt, ...)
  */
 int32_t sched_acting_device(void);
 
-/** For a backend's init, which prepares every device in turn. */
+/** For a backend's init, which prepares every device in turn (and vmm.c, which acts per device). */
 void sched_set_acting_device(int32_t device);
+
+/** How many devices are initialized (0 when none). */
+int32_t sched_devices_initialized(void);
+
+/** Creates an event on the device of stream (live), for internal waits. */
+int32_t sched_event_create_for(uint32_t stream, uint32_t *out_event);
 
 /** Queues a completed token; callable from any thread, including CUDA's callback thread. */
 void completions_push(uint32_t token, int32_t status);

@@ -21,6 +21,7 @@
 #include "backend.h"
 #include "handles.h"
 #include "registry.h"
+#include "vmm.h"
 
 typedef struct pool_entry {
   void *backend_pool;
@@ -78,6 +79,8 @@ int32_t sched_acting_device(void) { return acting_device; }
 static inline void act_on(int32_t device) { acting_device = device; }
 
 void sched_set_acting_device(int32_t device) { act_on(device); }
+
+int32_t sched_devices_initialized(void) { return B != NULL ? device_total : 0; }
 
 static int32_t current_device(void) {
   return thread_device_generation == init_generation ? thread_device : default_device;
@@ -223,6 +226,7 @@ SCHED_API int32_t sched_shutdown(void) {
   /* Finish queued work first so stream-ordered frees, copies and pending
    * completion tokens all land before their objects go away. */
   handles_each(&streams, sync_stream, NULL);
+  vmm_shutdown(); /* before the events its pending decommits hold */
   registry_clear(&device_allocations, free_device_allocation, NULL);
   registry_clear(&pinned_allocations, free_pinned_allocation, NULL);
   handles_clear(&events, destroy_event, NULL);
@@ -632,6 +636,23 @@ SCHED_API int32_t sched_event_create(uint32_t flags, uint32_t *out_event) {
   return SCHED_OK;
 }
 
+int32_t sched_event_create_for(uint32_t stream, uint32_t *out_event) {
+  REQUIRE_INIT();
+  int32_t device;
+  {
+    LOOKUP_STREAM(stream, s);
+    (void)s;
+    device = s_entry->device;
+  }
+  int32_t keep_thread = thread_device, keep_generation = (int32_t)thread_device_generation;
+  thread_device = device;
+  thread_device_generation = init_generation;
+  int32_t status = sched_event_create(0, out_event);
+  thread_device = keep_thread;
+  thread_device_generation = (uint32_t)keep_generation;
+  return status;
+}
+
 SCHED_API int32_t sched_event_destroy(uint32_t event) {
   REQUIRE_INIT();
   event_entry *entry = handles_remove(&events, event);
@@ -895,7 +916,8 @@ SCHED_API int32_t sched_host_free(void *ptr) {
 static int32_t device_range(void *base, uint64_t offset, uint64_t bytes, const char *side, char **out,
                             int32_t *out_device) {
   allocation a;
-  if (registry_find(&device_allocations, base, &a) != 0) return unknown_device_pointer(base);
+  if (registry_find(&device_allocations, base, &a) != 0 && vmm_find_block(base, &a) != 0)
+    return unknown_device_pointer(base);
   if (offset > a.size || bytes > a.size - offset)
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
                       "Copy %s range [%" PRIu64 ", %" PRIu64 " + %" PRIu64 ") is outside the %" PRIu64 "-byte allocation",

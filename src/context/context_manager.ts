@@ -36,6 +36,7 @@ import {
   show,
 } from "../validate.ts";
 import { type ContextHost, type ContextUsage, ExecutionContext } from "./execution_context.ts";
+import type { SleepLedger } from "../sleep/context_sleep.ts";
 import { traceContext, tracePressure, tracing } from "../trace/recorder.ts";
 
 /** Options of `createContext()`. */
@@ -326,6 +327,53 @@ export class ContextManager implements ContextHost {
     this.#directory.names.delete(ctx.name);
     if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
     this.#scheduler.release(ctx);
+  }
+
+  /** @internal ContextHost: the reservation leaves the ledger at sleep and is admitted again at wake. */
+  sleepLedger(ctx: ExecutionContext, reserved: number): SleepLedger {
+    const move = (flip: () => void) => {
+      const account = this.#accounts.get(ctx);
+      if (!account) return flip();
+      const before = Math.max(account.held, ctx.reserved);
+      flip();
+      this.#claims += Math.max(account.held, ctx.reserved) - before;
+    };
+    return {
+      suspend: (asleep) => {
+        move(asleep);
+        if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
+      },
+      resume: (awake) => {
+        const doing = `Cannot wake context "${ctx.name}"`;
+        const task = ctx.qos === QoSPolicy.GUARANTEED
+          ? QosTaskMeta.guaranteed(ctx.name, ctx.name, ctx.maxVram)
+          : ctx.qos === QoSPolicy.BURSTABLE
+          ? QosTaskMeta.burstable(ctx.name, ctx.name, ctx.maxVram, { base: ctx.baseVram })
+          : undefined;
+        if (task) {
+          const verdict = this.#evaluator.evaluate(task);
+          if (verdict.decision === "reject") {
+            throw new AdmissionError(`${doing}: ${verdict.reason}`);
+          }
+        }
+        const reservable = this.#reservable();
+        if (reserved > reservable) {
+          throw new AdmissionError(
+            `${doing}: cannot reserve ${reserved} bytes, only ${reservable} are free or reclaimable; it stays asleep`,
+          );
+        }
+        if (reserved > this.spare) {
+          this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[ctx.qos]);
+        }
+        if (reserved > this.spare) {
+          throw new AdmissionError(
+            `${doing}: cannot reserve ${reserved} bytes, only ${this.spare} could be freed; it stays asleep`,
+          );
+        }
+        move(awake);
+        if (task) this.#evaluator.admit(task);
+      },
+    };
   }
 
   #askHandlers(ctx: ExecutionContext, requested: number, available: number): void {

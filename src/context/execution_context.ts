@@ -14,6 +14,7 @@ import type { Stream } from "../stream.ts";
 import type { ComputeReservation } from "../engine/compute_layout.ts";
 import { requireBoolean, requireOptions, show } from "../validate.ts";
 import { DeviceBuffer } from "./device_buffer.ts";
+import { SleepCycle, type SleepLedger } from "../sleep/context_sleep.ts";
 import { type ContextTallies, newContextTallies } from "../metrics/tallies.ts";
 import { traceAllocationFailure, traceContext, tracing } from "../trace/recorder.ts";
 
@@ -51,6 +52,8 @@ export interface ContextHost {
   pressure(ctx: ExecutionContext, bytes: number, available: number): void;
   /** ctx is being destroyed. */
   forget(ctx: ExecutionContext): void;
+  /** The ledger moves for ctx's sleep and wake (see SleepLedger). */
+  sleepLedger(ctx: ExecutionContext, reserved: number): SleepLedger;
 }
 
 /** @internal Fixed settings of a context, validated by the manager. */
@@ -95,8 +98,12 @@ export class ExecutionContext {
   readonly maxVram: number;
   /** BURSTABLE base reservation (0 otherwise). */
   readonly baseVram: number;
-  /** Bytes reserved at creation. */
-  readonly reserved: number;
+  /** Bytes reserved for it: fixed at creation, 0 while it sleeps. */
+  get reserved(): number {
+    return this.#sleep.reservationReleased ? 0 : this.#reserved;
+  }
+  #reserved: number;
+  #sleep: SleepCycle;
   /** Partition id its streams run in, if any. */
   readonly partition: string | undefined;
   /** Device index. */
@@ -126,7 +133,7 @@ export class ExecutionContext {
     this.qos = spec.qos;
     this.maxVram = spec.maxVram;
     this.baseVram = spec.baseVram;
-    this.reserved = spec.reserved;
+    this.#reserved = spec.reserved;
     this.partition = spec.partition;
     this.device = spec.device;
     this.stream = spec.stream;
@@ -147,6 +154,54 @@ export class ExecutionContext {
         makeBlock: (...block) => new DeviceBuffer(this, ...block),
       },
     );
+    this.#sleep = new SleepCycle(this, host.sleepLedger(this, spec.reserved));
+  }
+
+  /**
+   * Moves every buffer to pinned host memory and releases its device memory
+   * and its reservation for others. Work already queued on its stream (a
+   * `write` called before) finishes first; resolves when every copy out is
+   * done. While asleep, `alloc`, `buf.ptr`, `write`, `read`, `pin` and
+   * `sleep()` refuse with SchedulerError; `free()`, usage and destroy work.
+   * Buffers keep their device address (`buf.ptr`) through sleep and wake.
+   *
+   * @throws {SchedulerError} (rejects) when asleep already, destroyed, or a buffer is pinned by `pin()`
+   *
+   * @example
+   * ```ts
+   * import { createContext, initialize, MB, shutdown } from "@gpusched/core";
+   * import assert from "node:assert/strict";
+   * initialize({ backend: "host" });
+   * const llm = createContext("llm", { maxVram: 64 * MB });
+   * const buf = llm.alloc(1 * MB);
+   * await buf.write(new Uint8Array([1, 2, 3]));
+   * const before = buf.ptr;
+   * await llm.sleep();
+   * assert.equal(llm.usage().used, 0);
+   * await llm.wake();
+   * assert.ok(Deno.UnsafePointer.equals(buf.ptr, before));
+   * shutdown();
+   * ```
+   */
+  sleep(): Promise<void> {
+    return this.#sleep.sleep();
+  }
+
+  /**
+   * Admits its reservation again and restores every buffer, bit-exact, at
+   * its address; resolves when the copies are done. Resolves at once when awake.
+   *
+   * @throws {AdmissionError} (rejects) when the reservation or the buffers cannot be
+   *   given back now; it stays asleep with its data intact and may be woken later
+   * @throws {SchedulerError} (rejects) when destroyed
+   */
+  wake(): Promise<void> {
+    return this.#sleep.wake();
+  }
+
+  /** True from `sleep()` until `wake()` has restored its buffers. */
+  get sleeping(): boolean {
+    return this.#sleep.sleeping;
   }
 
   /** False once destroyed (or its scheduler shut down). */
@@ -180,6 +235,7 @@ export class ExecutionContext {
     if (typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes <= 0) {
       this.#rejectSize(bytes);
     }
+    if (this.#sleep.sleeping) this.#sleep.assertAwake(`Cannot allocate in context "${this.name}"`);
     if (sizeClassOf(bytes) > this.maxVram) {
       throw this.#refused(
         new VramBudgetExceededError(this.name, bytes, this.maxVram - this.#pool.allocatedBytes),

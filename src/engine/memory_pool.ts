@@ -17,8 +17,6 @@ import {
   copyToHost,
   createNativePool,
   destroyNativePool,
-  deviceAlloc,
-  deviceFree,
   pinnedAlloc,
   pinnedFree,
 } from "./native_memory.ts";
@@ -26,6 +24,13 @@ import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
 import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
+import {
+  addressSpaceFor,
+  type Slot,
+  SlotAllocator,
+  vmmCommit,
+  vmmDecommit,
+} from "./virtual_memory.ts";
 import { traceCopy, traceMemory, tracing } from "../trace/recorder.ts";
 
 /** Options of `new MemoryPool()`. */
@@ -128,6 +133,8 @@ interface DeviceMemory {
   stream: Stream;
   readonly classNode: ListNode<DeviceMemory>;
   readonly cacheNode: ListNode<DeviceMemory>;
+  /** Its fixed address range: the block keeps it while evicted, so `ptr` never changes. */
+  readonly slot: Slot;
 }
 
 /** Pinned host memory holding an evicted block. */
@@ -148,6 +155,8 @@ function lruNodeOf(block: PoolBlock): ListNode<PoolBlock> | undefined {
 }
 
 const CREATE = "Cannot create a memory pool";
+/** Cached bytes a pool always may keep (see #boundCache). */
+const CACHE_FLOOR = 32 * 1024 * 1024;
 
 /**
  * Device memory for one owner (a model, a context), in size classes with
@@ -210,6 +219,13 @@ export class MemoryPool implements Owned {
   #host: BlockHost;
   #budget: PoolBudget | undefined;
   #makeBlock: NonNullable<PoolInternals["makeBlock"]>;
+  #slots: SlotAllocator;
+  #device: number;
+  /** Address ranges of evicted blocks, committed again at restore. */
+  #parked = new Map<PoolBlock, DeviceMemory>();
+  /** Why its blocks cannot be used now (a sleeping context), or undefined. */
+  #asleep: string | undefined;
+  #inflight = new Set<Promise<void>>();
 
   #allocated = 0;
   #requested = 0;
@@ -251,10 +267,11 @@ export class MemoryPool implements Owned {
     this.#scheduler = getScheduler();
     this.#staging = stagingFor(this.#scheduler);
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
-    this.#ownsNativePool = internals?.nativePool === undefined;
     // On the device of the stream it was given, else on the scheduler's device.
-    this.#nativePool = internals?.nativePool ??
-      createNativePool(this.quota, opts.stream?.device ?? this.#scheduler.device.id);
+    this.#device = opts.stream?.device ?? this.#scheduler.device.id;
+    this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler, this.#device));
+    this.#ownsNativePool = internals?.nativePool === undefined;
+    this.#nativePool = internals?.nativePool ?? createNativePool(this.quota, this.#device);
     try {
       this.#ownsStream = opts.stream === undefined;
       this.stream = opts.stream ?? this.#scheduler.createStream();
@@ -310,6 +327,7 @@ export class MemoryPool implements Owned {
       if (opts.stream !== undefined) stream = this.#requireOwnStream(opts.stream, doing, "stream");
     }
     if (!this.#alive) this.#assertAlive("allocate");
+    if (this.#asleep !== undefined) throw new SchedulerError(`${doing}: ${this.#asleep}`);
     const classSize = sizeClassOf(size);
     if (classSize > this.quota) {
       throw new RangeError(
@@ -433,17 +451,19 @@ export class MemoryPool implements Owned {
       block._state = "freed";
       const memory = memoryOf(block), host = hostCopyOf(block);
       if (memory) {
-        deviceFree(memory.ptr, memory.stream.nativeHandle("free"));
+        vmmDecommit(this.#device, memory.ptr, memory.stream.nativeHandle("free"));
         this.#budget?.returned(memory.size);
       }
       if (host) pinnedFree(host.ptr);
     }
     this.#live = [];
+    this.#parked.clear();
     this.#allocated = 0;
     this.#residentRequested = 0;
     while (this.#cacheLru.size > 0) this.#releaseOldestCached();
     for (const copies of this.#spareHost.values()) for (const copy of copies) pinnedFree(copy.ptr);
     this.#spareHost.clear();
+    this.#slots.destroy();
     this.#orderEvent.destroy();
     if (this.#ownsStream) this.stream.destroy();
     if (this.#ownsNativePool) destroyNativePool(this.#nativePool);
@@ -459,6 +479,51 @@ export class MemoryPool implements Owned {
     this.#alive = false;
     for (const block of this.#live) block._state = "freed";
     this.#live = [];
+    this.#parked.clear();
+  }
+
+  /** @internal Refuses every use of its blocks with `reason` (a sleeping context), or allows them again. */
+  _setAsleep(reason: string | undefined): void {
+    this.#asleep = reason;
+  }
+
+  /** @internal True while a block is pinned by `pin()` (not by a transfer). */
+  _userPinned(): boolean {
+    return this.#live.some((block) => block._userPins > 0);
+  }
+
+  /** @internal Resolves once no write or read of its blocks is in flight. */
+  async _transfersSettled(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  /**
+   * @internal Moves every resident block, evictable or not, to pinned host
+   * memory and releases the cache (a context falling asleep). Returns the
+   * blocks moved; blocks already evicted stay as they are.
+   */
+  _evictAll(): PoolBlock[] {
+    this.#assertAlive("evict a pool");
+    const moved: PoolBlock[] = [];
+    for (const block of [...this.#live]) {
+      if (memoryOf(block) === undefined) continue;
+      this.#evictBlock(block);
+      moved.push(block);
+    }
+    while (this.#cacheLru.size > 0) this.#releaseOldestCached();
+    return moved;
+  }
+
+  /**
+   * @internal Restores `blocks` at their addresses (a context waking), each
+   * as an allocation would (quota, budget, pressure, eviction); throws at the
+   * first that cannot be given memory, leaving the ones before it resident.
+   */
+  _restoreAll(blocks: PoolBlock[]): void {
+    for (const block of blocks) {
+      this.#assertAlive("restore a pool");
+      if (block._state === "evicted") this.#restore(block);
+    }
   }
 
   // ------------------------------------------------------------ internals
@@ -480,21 +545,21 @@ export class MemoryPool implements Owned {
       }
       return cached;
     }
+    this.#boundCache();
     this.#makeRoom(classSize);
     this.#budget?.request(classSize);
-    const native = stream.nativeHandle("allocate");
-    let ptr: Deno.PointerObject;
+    const slot = this.#slots.take(classSize);
     try {
-      ptr = deviceAlloc(this.#nativePool, native, classSize) ??
-        this.#retryAfterDevicePressure(classSize, native);
+      this.#commit(slot, classSize, stream);
     } catch (error) {
+      this.#slots.give(slot);
       this.#budget?.returned(classSize);
       throw error;
     }
-    this.#streams.add(stream);
     const memory: DeviceMemory = {
-      ptr,
+      ptr: slot.ptr,
       size: classSize,
+      slot,
       stream,
       classNode: undefined as unknown as ListNode<DeviceMemory>,
       cacheNode: undefined as unknown as ListNode<DeviceMemory>,
@@ -527,8 +592,33 @@ export class MemoryPool implements Owned {
     }
   }
 
+  /**
+   * Before mapping more memory, keeps the cache to a small share of what
+   * the pool holds (oldest released first). Under virtual memory released
+   * physical memory serves any size class, so a large cache would only
+   * hold memory (bench/fragmentation_trace.ts measures the effect); reuse
+   * of recently freed sizes still hits the cache.
+   */
+  #boundCache(): void {
+    const keep = Math.max(CACHE_FLOOR, this.#allocated / 32);
+    while (this.#cached > keep && this.#cacheLru.size > 0) this.#releaseOldestCached();
+  }
+
+  /** Backs a slot with device memory for use on stream, ordered after its last use. */
+  #commit(slot: Slot, bytes: number, stream: Stream): void {
+    if (!vmmCommit(this.#device, slot.ptr, bytes)) this.#retryAfterDevicePressure(slot, bytes);
+    const last = slot.stream;
+    if (last !== undefined && last !== stream && !last.destroyed) {
+      // Its address was last used on another stream: work queued there may still touch it.
+      this.#orderEvent.record(last);
+      this.#orderEvent.wait(stream);
+    }
+    slot.stream = stream;
+    this.#streams.add(stream);
+  }
+
   /** The device refused: give back the cache, evict what we may, and try once more. */
-  #retryAfterDevicePressure(classSize: number, native: number): Deno.PointerObject {
+  #retryAfterDevicePressure(slot: Slot, classSize: number): void {
     const touched = new Set<Stream>();
     while (this.#cacheLru.size > 0) touched.add(this.#releaseOldestCached());
     let released = 0;
@@ -539,8 +629,7 @@ export class MemoryPool implements Owned {
     }
     // Frees are stream-ordered: let them land so the device can hand the bytes out again.
     for (const s of touched) s.synchronizeSync();
-    const ptr = deviceAlloc(this.#nativePool, native, classSize);
-    if (ptr) return ptr;
+    if (vmmCommit(this.#device, slot.ptr, classSize)) return;
     const free = this.#scheduler.memoryInfo().free;
     throw new VramBudgetExceededError(
       this.name,
@@ -555,7 +644,9 @@ export class MemoryPool implements Owned {
     this.#cacheLru.remove(memory.cacheNode);
     memory.classNode.list!.remove(memory.classNode);
     this.#cached -= memory.size;
-    deviceFree(memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    vmmDecommit(this.#device, memory.ptr, memory.stream.nativeHandle("release cached memory"));
+    memory.slot.stream = memory.stream;
+    this.#slots.give(memory.slot);
     this.#budget?.returned(memory.size);
     if (tracing.on) this.#trace("release cached", memory.size);
     return memory.stream;
@@ -571,10 +662,17 @@ export class MemoryPool implements Owned {
       this.#orderEvent.wait(block.stream);
     }
     copyToHost(host.ptr, memory.ptr, 0, block.size, native);
-    deviceFree(memory.ptr, native);
+    // The address stays the block's: only the physical memory goes, once the copy is done.
+    vmmDecommit(this.#device, memory.ptr, native);
+    memory.stream = block.stream;
+    memory.slot.stream = block.stream;
+    this.#parked.set(block, memory);
     this.#budget?.returned(block.classSize);
-    this.#residentLru.remove(lruNodeOf(block)!);
-    this.#evictableResident -= block.classSize;
+    const node = lruNodeOf(block);
+    if (node?.list) {
+      this.#residentLru.remove(node);
+      this.#evictableResident -= block.classSize;
+    }
     this.#allocated -= block.classSize;
     this.#residentRequested -= block.size;
     block._memory = undefined;
@@ -623,8 +721,23 @@ export class MemoryPool implements Owned {
 
   #restore(block: PoolBlock): Deno.PointerObject {
     const host = hostCopyOf(block)!;
-    const memory = this.#takeDevice(block.classSize, block.stream);
+    const memory = this.#parked.get(block)!;
+    this.#makeRoom(block.classSize);
+    this.#budget?.request(block.classSize);
+    try {
+      // Pressure handlers may have freed the block, or destroyed the pool, meanwhile.
+      if (block._state !== "evicted" || !this.#alive) {
+        throw new SchedulerError(
+          `Cannot restore block ${block.id} of pool "${this.name}": it was freed`,
+        );
+      }
+      this.#commit(memory.slot, memory.size, block.stream);
+    } catch (error) {
+      this.#budget?.returned(block.classSize);
+      throw error;
+    }
     copyToDevice(memory.ptr, 0, host.ptr, block.size, block.stream.nativeHandle("restore a block"));
+    this.#parked.delete(block);
     block._memory = memory;
     block._hostCopy = undefined;
     block._state = "resident";
@@ -681,6 +794,9 @@ export class MemoryPool implements Owned {
       this.#cached += memory.size;
     } else {
       const host = hostCopyOf(block)!;
+      const parked = this.#parked.get(block)!;
+      this.#parked.delete(block);
+      this.#slots.give(parked.slot);
       block._hostCopy = undefined;
       this.#evictedBlocks--;
       this.#evictedHostBytes -= host.size;
@@ -688,6 +804,14 @@ export class MemoryPool implements Owned {
     }
     if (tracing.on) this.#trace("free", block.size);
     return true;
+  }
+
+  /** Keeps a transfer in the set a sleeping context waits for. */
+  #track(transfer: Promise<void>): Promise<void> {
+    this.#inflight.add(transfer);
+    const done = () => void this.#inflight.delete(transfer);
+    transfer.then(done, done);
+    return transfer;
   }
 
   /** Records a memory event and the bytes held after it in the trace. */
@@ -704,6 +828,9 @@ export class MemoryPool implements Owned {
       },
       ensureResident: (block) => {
         this.#assertAlive("use a block");
+        if (this.#asleep !== undefined) {
+          throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
+        }
         return memoryOf(block)?.ptr ?? this.#restore(block);
       },
       pin: (block) => {
@@ -724,25 +851,25 @@ export class MemoryPool implements Owned {
         return this.#release(block);
       },
       write: (block, ptr, offset, data) => {
-        const done = stagedWrite(
+        const done = this.#track(stagedWrite(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("write"),
           ptr,
           offset,
           data,
-        );
+        ));
         return tracing.on ? traceCopy(this, "write", data.byteLength, done) : done;
       },
       read: (block, ptr, offset, out) => {
-        const done = stagedRead(
+        const done = this.#track(stagedRead(
           this.#staging,
           block.stream,
           block.stream.nativeHandle("read"),
           ptr,
           offset,
           out,
-        );
+        ));
         return tracing.on ? traceCopy(this, "read", out.byteLength, done) : done;
       },
     };

@@ -102,6 +102,8 @@ export class PoolBlock {
   _state: BlockState | "freed" = "resident";
   /** @internal Pin count. */
   _pins = 0;
+  /** @internal Pins held through `pin()` (a sleeping context refuses them); transfers pin too. */
+  _userPins = 0;
   /** @internal Device memory while resident (the pool's record; opaque here). */
   _memory: unknown = undefined;
   /** @internal Pinned host copy while evicted (opaque here). */
@@ -238,11 +240,13 @@ export class PoolBlock {
     this.#assertLive("pin a block");
     this.#host.ensureResident(this);
     this.#host.pin(this);
+    this._userPins++;
     let held = true;
     const host = this.#host;
     const unpin = () => {
       if (!held) return;
       held = false;
+      this._userPins--;
       if (this._state !== "freed") host.unpin(this);
     };
     return { unpin, [Symbol.dispose]: unpin };

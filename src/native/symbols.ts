@@ -278,6 +278,40 @@ export const symbols = {
     result: "i32",
   },
 
+  // Virtual memory (stable device addresses); `device` first: the initialized device.
+  sched_vmm_granularity: {
+    parameters: ["i32", "buffer"], // int32_t device, uint64_t *out_bytes
+    result: "i32",
+  },
+  sched_vmm_reserve: {
+    parameters: ["i32", "u64", "buffer"], // int32_t device, uint64_t bytes, void **out_base
+    result: "i32",
+  },
+  sched_vmm_unreserve: {
+    parameters: ["i32", "pointer"], // int32_t device, void *base
+    result: "i32",
+  },
+  sched_vmm_commit: {
+    parameters: ["i32", "pointer", "u64"], // int32_t device, void *ptr, uint64_t bytes
+    result: "i32",
+  },
+  sched_vmm_decommit: {
+    parameters: ["i32", "pointer", "u32"], // int32_t device, void *ptr, uint32_t stream
+    result: "i32",
+  },
+  sched_vmm_flush: {
+    parameters: ["i32"], // int32_t device
+    result: "i32",
+  },
+  sched_vmm_reap: {
+    parameters: ["i32"], // int32_t device
+    result: "i32",
+  },
+  sched_vmm_usage: {
+    parameters: ["i32", "buffer", "buffer"], // int32_t device, uint64_t *out_committed, uint64_t *out_mapped
+    result: "i32",
+  },
+
   // Host backend only, for tests: the next `count` calls of a kind fail.
   sched_host_inject_fault: {
     parameters: [

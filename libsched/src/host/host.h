@@ -82,6 +82,10 @@ void host_streams_wait_exit(void);
 void host_memory_reset(int32_t devices, uint64_t capacity);
 uint64_t host_memory_used(int32_t device);
 uint64_t host_memory_capacity(int32_t device);
+/* Charges bytes against the acting device's capacity (0 on success) or
+ * gives them back: virtual memory commits (host_vmm.c). */
+int host_memory_charge(uint64_t bytes);
+void host_memory_uncharge(uint64_t bytes);
 
 double host_now_ms(void);
 

@@ -62,6 +62,9 @@ static int charge(int32_t device, uint64_t bytes) {
   return 0;
 }
 
+int host_memory_charge(uint64_t bytes) { return charge(sched_acting_device(), bytes); }
+void host_memory_uncharge(uint64_t bytes) { atomic_fetch_sub(&used[sched_acting_device()], bytes); }
+
 static int32_t out_of_memory(int32_t device, uint64_t bytes) {
   return sched_fail(SCHED_ERR_OUT_OF_MEMORY,
                     "Host device %d out of memory: cannot allocate %llu bytes, %llu of %llu bytes in use", device,
