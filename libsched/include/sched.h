@@ -372,7 +372,11 @@ SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, 
  * allocation named by its base pointer for sched_memcpy_async and
  * sched_memset_async. cuda: cuMemAddressReserve/cuMemCreate/cuMemMap;
  * host: mmap(PROT_NONE)/mprotect/madvise, charged against the capacity.
- * `device` must be the initialized device.
+ * `device` names any initialized device (INVALID_ARGUMENT otherwise): a
+ * commit backs the block with that device's memory (cuda: mapped for it
+ * and for every peer with access to it), and a reservation's blocks should
+ * all be committed on one device. Usage is reported per device; a flush or
+ * reap releases what is pending on every device.
  */
 
 /** Bytes physical memory is mapped in (H100/H200: 2 MiB; host: the page size). */
