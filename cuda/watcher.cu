@@ -329,3 +329,14 @@ void watcher_stop(void) {
   }
   sem_destroy(&wake);
 }
+
+void cuda_quiesce_at_exit(void) {
+  if (!running) return;
+  /* Taken and never given back: the watcher stops at its next step, before
+   * cudart's exit handlers destroy what it would query. Bounded, in case
+   * some thread is stuck inside CUDA with the lock held. */
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 1;
+  (void)pthread_mutex_timedlock(&lock, &deadline);
+}

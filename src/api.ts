@@ -19,7 +19,7 @@ import {
   ExecutionContext,
 } from "./context/execution_context.ts";
 import { requireCurrentContext } from "./context/session.ts";
-import type { GpuEvent } from "./event.ts";
+import { GpuEvent, requireEvent } from "./event.ts";
 import { getScheduler, type Scheduler } from "./scheduler.ts";
 import type { Stream } from "./stream.ts";
 import { show } from "./validate.ts";
@@ -188,9 +188,9 @@ export function getStream(ctx: ExecutionContext): Stream {
  */
 export function recordEvent(ctx: ExecutionContext): GpuEvent {
   const context = requireContext(ctx, "Cannot record an event");
-  return context.track(
-    getScheduler().createEvent({ device: context.device }).record(context.stream),
-  );
+  // A recycled native event of the context's stream (see event_ring.ts):
+  // calling this once per token for days keeps native handles flat.
+  return GpuEvent.recordOn(getScheduler(), context.stream, "record an event");
 }
 
 /**
@@ -199,10 +199,5 @@ export function recordEvent(ctx: ExecutionContext): GpuEvent {
  */
 export function waitEvent(ctx: ExecutionContext, event: GpuEvent): void {
   const context = requireContext(ctx, "Cannot wait for an event");
-  if (
-    typeof event !== "object" || event === null || typeof (event as GpuEvent).wait !== "function"
-  ) {
-    throw new TypeError(`Cannot wait for an event: expected a GpuEvent, got ${show(event)}`);
-  }
-  event.wait(context.stream);
+  requireEvent(event, "event", "Cannot wait for an event").wait(context.stream);
 }

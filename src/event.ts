@@ -1,29 +1,63 @@
 /**
  * Events: points in a stream that other streams, or the host, can wait for.
  *
+ * Two kinds share this class. An event from `Scheduler.createEvent()` owns
+ * its native event until `destroy()` (a FinalizationRegistry destroys it
+ * if it is dropped without one). An event from `recordEvent(ctx)` borrows a
+ * native event of its stream's ring (see event_ring.ts), which is reused
+ * once the record completed, so events nobody references cost nothing.
+ *
  * @module
  */
 
 import { useDevice } from "./device.ts";
-import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
+import type { EventRing, RingSlot } from "./event_ring.ts";
+import { destroyedError, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
 import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
 import { nativeError, unwrap } from "./native/unwrap.ts";
-import type { Stream } from "./stream.ts";
+import { requireStream, type Stream } from "./stream.ts";
 import { traceEventWait, traceRecord, traceWait, tracing } from "./trace/recorder.ts";
+import { show } from "./validate.ts";
 
 const EVENT_TIMING = 1;
 const handleOut = new Uint32Array(1);
 const msOut = new Float32Array(1);
 
-function createNativeEvent(timing: boolean, device: number): number {
-  useDevice(device);
+interface Abandoned {
+  readonly native: number;
+  /** Weak: a dropped event must not keep a shut-down scheduler alive. */
+  readonly owner: WeakRef<Owner>;
+}
+
+/** Backstop for explicit events dropped without destroy(). */
+const abandoned = new FinalizationRegistry<Abandoned>(({ native, owner }) => {
+  // After a shutdown the handle is dead (and may name a new scheduler's
+  // event); a collected owner was shut down (the active one is referenced).
+  if (owner.deref()?.active) lib().sched_event_destroy(native);
+});
+
+function createNative(owner: Owner, timing: boolean, device: number): number {
+  owner.assertActive("create an event");
+  useDevice(device); // CUDA records an event only on streams of its own device
   unwrap(
     lib().sched_event_create(timing ? EVENT_TIMING : 0, handleOut),
     "Cannot create an event",
   );
   return handleOut[0]!;
+}
+
+/**
+ * `value` as a GpuEvent, for functions that take one.
+ *
+ * @throws {TypeError} naming `argument` and the value when it is not a GpuEvent
+ */
+export function requireEvent(value: unknown, argument: string, doing: string): GpuEvent {
+  if (!(value instanceof GpuEvent)) {
+    throw new TypeError(`${doing}: ${argument} must be a GpuEvent, got ${show(value)}`);
+  }
+  return value;
 }
 
 /**
@@ -43,65 +77,139 @@ function createNativeEvent(timing: boolean, device: number): number {
  * shutdown();
  * ```
  */
-export class GpuEvent implements Owned {
+export class GpuEvent {
   /** Whether it records timestamps (for `elapsedMs`). */
   readonly timing: boolean;
-  #native: number;
+  #native: number; // 0: destroyed
   #owner: Owner;
+  /** Set while it borrows a ring's native event. */
+  #ring: EventRing | undefined;
+  #slot: RingSlot | undefined;
+  #generation = 0;
   #device: number;
 
-  /** @internal Use `Scheduler.createEvent()`. */
-  constructor(owner: Owner, timing: boolean, device = 0) {
-    owner.assertActive("create an event");
-    this.#native = createNativeEvent(timing, device);
-    this.timing = timing;
-    this.#owner = owner;
-    this.#device = device;
-    owner.adopt(this);
-  }
-
-  /** Index of the device it lives on now (it moves to the device of a stream it is recorded on). */
+  /** Index of the device it lives on now (recording it on another device's stream moves it there). */
   get device(): number {
     return this.#device;
   }
 
-  #handle(doing: string): number {
-    if (this.#native === 0) throw destroyedError("the event", doing);
-    return this.#native;
-  }
-
-  /** True once destroyed or its scheduler shut down. */
-  get destroyed(): boolean {
-    return this.#native === 0;
+  /**
+   * @internal Use `Scheduler.createEvent()` (or `recordEvent(ctx)`, which
+   * passes `borrowed`: a ring's native event, already recorded).
+   */
+  constructor(
+    owner: Owner,
+    timing: boolean,
+    borrowed?: { ring: EventRing; slot: RingSlot },
+    device = 0,
+  ) {
+    this.#owner = owner;
+    this.#device = device;
+    if (borrowed) {
+      this.timing = false;
+      this.#native = borrowed.slot.native;
+      this.#ring = borrowed.ring;
+      this.#slot = borrowed.slot;
+      this.#generation = borrowed.slot.generation;
+      return;
+    }
+    this.#native = createNative(owner, timing, device);
+    this.timing = timing;
+    abandoned.register(this, { native: this.#native, owner: new WeakRef(owner) }, this);
   }
 
   /**
-   * Records the event at the current tail of `stream`. Waits on it may
-   * come from any device.
+   * @internal An event recorded now on `stream` with a native event of its
+   * ring (what `recordEvent(ctx)` returns).
+   */
+  static recordOn(owner: Owner, stream: Stream, doing: string): GpuEvent {
+    owner.assertActive(doing);
+    const native = stream.nativeHandle(doing);
+    const ring = stream.eventRing(doing);
+    const event = new GpuEvent(owner, false, { ring, slot: ring.record(native) }, stream.device);
+    if (tracing.on) traceRecord(event, stream);
+    return event;
+  }
+
+  /**
+   * The native event to use, or 0 when its record is known complete (its
+   * ring reused the native event since).
+   */
+  #current(doing: string): number {
+    if (this.#native === 0 || !this.#owner.active) throw destroyedError("the event", doing);
+    if (this.#ring !== undefined) {
+      if (!this.#ring.alive) throw destroyedError("the event", doing);
+      if (this.#slot!.generation !== this.#generation) return 0;
+    }
+    return this.#native;
+  }
+
+  /** True once destroyed, its context destroyed or its scheduler shut down. */
+  get destroyed(): boolean {
+    return this.#native === 0 || !this.#owner.active ||
+      (this.#ring !== undefined && !this.#ring.alive);
+  }
+
+  /**
+   * Records the event at the current tail of `stream`.
+   *
+   * @throws {TypeError} when `stream` is not a Stream
    */
   record(stream: Stream): this {
-    const native = stream.nativeHandle("record an event");
-    this.#handle("record an event");
-    if (stream.device !== this.#device) this.#moveTo(stream.device);
-    const status = lib().sched_event_record(this.#native, native);
-    unwrap(status, "Cannot record an event");
+    const doing = "Cannot record an event";
+    requireStream(stream, "stream", doing);
+    this.#current("record an event");
+    const target = stream.nativeHandle("record an event");
+    if (this.#ring !== undefined) {
+      // Its native event belongs to a ring whose order a record elsewhere
+      // would break: from now on the event owns a native event of its own.
+      const native = createNative(this.#owner, false, stream.device);
+      this.#ring = undefined;
+      this.#slot = undefined;
+      this.#native = native;
+      this.#device = stream.device;
+      abandoned.register(this, { native, owner: new WeakRef(this.#owner) }, this);
+    } else if (stream.device !== this.#device) {
+      // Another device's stream: a native event of that device replaces this
+      // one. Waits already queued on the old one keep waiting on its last
+      // record, as destroying an event allows.
+      const native = createNative(this.#owner, this.timing, stream.device);
+      const old = this.#native;
+      abandoned.unregister(this);
+      this.#native = native;
+      this.#device = stream.device;
+      abandoned.register(this, { native, owner: new WeakRef(this.#owner) }, this);
+      unwrap(lib().sched_event_destroy(old), "Cannot destroy an event");
+    }
+    unwrap(lib().sched_event_record(this.#native, target), doing);
     if (tracing.on) traceRecord(this, stream);
     return this;
   }
 
-  /** Makes `stream`'s later work wait for this event on the device; the host does not block. */
+  /**
+   * Makes `stream`'s later work wait for this event on the device; the host
+   * does not block.
+   *
+   * @throws {TypeError} when `stream` is not a Stream
+   */
   wait(stream: Stream): void {
-    const status = lib().sched_stream_wait_event(
-      stream.nativeHandle("wait for an event"),
-      this.#handle("wait for an event"),
-    );
-    unwrap(status, "Cannot make a stream wait for an event");
+    requireStream(stream, "stream", "Cannot make a stream wait for an event");
+    const target = stream.nativeHandle("wait for an event");
+    const native = this.#current("wait for an event");
+    if (native !== 0) {
+      unwrap(
+        lib().sched_stream_wait_event(target, native),
+        "Cannot make a stream wait for an event",
+      );
+    } // else already complete: nothing to wait for
     if (tracing.on) traceWait(this, stream);
   }
 
   /** True when the latest record has completed (or none was made). */
   query(): boolean {
-    const status = lib().sched_event_query(this.#handle("query an event"));
+    const native = this.#current("query an event");
+    if (native === 0) return true;
+    const status = lib().sched_event_query(native);
     if (status === Status.OK) return true;
     if (status === Status.NOT_READY) return false;
     throw nativeError(status, "Cannot query an event");
@@ -124,10 +232,9 @@ export class GpuEvent implements Owned {
 
   /** Blocks the calling thread until the latest record completes. */
   synchronizeSync(): void {
-    unwrap(
-      lib().sched_event_synchronize(this.#handle("synchronize an event")),
-      "Cannot synchronize an event",
-    );
+    const native = this.#current("synchronize an event");
+    if (native === 0) return;
+    unwrap(lib().sched_event_synchronize(native), "Cannot synchronize an event");
     drainCompletions();
   }
 
@@ -136,13 +243,13 @@ export class GpuEvent implements Owned {
    * be timing events.
    *
    * @returns undefined while either record is still pending
+   * @throws {TypeError} when `end` is not a GpuEvent
    */
   elapsedMs(end: GpuEvent): number | undefined {
-    const status = lib().sched_event_elapsed_ms(
-      this.#handle("measure elapsed time"),
-      end.#handle("measure elapsed time"),
-      msOut,
-    );
+    requireEvent(end, "end", "Cannot measure elapsed time");
+    this.#current("measure elapsed time");
+    end.#current("measure elapsed time");
+    const status = lib().sched_event_elapsed_ms(this.#native, end.#native, msOut);
     if (status === Status.NOT_READY) return undefined;
     unwrap(status, "Cannot measure elapsed time");
     return msOut[0]!;
@@ -153,27 +260,15 @@ export class GpuEvent implements Owned {
     if (this.#native === 0) return;
     const native = this.#native;
     this.#native = 0;
-    this.#owner.release(this);
+    if (this.#ring !== undefined) return; // the ring owns the native event
+    abandoned.unregister(this);
+    if (!this.#owner.active) return; // shutdown destroyed it
     unwrap(lib().sched_event_destroy(native), "Cannot destroy an event");
   }
 
   /** Same as `destroy()`, for `using`. */
   [Symbol.dispose](): void {
     this.destroy();
-  }
-
-  /**
-   * CUDA records an event only on a stream of its own device, so recording
-   * on another device replaces the native event by one made there. Waits
-   * already queued on the old one keep waiting on its last record, as
-   * destroying an event allows; the new record is the latest from now on.
-   */
-  #moveTo(device: number): void {
-    const fresh = createNativeEvent(this.timing, device);
-    const old = this.#native;
-    this.#native = fresh;
-    this.#device = device;
-    unwrap(lib().sched_event_destroy(old), "Cannot destroy an event");
   }
 
   /** @internal Called at scheduler shutdown. */

@@ -17,6 +17,8 @@ export interface Owned {
 
 /** What a native wrapper needs from its scheduler. */
 export interface Owner {
+  /** False once shut down. */
+  readonly active: boolean;
   /** Throws when the scheduler has shut down. */
   assertActive(doing: string): void;
   /** Registers an object to invalidate at shutdown. */

@@ -348,7 +348,7 @@ export class Scheduler implements Owner {
     const device = opts.device === undefined
       ? this.device.id
       : this.requireDevice(opts.device, doing);
-    return new GpuEvent(this, timing, device);
+    return new GpuEvent(this, timing, undefined, device);
   }
 
   /** Shuts this scheduler down (see `shutdown()`). Idempotent. */
@@ -431,7 +431,9 @@ export function initialize(options?: InitializeOptions): Scheduler {
   forgetCurrentDevice();
   const status = lib().sched_init_devices(backendId, deviceId, hostDevices, BigInt(hostMemory));
   if (status === Status.ALREADY_INITIALIZED) {
-    throw new SchedulerError(`${INIT}: libsched is already initialized by another user of it`);
+    throw new SchedulerError(
+      `${INIT}: another thread of this process (a Worker) holds the scheduler and is still running: ${lastError()}`,
+    );
   }
   unwrap(status, `${INIT} (${backend} backend)`);
 

@@ -5,12 +5,14 @@
  */
 
 import { useDevice } from "./device.ts";
+import { EventRing } from "./event_ring.ts";
 import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
 import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
 import { nativeError, unwrap } from "./native/unwrap.ts";
 import { traceStreamWait, tracing } from "./trace/recorder.ts";
+import { show } from "./validate.ts";
 
 const handleOut = new Uint32Array(1);
 const priorityOut = new Int32Array(1);
@@ -19,6 +21,18 @@ const pointerOut = new BigUint64Array(1);
 function readNativeStream(native: number): Deno.PointerValue {
   unwrap(lib().sched_stream_native(native, pointerOut), "Cannot read the native stream");
   return Deno.UnsafePointer.create(pointerOut[0]!);
+}
+
+/**
+ * `value` as a Stream, for functions that take one.
+ *
+ * @throws {TypeError} naming `argument` and the value when it is not a Stream
+ */
+export function requireStream(value: unknown, argument: string, doing: string): Stream {
+  if (!(value instanceof Stream)) {
+    throw new TypeError(`${doing}: ${argument} must be a Stream, got ${show(value)}`);
+  }
+  return value;
 }
 
 /**
@@ -48,6 +62,7 @@ export class Stream implements Owned {
   #native: number;
   #nativePartition: number;
   #owner: Owner;
+  #ring: EventRing | undefined;
 
   /**
    * @internal Use `Scheduler.createStream()`.
@@ -89,6 +104,9 @@ export class Stream implements Owned {
    * green context; the old value then only finishes work already queued.
    */
   get handle(): Deno.PointerValue {
+    // After destroy() or shutdown() the pointer would dangle (CUDA may
+    // reuse it for another stream): refuse, as `buf.ptr` does.
+    this.nativeHandle("read a stream's handle");
     return this.#handle;
   }
 
@@ -116,6 +134,17 @@ export class Stream implements Owned {
   nativeHandle(doing: string): number {
     if (this.#native === 0) throw destroyedError(`stream ${this.id}`, doing);
     return this.#native;
+  }
+
+  /** @internal The recycled native events of `recordEvent` on this stream. */
+  eventRing(doing: string): EventRing {
+    this.nativeHandle(doing);
+    return this.#ring ??= new EventRing(this.device);
+  }
+
+  /** @internal Native events its ring holds (for tests and the soak task). */
+  get ringSize(): number {
+    return this.#ring?.size ?? 0;
   }
 
   /** True once the stream was destroyed or its scheduler shut down. */
@@ -170,6 +199,7 @@ export class Stream implements Owned {
     const native = this.#native;
     this.#native = 0;
     this.#owner.release(this);
+    this.#ring?.destroy();
     unwrap(lib().sched_stream_destroy(native), `Cannot destroy stream ${this.id}`);
   }
 
@@ -181,5 +211,6 @@ export class Stream implements Owned {
   /** @internal Called at scheduler shutdown. */
   invalidate(): void {
     this.#native = 0;
+    this.#ring?.invalidate();
   }
 }

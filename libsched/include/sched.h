@@ -114,6 +114,15 @@ SCHED_API int32_t sched_abi_version(void);
  * sched_init_devices(backend, device, 1, host_capacity). Fails with
  * SCHED_ERR_NO_DEVICE when the backend cannot run here (message says why:
  * no driver, no device, no such default device).
+ *
+ * The calling thread owns the initialized library. When it exits without
+ * sched_shutdown (a terminated Deno Worker), the next sched_init, from any
+ * thread, shuts the dead owner's objects down and takes over; a sched_init
+ * on another thread while the owner lives waits up to 5 s for it to end,
+ * then fails with SCHED_ERR_ALREADY_INITIALIZED. The first successful call
+ * registers an atexit handler that parks libsched's threads at process
+ * exit, so a program ending without sched_shutdown never has them touch
+ * CUDA or callers' code while the process tears down.
  */
 SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capacity);
 
@@ -428,6 +437,8 @@ SCHED_API int32_t sched_host_inject_fault(int32_t kind, uint32_t count);
 /* -------------------------------------------------------------- completions */
 
 /**
+ * For C callers (JavaScript uses sched_completions_wait instead, so that no
+ * libsched thread ever calls into an isolate that may be gone).
  * Installs the function the notifier thread calls when completions are
  * waiting to be drained (one call per batch: it is not called again until
  * sched_completions_drain has emptied the queue). The notifier is process
@@ -453,6 +464,27 @@ SCHED_API int32_t sched_event_notify(uint32_t event, uint32_t token);
  * arrays and returns how many were moved. Never blocks.
  */
 SCHED_API uint32_t sched_completions_drain(uint32_t *tokens, int32_t *statuses, uint32_t capacity);
+
+/**
+ * Blocks until completions are queued, sched_completions_wake is called, or
+ * the process exits; returns how many are queued (0 when woken without
+ * any). Does not drain. Meant to be called off the JavaScript thread (a
+ * nonblocking FFI call), so that no libsched thread ever calls into an
+ * isolate: a dead isolate's pending wait is only a parked thread.
+ */
+SCHED_API uint32_t sched_completions_wait(void);
+
+/** Makes every pending sched_completions_wait return now. Never blocks for long. */
+SCHED_API void sched_completions_wake(void);
+
+/**
+ * Live objects per handle table, for leak checks and soak tests: out[0]
+ * streams, out[1] events, out[2] pools, out[3] partitions, out[4] device
+ * allocations, out[5] pinned host allocations, out[6] pinned host bytes,
+ * out[7] device bytes allocated through libsched. Zeros when not
+ * initialized. Never blocks for long.
+ */
+SCHED_API void sched_debug_counts(uint64_t *out, uint32_t n);
 
 #ifdef __cplusplus
 }

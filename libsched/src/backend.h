@@ -126,6 +126,13 @@ int32_t sched_event_create_for(uint32_t stream, uint32_t *out_event);
 
 /** Queues a completed token; callable from any thread, including CUDA's callback thread. */
 void completions_push(uint32_t token, int32_t status);
+/* At process exit (sched.c's atexit handler): park every worker at its next step. */
+void host_streams_quiesce(void);
+void cuda_quiesce_at_exit(void);
+/* Drops queued completions and wakes every waiter (a new owner takes over). */
+void completions_reset(void);
+/* At process exit: waiters return, later pushes are dropped, the notifier calls nothing more. */
+void completions_exit(void);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,14 @@
  * Completion notification: how thousands of `await`s wait on the GPU
  * without a thread each.
  *
+ * JavaScript waits with sched_completions_wait, declared nonblocking: one
+ * call per isolate at a time, parked on a Deno pool thread inside libsched
+ * (which is never unmapped) until the queue is non-empty or
+ * sched_completions_wake is called. Nothing ever calls into JavaScript
+ * from a libsched thread, so an isolate that dies (an uncaught exception at
+ * process exit, a terminated Worker) leaves at most a parked pool thread,
+ * never a call into freed code. The notifier below is kept for C callers.
+ *
  * Backends push (token, status) pairs when a stream or event a waiter asked
  * about completes (CUDA host functions, host-backend workers). One notifier
  * thread per process turns "the queue became non-empty" into one call of the
@@ -39,6 +47,10 @@ static int signaled; /* notify_fn was called and the queue not yet emptied */
  * old one exits if its call ever returns. */
 static uintptr_t live_generation;
 static int in_call; /* the live thread is inside notify_fn */
+/* Bumped by sched_completions_wake: every sched_completions_wait then returns. */
+static uint64_t wakes;
+/* Set at process exit: waits return at once and pushes are dropped. */
+static int exiting;
 
 static void *notifier_main(void *arg) {
   uintptr_t generation = (uintptr_t)arg;
@@ -62,6 +74,10 @@ static void *notifier_main(void *arg) {
 
 void completions_push(uint32_t token, int32_t status) {
   pthread_mutex_lock(&queue_lock);
+  if (exiting) {
+    pthread_mutex_unlock(&queue_lock);
+    return;
+  }
   if (queue_len == queue_cap) {
     size_t cap = queue_cap ? queue_cap * 2 : 256;
     completion *grown = realloc(queue, cap * sizeof *grown);
@@ -74,7 +90,9 @@ void completions_push(uint32_t token, int32_t status) {
     queue_cap = cap;
   }
   queue[queue_len++] = (completion){token, status};
-  if (!signaled) pthread_cond_signal(&queue_ready);
+  /* Broadcast: besides the notifier, any number of sched_completions_wait
+   * callers (one per isolate that ever waited) may be parked here. */
+  pthread_cond_broadcast(&queue_ready);
   pthread_mutex_unlock(&queue_lock);
 }
 
@@ -122,4 +140,38 @@ SCHED_API uint32_t sched_completions_drain(uint32_t *tokens, int32_t *statuses, 
   if (queue_len == 0) signaled = 0;
   pthread_mutex_unlock(&queue_lock);
   return n;
+}
+
+SCHED_API uint32_t sched_completions_wait(void) {
+  pthread_mutex_lock(&queue_lock);
+  uint64_t seen = wakes;
+  while (queue_len == 0 && wakes == seen && !exiting) pthread_cond_wait(&queue_ready, &queue_lock);
+  uint32_t n = (uint32_t)queue_len;
+  pthread_mutex_unlock(&queue_lock);
+  return n;
+}
+
+SCHED_API void sched_completions_wake(void) {
+  pthread_mutex_lock(&queue_lock);
+  wakes++;
+  pthread_cond_broadcast(&queue_ready);
+  pthread_mutex_unlock(&queue_lock);
+}
+
+void completions_reset(void) {
+  pthread_mutex_lock(&queue_lock);
+  queue_len = 0;
+  signaled = 0;
+  wakes++;
+  pthread_cond_broadcast(&queue_ready);
+  pthread_mutex_unlock(&queue_lock);
+}
+
+void completions_exit(void) {
+  /* Bounded: whoever holds the lock holds it for a few instructions. */
+  pthread_mutex_lock(&queue_lock);
+  exiting = 1;
+  notify_fn = NULL;
+  pthread_cond_broadcast(&queue_ready);
+  pthread_mutex_unlock(&queue_lock);
 }

@@ -156,3 +156,10 @@ void handles_each(handle_table *t, void (*fn)(void *object, void *arg), void *ar
   }
   pthread_mutex_unlock(&t->lock);
 }
+
+uint32_t handles_live(handle_table *t) {
+  pthread_mutex_lock(&t->lock);
+  uint32_t live = t->live;
+  pthread_mutex_unlock(&t->lock);
+  return live;
+}

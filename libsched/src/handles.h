@@ -55,6 +55,8 @@ void handles_release(handle_table *t, uint32_t handle);
 void *handles_remove(handle_table *t, uint32_t handle);
 /** Removes every live object, calling fn on each (for teardown, in creation order). */
 void handles_clear(handle_table *t, void (*fn)(void *object, void *arg), void *arg);
+/** Live handles now. */
+uint32_t handles_live(handle_table *t);
 /** Calls fn on every live object, under the table lock. */
 void handles_each(handle_table *t, void (*fn)(void *object, void *arg), void *arg);
 

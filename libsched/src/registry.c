@@ -6,13 +6,13 @@
 void registry_init(registry *r) {
   pthread_mutex_init(&r->lock, NULL);
   r->buckets = NULL;
-  r->cap = r->len = 0;
+  r->cap = r->len = r->bytes = 0;
 }
 
 void registry_destroy(registry *r) {
   free(r->buckets);
   r->buckets = NULL;
-  r->cap = r->len = 0;
+  r->cap = r->len = r->bytes = 0;
   pthread_mutex_destroy(&r->lock);
 }
 
@@ -52,6 +52,7 @@ int registry_insert(registry *r, allocation a) {
   }
   place(r, a);
   r->len++;
+  r->bytes += a.size;
   pthread_mutex_unlock(&r->lock);
   return 0;
 }
@@ -98,6 +99,7 @@ int registry_remove(registry *r, const void *ptr, allocation *out) {
   int64_t i = locate(r, ptr);
   if (i >= 0) {
     if (out != NULL) *out = r->buckets[i];
+    r->bytes -= r->buckets[i].size;
     erase(r, (uint64_t)i);
   }
   pthread_mutex_unlock(&r->lock);
@@ -111,5 +113,13 @@ void registry_clear(registry *r, void (*fn)(const allocation *a, void *arg), voi
   }
   if (r->cap > 0) memset(r->buckets, 0, r->cap * sizeof *r->buckets);
   r->len = 0;
+  r->bytes = 0;
+  pthread_mutex_unlock(&r->lock);
+}
+
+void registry_totals(registry *r, uint64_t *out_len, uint64_t *out_bytes) {
+  pthread_mutex_lock(&r->lock);
+  *out_len = r->len;
+  *out_bytes = r->bytes;
   pthread_mutex_unlock(&r->lock);
 }

@@ -23,6 +23,7 @@ typedef struct registry {
   allocation *buckets;
   uint64_t cap; /* power of two */
   uint64_t len;
+  uint64_t bytes; /* sum of the live allocations' sizes */
 } registry;
 
 void registry_init(registry *r);
@@ -34,6 +35,8 @@ int registry_find(registry *r, const void *ptr, allocation *out);
 /** Removes ptr, copying its entry into out; 0 when found, -1 otherwise. */
 int registry_remove(registry *r, const void *ptr, allocation *out);
 /** Removes every entry, calling fn on each first (for teardown). */
+/** Live allocations and their bytes, read under the lock. */
+void registry_totals(registry *r, uint64_t *out_len, uint64_t *out_bytes);
 void registry_clear(registry *r, void (*fn)(const allocation *a, void *arg), void *arg);
 
 #endif /* GPUSCHED_REGISTRY_H */

@@ -13,10 +13,13 @@
  * handle's device, or the calling thread's current device for a creation),
  * which backends read with sched_acting_device().
  */
+#define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "handles.h"
@@ -132,12 +135,130 @@ SCHED_API int32_t sched_abi_version(void) { return SCHED_ABI_VERSION; }
 
 SCHED_API int32_t sched_backend_active(void) { return B ? active_backend : SCHED_BACKEND_NONE; }
 
+/* ---------------------------------------------------------------- ownership
+ *
+ * One initialized libsched per process, owned by the thread that called
+ * sched_init (a Deno isolate runs its synchronous FFI calls on its own
+ * thread). A thread-local value with a destructor tells when that thread
+ * ends: a terminated Worker's thread exits without calling sched_shutdown,
+ * and without this the scheduler would stay taken forever. The dead
+ * owner's objects are torn down by the next sched_init, on the caller's
+ * thread, so nothing runs from a thread that is going away.
+ */
+
+static pthread_once_t owner_key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t owner_key;
+static int owner_alive; /* atomic: the owning thread has not exited */
+static pthread_t owner_thread;
+static pthread_mutex_t owner_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t owner_gone = PTHREAD_COND_INITIALIZER;
+/* How long sched_init on another thread waits for a live owner to end: a
+ * terminated Worker's thread takes a moment (seconds on a loaded machine)
+ * to exit after Worker.terminate() returns. */
+#define OWNER_EXIT_WAIT_MS 5000
+
+static void owner_thread_exited(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&owner_lock);
+  __atomic_store_n(&owner_alive, 0, __ATOMIC_RELEASE);
+  pthread_cond_broadcast(&owner_gone);
+  pthread_mutex_unlock(&owner_lock);
+}
+
+/* Waits (bounded) for an owner on another thread to end; true when it has. */
+static int wait_for_owner_exit(void) {
+  if (!__atomic_load_n(&owner_alive, __ATOMIC_ACQUIRE)) return 1;
+  if (pthread_equal(owner_thread, pthread_self())) return 0;
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += OWNER_EXIT_WAIT_MS / 1000;
+  deadline.tv_nsec += (long)(OWNER_EXIT_WAIT_MS % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&owner_lock);
+  while (__atomic_load_n(&owner_alive, __ATOMIC_ACQUIRE))
+    if (pthread_cond_timedwait(&owner_gone, &owner_lock, &deadline) != 0) break;
+  int gone = !__atomic_load_n(&owner_alive, __ATOMIC_ACQUIRE);
+  pthread_mutex_unlock(&owner_lock);
+  return gone;
+}
+
+static void make_owner_key(void) { (void)pthread_key_create(&owner_key, owner_thread_exited); }
+
+static void become_owner(void) {
+  pthread_once(&owner_key_once, make_owner_key);
+  owner_thread = pthread_self();
+  __atomic_store_n(&owner_alive, 1, __ATOMIC_RELEASE);
+  (void)pthread_setspecific(owner_key, &owner_alive);
+}
+
+static void stop_owning(void) {
+  __atomic_store_n(&owner_alive, 0, __ATOMIC_RELEASE);
+  pthread_once(&owner_key_once, make_owner_key);
+  (void)pthread_setspecific(owner_key, NULL);
+}
+
+/* ------------------------------------------------------------ process exit
+ *
+ * A program that ends by exit() without sched_shutdown (an uncaught
+ * exception or unhandled rejection in Deno, which skips "unload") leaves
+ * stream workers, the watcher and CUDA callback threads running while
+ * exit handlers tear the process down: cudart's static destructors, the
+ * allocator. Registered after the backend initialized CUDA, this handler
+ * runs before cudart's own (atexit runs in reverse order) and parks every
+ * libsched thread at its next step, so nothing of ours touches CUDA or
+ * JavaScript after exit began. It frees nothing: the process is ending.
+ */
+
+static int exit_hooked;
+
+static void quiesce_at_exit(void) {
+  completions_exit();
+  host_streams_quiesce();
+  cuda_quiesce_at_exit();
+}
+
+/* Pins the shared object holding fn (a user's host "kernel") so that a
+ * dlclose by its isolate (a terminated Worker, an exiting Deno) cannot
+ * unmap code a stream worker is about to run or is running. Once per
+ * object; a small cache of recent functions keeps repeated launches cheap. */
+#define PINNED_CODE_CACHE 16
+static const void *pinned_fns[PINNED_CODE_CACHE]; /* atomic slots */
+static unsigned pinned_next;
+static pthread_mutex_t pin_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pin_code(const void *fn) {
+  for (unsigned i = 0; i < PINNED_CODE_CACHE; i++)
+    if (__atomic_load_n(&pinned_fns[i], __ATOMIC_RELAXED) == fn) return;
+  Dl_info info;
+  if (dladdr(fn, &info) != 0 && info.dli_fname != NULL && info.dli_fname[0] != '\0') {
+    /* RTLD_NOLOAD: only an object that is already loaded; NODELETE marks
+     * it never to be unloaded. The handle is deliberately never closed. */
+    (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+  }
+  pthread_mutex_lock(&pin_lock);
+  __atomic_store_n(&pinned_fns[pinned_next++ % PINNED_CODE_CACHE], fn, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&pin_lock);
+}
+
 SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capacity) {
   return sched_init_devices(backend, device, 1, host_capacity);
 }
 
 SCHED_API int32_t sched_init_devices(int32_t backend, int32_t device, int32_t host_devices, uint64_t host_capacity) {
-  if (B != NULL) return sched_fail(SCHED_ERR_ALREADY_INITIALIZED, "libsched is already initialized: call sched_shutdown first");
+  if (B != NULL && wait_for_owner_exit()) {
+    /* The owner's thread ended without shutting down: take over. Its
+     * queued work completes first; its pending completions belong to an
+     * isolate that is gone. */
+    sched_shutdown();
+    completions_reset();
+  }
+  if (B != NULL)
+    return sched_fail(SCHED_ERR_ALREADY_INITIALIZED,
+                      "libsched is already initialized by a thread that is still running (waited %d ms for it to end): call sched_shutdown there first",
+                      pthread_equal(owner_thread, pthread_self()) ? 0 : OWNER_EXIT_WAIT_MS);
   if (backend != SCHED_BACKEND_CUDA && backend != SCHED_BACKEND_HOST)
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown backend %" PRId32 ": expected 1 (cuda) or 2 (host)", backend);
   if (device < 0) return sched_fail(SCHED_ERR_NO_DEVICE, "Device index must not be negative, got %" PRId32, device);
@@ -178,6 +299,11 @@ SCHED_API int32_t sched_init_devices(int32_t backend, int32_t device, int32_t ho
   registry_init(&pinned_allocations);
   active_backend = backend;
   B = ops;
+  become_owner();
+  if (!exit_hooked) {
+    exit_hooked = 1;
+    atexit(quiesce_at_exit);
+  }
   return SCHED_OK;
 }
 
@@ -245,7 +371,22 @@ SCHED_API int32_t sched_shutdown(void) {
   active_backend = SCHED_BACKEND_NONE;
   device_total = 0;
   default_device = 0;
+  stop_owning();
   return SCHED_OK;
+}
+
+SCHED_API void sched_debug_counts(uint64_t *out, uint32_t n) {
+  uint64_t counts[8] = {0};
+  if (B != NULL) {
+    counts[0] = handles_live(&streams);
+    counts[1] = handles_live(&events);
+    counts[2] = handles_live(&pools);
+    counts[3] = handles_live(&partitions);
+    registry_totals(&device_allocations, &counts[4], &counts[7]);
+    registry_totals(&pinned_allocations, &counts[5], &counts[6]);
+  }
+  if (out == NULL) return;
+  for (uint32_t i = 0; i < n && i < 8; i++) out[i] = counts[i];
 }
 
 /* ------------------------------------------------------------------ devices */
@@ -456,6 +597,7 @@ SCHED_API int32_t sched_launch_host_func(uint32_t stream, sched_host_fn fn, void
   REQUIRE_INIT();
   if (fn == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Host function must not be NULL");
   LOOKUP_STREAM(stream, s);
+  pin_code((const void *)fn);
   return B->launch_host_func(s, fn, user_data);
 }
 
@@ -471,6 +613,7 @@ SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_
   if (stream == 0)
     return sched_fail(SCHED_ERR_INVALID_HANDLE, "Native stream %p is not a live libsched stream", native_stream);
   act_on(((stream_entry *)found)->device);
+  pin_code((const void *)fn);
   int32_t status = B->launch_host_func(((stream_entry *)found)->backend_stream, fn, user_data);
   handles_release(&streams, stream);
   return status;

@@ -73,11 +73,12 @@ export function copyToHost(
   deviceOffset: number,
   bytes: number,
   stream: number,
+  hostOffset = 0,
 ): void {
   unwrap(
     lib().sched_memcpy_async(
       host,
-      0n,
+      BigInt(hostOffset),
       device,
       BigInt(deviceOffset),
       BigInt(bytes),
@@ -123,13 +124,14 @@ export function copyToDevice(
   host: Deno.PointerObject,
   bytes: number,
   stream: number,
+  hostOffset = 0,
 ): void {
   unwrap(
     lib().sched_memcpy_async(
       device,
       BigInt(deviceOffset),
       host,
-      0n,
+      BigInt(hostOffset),
       BigInt(bytes),
       CopyKind.HOST_TO_DEVICE,
       stream,

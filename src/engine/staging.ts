@@ -1,14 +1,24 @@
 /**
  * Host <-> device transfers of JavaScript memory, staged through pinned
- * chunks.
+ * memory.
  *
  * A CUDA copy from or to pageable memory (any JavaScript ArrayBuffer)
  * blocks the calling thread: device-to-host until the copy and everything
  * queued before it on the stream are done. Awaiting such a call would
  * still freeze the event loop. So transfers go through page-locked chunks,
  * and the only wait is an `await` on the stream position after the last
- * copy. A transfer takes as many chunks as it needs, so all its copies are
- * queued when the call returns, as API.md promises.
+ * copy. All of a transfer's copies are queued when the call returns, as
+ * API.md promises.
+ *
+ * Staging is proportional to the bytes in flight, with a cap:
+ * - each copy takes a lease of exactly its bytes from the open chunk (a
+ *   bump allocator), so a thousand pending 256-byte writes share one chunk
+ *   instead of holding a chunk each; a chunk is reused once every lease on
+ *   it was returned (its copies completed);
+ * - the chunks held never exceed the area's cap (STAGING_CAP_BYTES). A
+ *   transfer that needs more waits, synchronously, for the oldest transfer
+ *   in flight to complete and takes its chunks, so its own copies are still
+ *   queued when the call returns. Only transfers past the cap ever wait.
  *
  * @module
  */
@@ -19,26 +29,55 @@ import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "./native_memo
 
 /** Bytes per staging chunk: large enough to run near copy-engine speed. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
+/** Pinned bytes one scheduler's transfers may hold at once. */
+export const STAGING_CAP_BYTES = 256 * 1024 * 1024;
 /** Free chunks kept for reuse; more are freed once their copies completed. */
 const KEPT_CHUNKS = 16;
 
 interface Chunk {
   readonly ptr: Deno.PointerObject;
   readonly view: Uint8Array;
+  /** Bytes handed out from the start (bump allocation). */
+  used: number;
+  /** Leases not yet returned. */
+  leases: number;
+}
+
+/** `n` bytes at `offset` of a chunk, for the transfer's bytes at `pos`. */
+interface Lease {
+  readonly chunk: Chunk;
+  readonly offset: number;
+  readonly n: number;
+  readonly pos: number;
+}
+
+/** A transfer whose copies are queued; `out` for reads. */
+interface InFlight {
+  readonly stream: Stream;
+  readonly out: Uint8Array | undefined;
+  leases: Lease[];
 }
 
 /**
- * A free list of pinned chunks, one per scheduler (pinned allocation costs
+ * The pinned staging memory of one scheduler (pinned allocation costs
  * milliseconds; sharing keeps every pool's first transfer fast).
  */
 export class StagingArea {
   #free: Chunk[] = [];
+  #open: Chunk | undefined;
   #held = 0;
+  #inFlight: InFlight[] = [];
   readonly #owner: { readonly active: boolean };
+  readonly #cap: number;
 
-  /** `owner`'s shutdown frees every chunk (libsched frees all pinned memory). */
-  constructor(owner: { readonly active: boolean }) {
+  /**
+   * `owner`'s shutdown frees every chunk (libsched frees all pinned memory).
+   *
+   * @param cap pinned bytes it may hold (at least one chunk)
+   */
+  constructor(owner: { readonly active: boolean }, cap = STAGING_CAP_BYTES) {
     this.#owner = owner;
+    this.#cap = Math.max(CHUNK_BYTES, cap);
   }
 
   /** False once the owner shut down and the chunks were freed with it. */
@@ -46,10 +85,88 @@ export class StagingArea {
     return this.#owner.active;
   }
 
-  /** A free chunk, allocating one when none is free. */
-  acquire(): Chunk {
-    const chunk = this.#free.pop();
-    if (chunk) return chunk;
+  /** Pinned bytes held. */
+  get bytes(): number {
+    return this.#held * CHUNK_BYTES;
+  }
+
+  /** Transfers whose copies are queued and not yet complete (for tests). */
+  get inFlight(): number {
+    return this.#inFlight.length;
+  }
+
+  /** @internal Starts a transfer on `stream`. */
+  begin(stream: Stream, out: Uint8Array | undefined): InFlight {
+    const transfer: InFlight = { stream, out, leases: [] };
+    this.#inFlight.push(transfer);
+    return transfer;
+  }
+
+  /** @internal `n` bytes (at most CHUNK_BYTES) of pinned memory for `transfer`. */
+  lease(transfer: InFlight, n: number, pos: number): Lease {
+    let chunk = this.#open;
+    if (chunk === undefined || chunk.used + n > CHUNK_BYTES) {
+      const replaced = chunk;
+      chunk = this.#takeChunk();
+      // Taking a chunk may have completed the transfers on the open one.
+      if (replaced !== undefined && replaced.used === 0 && replaced !== chunk) {
+        this.#open = undefined;
+        this.#shelve(replaced);
+      }
+      if (chunk.used + n > CHUNK_BYTES) throw new Error("staging: a fresh chunk is not empty");
+      this.#open = chunk;
+    }
+    const lease = { chunk, offset: chunk.used, n, pos };
+    chunk.used += n;
+    chunk.leases++;
+    transfer.leases.push(lease);
+    return lease;
+  }
+
+  /** @internal Gives back a lease whose copy was never queued. */
+  unlease(transfer: InFlight, lease: Lease): void {
+    transfer.leases.splice(transfer.leases.indexOf(lease), 1);
+    this.#giveBack(lease.chunk);
+  }
+
+  /**
+   * @internal The transfer's copies completed: hands a read its bytes and
+   * returns its leases.
+   */
+  finish(transfer: InFlight, deliver: boolean): void {
+    this.#complete(transfer, deliver);
+    const i = this.#inFlight.indexOf(transfer);
+    if (i >= 0) this.#inFlight.splice(i, 1);
+  }
+
+  #takeChunk(): Chunk {
+    for (;;) {
+      const free = this.#free.pop();
+      if (free) return free;
+      if ((this.#held + 1) * CHUNK_BYTES <= this.#cap) return this.#newChunk();
+      // At the cap: complete the oldest transfer now and take its chunks.
+      // It stays listed (empty) until its own settle() runs.
+      const oldest = this.#inFlight.find((t) => t.leases.length > 0);
+      if (oldest === undefined || oldest.stream.destroyed) return this.#newChunk();
+      oldest.stream.synchronizeSync();
+      this.#complete(oldest, true);
+    }
+  }
+
+  #complete(transfer: InFlight, deliver: boolean): void {
+    for (const lease of transfer.leases) {
+      if (deliver && transfer.out) {
+        transfer.out.set(
+          lease.chunk.view.subarray(lease.offset, lease.offset + lease.n),
+          lease.pos,
+        );
+      }
+      this.#giveBack(lease.chunk);
+    }
+    transfer.leases = [];
+  }
+
+  #newChunk(): Chunk {
     const ptr = pinnedAlloc(CHUNK_BYTES);
     if (!ptr) {
       throw new RangeError(
@@ -60,22 +177,26 @@ export class StagingArea {
     return {
       ptr,
       view: new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, CHUNK_BYTES)),
+      used: 0,
+      leases: 0,
     };
   }
 
-  /** Returns a chunk whose copies have completed. */
-  release(chunk: Chunk): void {
+  #giveBack(chunk: Chunk): void {
+    if (--chunk.leases > 0) return;
+    chunk.used = 0;
+    if (chunk === this.#open) return; // stays open, empty again
+    this.#shelve(chunk);
+  }
+
+  /** Keeps an empty chunk for reuse, or frees it when enough are kept. */
+  #shelve(chunk: Chunk): void {
     if (this.#free.length < KEPT_CHUNKS) {
       this.#free.push(chunk);
     } else {
       pinnedFree(chunk.ptr);
       this.#held--;
     }
-  }
-
-  /** Pinned bytes held. */
-  get bytes(): number {
-    return this.#held * CHUNK_BYTES;
   }
 }
 
@@ -91,19 +212,14 @@ export function stagingFor(scheduler: { readonly active: boolean }): StagingArea
   return area;
 }
 
-/**
- * Waits for the copies queued with `chunks` (even after a failure) and
- * gives the chunks back; rethrows the first failure.
- */
+/** Waits for the transfer's copies, even after a failure, then settles it. */
 async function settle(
   area: StagingArea,
-  stream: Stream,
-  chunks: Chunk[],
+  transfer: InFlight,
   failure: unknown,
-  onDone?: () => void,
 ): Promise<void> {
   try {
-    if (chunks.length > 0) await stream.synchronize();
+    if (transfer.leases.length > 0) await transfer.stream.synchronize();
     // A shutdown meanwhile completed the copies, then freed the chunks:
     // reading them now would touch freed memory.
     if (!area.alive) {
@@ -111,38 +227,38 @@ async function settle(
         "Cannot finish the transfer: the scheduler was shut down while it was in flight",
       );
     }
-    if (failure === undefined) onDone?.();
-  } finally {
-    if (area.alive) { for (const chunk of chunks) area.release(chunk); }
+    area.finish(transfer, failure === undefined);
+  } catch (error) {
+    if (area.alive) area.finish(transfer, false);
+    throw error;
   }
   if (failure !== undefined) throw failure;
 }
 
 /**
- * Takes a chunk for each CHUNK_BYTES of `bytes` and queues its copy with
- * `copy`; stops at the first failure, keeping the chunks whose copies were
+ * Leases staging for each piece of `bytes` and queues its copy with
+ * `copy`; stops at the first failure, keeping the leases whose copies were
  * queued (they must not be reused before those copies complete).
  */
-function queueChunks(
+function queuePieces(
   area: StagingArea,
+  transfer: InFlight,
   bytes: number,
-  copy: (chunk: Chunk, pos: number, n: number) => void,
-): { chunks: Chunk[]; failure: unknown } {
-  const chunks: Chunk[] = [];
+  copy: (lease: Lease) => void,
+): unknown {
   try {
     for (let pos = 0; pos < bytes; pos += CHUNK_BYTES) {
-      const chunk = area.acquire();
+      const lease = area.lease(transfer, Math.min(CHUNK_BYTES, bytes - pos), pos);
       try {
-        copy(chunk, pos, Math.min(CHUNK_BYTES, bytes - pos));
+        copy(lease);
       } catch (error) {
-        area.release(chunk);
+        area.unlease(transfer, lease);
         throw error;
       }
-      chunks.push(chunk);
     }
-    return { chunks, failure: undefined };
+    return undefined;
   } catch (failure) {
-    return { chunks, failure };
+    return failure;
   }
 }
 
@@ -160,11 +276,12 @@ export function stagedWrite(
   offset: number,
   data: Uint8Array,
 ): Promise<void> {
-  const { chunks, failure } = queueChunks(area, data.byteLength, (chunk, pos, n) => {
-    chunk.view.set(data.subarray(pos, pos + n));
-    copyToDevice(device, offset + pos, chunk.ptr, n, native);
+  const transfer = area.begin(stream, undefined);
+  const failure = queuePieces(area, transfer, data.byteLength, (lease) => {
+    lease.chunk.view.set(data.subarray(lease.pos, lease.pos + lease.n), lease.offset);
+    copyToDevice(device, offset + lease.pos, lease.chunk.ptr, lease.n, native, lease.offset);
   });
-  return settle(area, stream, chunks, failure);
+  return settle(area, transfer, failure);
 }
 
 /**
@@ -179,13 +296,9 @@ export function stagedRead(
   offset: number,
   out: Uint8Array,
 ): Promise<void> {
-  const { chunks, failure } = queueChunks(area, out.byteLength, (chunk, pos, n) => {
-    copyToHost(chunk.ptr, device, offset + pos, n, native);
+  const transfer = area.begin(stream, out);
+  const failure = queuePieces(area, transfer, out.byteLength, (lease) => {
+    copyToHost(lease.chunk.ptr, device, offset + lease.pos, lease.n, native, lease.offset);
   });
-  return settle(area, stream, chunks, failure, () => {
-    chunks.forEach((chunk, i) => {
-      const pos = i * CHUNK_BYTES;
-      out.set(chunk.view.subarray(0, Math.min(CHUNK_BYTES, out.byteLength - pos)), pos);
-    });
-  });
+  return settle(area, transfer, failure);
 }

@@ -4,16 +4,21 @@
  *
  * Each waiter gets a 32-bit token and asks libsched to complete it when a
  * stream drains or an event fires (`sched_stream_notify`,
- * `sched_event_notify`; on CUDA a host function queued in stream order, on
- * the host backend the stream's worker). libsched's single notifier thread
- * then calls one thread-safe callback per batch, and the callback drains
- * every completed token with one synchronous FFI call. So 10,000 pending
- * waits cost 10,000 map entries, not 10,000 threads, and a burst of
+ * `sched_event_notify`; on CUDA the watcher thread, on the host backend the
+ * stream's worker). While any token is pending, one nonblocking FFI call,
+ * `sched_completions_wait`, parks a Deno pool thread inside libsched until
+ * completions are queued; its promise then resolves on the event loop, and
+ * one synchronous call drains every completed token. So 10,000 pending
+ * waits cost 10,000 map entries and one parked thread, and a burst of
  * completions costs one event-loop wake-up.
  *
- * The callback is created once per process and never closed: libsched's
- * notifier outlives `sched_shutdown` (see completions.c). It is ref'd only
- * while tokens are pending, so an idle scheduler never keeps Deno alive.
+ * Why not a `Deno.UnsafeCallback.threadSafe` called by a libsched thread:
+ * when the isolate dies without `shutdown()` (an uncaught exception, a
+ * terminated Worker), such a call lands in freed code and the process
+ * crashes. Here libsched never calls JavaScript: a dead isolate leaves at
+ * most a parked pool thread. The pending call keeps the event loop alive
+ * exactly while something is awaited; when the last waiter is settled
+ * another way, `sched_completions_wake` ends it.
  *
  * @module
  */
@@ -33,16 +38,7 @@ const tokens = new Uint32Array(DRAIN_CAPACITY);
 const statuses = new Int32Array(DRAIN_CAPACITY);
 const waiters = new Map<number, Waiter>();
 let nextToken = 1;
-let callback: Deno.UnsafeCallback<{ readonly parameters: []; readonly result: "void" }> | undefined;
-let keepsAlive = false;
-
-/** Holds the event loop open exactly while some wait is pending. */
-function keepAlive(on: boolean): void {
-  if (!callback || on === keepsAlive) return;
-  if (on) callback.ref();
-  else callback.unref();
-  keepsAlive = on;
-}
+let waiting = false; // a sched_completions_wait call is in flight
 
 function drain(): void {
   const symbols = lib();
@@ -51,7 +47,6 @@ function drain(): void {
     for (let i = 0; i < n; i++) settle(tokens[i]!, statuses[i]!);
     if (n < DRAIN_CAPACITY) break;
   }
-  if (waiters.size === 0) keepAlive(false);
 }
 
 function settle(token: number, status: number): void {
@@ -67,10 +62,15 @@ function settle(token: number, status: number): void {
   }
 }
 
-function ensureCallback(): void {
-  if (callback) return;
-  callback = new Deno.UnsafeCallback({ parameters: [], result: "void" } as const, drain);
-  unwrap(lib().sched_notifier_install(callback.pointer), "Cannot install the completion notifier");
+/** Starts the parked wait unless one is in flight or nothing is pending. */
+function watch(): void {
+  if (waiting || waiters.size === 0) return;
+  waiting = true;
+  lib().sched_completions_wait().then(() => {
+    waiting = false;
+    drain();
+    watch();
+  });
 }
 
 function takeToken(): number {
@@ -93,13 +93,12 @@ export function waitForCompletion(
   register: (token: number) => number,
   context: string,
 ): Promise<void> {
-  ensureCallback();
   const token = takeToken();
   const status = register(token);
   unwrap(status, context);
   return new Promise<void>((resolve, reject) => {
     waiters.set(token, { resolve, reject });
-    keepAlive(true);
+    watch();
   });
 }
 
@@ -110,8 +109,12 @@ export function pendingCompletions(): number {
 
 /**
  * Settles everything already completed, now. Used after a blocking
- * synchronize so awaiting code does not wait for the notifier's wake-up.
+ * synchronize so awaiting code does not wait for the parked call's wake-up.
+ * When that settled the last waiter, the parked call is ended so that it
+ * does not hold the event loop open.
  */
 export function drainCompletions(): void {
-  if (callback) drain();
+  if (waiters.size === 0) return;
+  drain();
+  if (waiters.size === 0 && waiting) lib().sched_completions_wake();
 }

@@ -343,6 +343,17 @@ export const symbols = {
     ],
     result: "u32",
   },
+  // Parks a Deno pool thread inside libsched until completions are queued
+  // (see completions.ts): nothing of libsched ever calls into JavaScript.
+  sched_completions_wait: { parameters: [], result: "u32", nonblocking: true },
+  sched_completions_wake: { parameters: [], result: "void" },
+  sched_debug_counts: {
+    parameters: [
+      "buffer", // uint64_t *out
+      "u32", // uint32_t n
+    ],
+    result: "void",
+  },
   // Blocking waits, declared again to run on Deno's FFI thread pool. Only
   // benchmarks use them: each holds a pool thread for the whole wait, which
   // is what the notifier path (sched_stream_notify) exists to avoid.

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "host.h"
 
@@ -13,6 +14,16 @@ static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t worker_exited = PTHREAD_COND_INITIALIZER;
 static host_stream *live_streams;
 static int live_workers;
+/* Set at process exit (see sched.c): workers park before their next op. */
+static int quiescing;
+
+/* Never returns: the process is exiting and this thread must not run
+ * anything more (the op it would run may call code being torn down). */
+static void park_forever(void) {
+  for (;;) sleep(3600);
+}
+
+void host_streams_quiesce(void) { __atomic_store_n(&quiescing, 1, __ATOMIC_RELEASE); }
 
 double host_now_ms(void) {
   struct timespec ts;
@@ -43,6 +54,10 @@ static void *worker_main(void *arg) {
   for (;;) {
     while (s->head == NULL && !s->exiting) pthread_cond_wait(&s->has_work, &s->lock);
     if (s->head == NULL) break; /* exiting, and all queued work is done */
+    if (__atomic_load_n(&quiescing, __ATOMIC_ACQUIRE)) {
+      pthread_mutex_unlock(&s->lock);
+      park_forever();
+    }
     host_op *op = s->head;
     s->head = op->next;
     if (s->head == NULL) s->tail = NULL;
