@@ -79,6 +79,7 @@ export {
 export {
   type BlockPin,
   type BlockState,
+  type CopyFromOptions,
   PoolBlock,
   type TransferOptions,
 } from "./src/engine/pool_block.ts";

@@ -28,8 +28,45 @@ static int32_t cuda_device_count(int32_t *out_count) {
   return SCHED_OK;
 }
 
-static int32_t cuda_init(int32_t device, uint64_t host_capacity) {
-  (void)host_capacity; /* only the host backend simulates a capacity */
+/* Creates device d's primary context and reads what the backend needs of it. */
+static int32_t init_device(int d) {
+  sched_set_acting_device(d);
+  CUDA_CHECK(cudaSetDevice(d), "cudaSetDevice(%d)", d);
+  /* Forces creation of the primary context now, so a broken device fails
+   * sched_init instead of the first stream or allocation. */
+  CUDA_CHECK(cudaFree(0), "Creating the CUDA context on device %d", d);
+  CUDA_CHECK(cudaGetDeviceProperties(&g_cuda.prop[d], d), "cudaGetDeviceProperties(%d)", d);
+  CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&g_cuda.priority_least[d], &g_cuda.priority_greatest[d]),
+             "cudaDeviceGetStreamPriorityRange on device %d", d);
+  partitions_init();
+  return SCHED_OK;
+}
+
+/* Enables direct access between every pair of devices that allows it;
+ * copies between the others are staged through host memory by CUDA
+ * (cudaMemcpyPeerAsync does that itself when peer access is off). */
+static int32_t enable_peers(int count) {
+  for (int a = 0; a < count; a++) {
+    for (int b = 0; b < count; b++) {
+      if (a == b) continue;
+      int can = 0;
+      CUDA_CHECK(cudaDeviceCanAccessPeer(&can, a, b), "cudaDeviceCanAccessPeer(%d, %d)", a, b);
+      if (!can) continue;
+      CUDA_CHECK(cudaSetDevice(a), "cudaSetDevice(%d)", a);
+      cudaError_t err = cudaDeviceEnablePeerAccess(b, 0);
+      /* Already enabled: another user of the primary context did it. Any
+       * other refusal (too many peers, say) only costs speed: copies
+       * between the two are then staged through host memory by CUDA. */
+      if (err != cudaSuccess) (void)cudaGetLastError();
+      g_cuda.peer[a][b] = err == cudaSuccess || err == cudaErrorPeerAccessAlreadyEnabled;
+    }
+  }
+  return SCHED_OK;
+}
+
+static int32_t cuda_init(int32_t device, int32_t host_devices, uint64_t host_capacity, int32_t *out_devices) {
+  (void)host_devices; /* only the host backend simulates devices */
+  (void)host_capacity;
 
   int32_t count = 0;
   int32_t st = cuda_device_count(&count);
@@ -40,30 +77,20 @@ static int32_t cuda_init(int32_t device, uint64_t host_capacity) {
     return sched_fail(SCHED_ERR_NO_DEVICE, "CUDA device %d does not exist: %d device(s) present", device,
                       count);
   }
+  if (count > SCHED_MAX_DEVICES) count = SCHED_MAX_DEVICES;
 
-  CUDA_CHECK(cudaSetDevice(device), "cudaSetDevice(%d)", device);
-  /* Forces creation of the primary context now, so a broken device fails
-   * sched_init instead of the first stream or allocation. */
-  CUDA_CHECK(cudaFree(0), "Creating the CUDA context on device %d", device);
-
-  cudaDeviceProp prop;
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties(%d)", device);
-  int least = 0;
-  int greatest = 0;
-  CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
-
-  /* Only commit the state once everything succeeded. */
-  g_cuda.device = device;
-  g_cuda.prop = prop;
-  g_cuda.priority_least = least;
-  g_cuda.priority_greatest = greatest;
-  partitions_init();
-  st = watcher_start();
+  memset(&g_cuda, 0, sizeof g_cuda);
+  for (int d = 0; d < count && st == SCHED_OK; d++) st = init_device(d);
+  if (st == SCHED_OK) st = enable_peers(count);
+  sched_set_acting_device(device);
+  if (st == SCHED_OK) st = watcher_start();
   if (st != SCHED_OK) {
     memset(&g_cuda, 0, sizeof g_cuda);
     return st;
   }
+  g_cuda.count = count;
   g_cuda.ready = true;
+  *out_devices = count;
   return SCHED_OK;
 }
 
@@ -77,14 +104,16 @@ static void cuda_shutdown(void) {
    * is deliberately kept (no cudaDeviceReset): other code in the process,
    * such as user kernels, may share it. Failures can only be recorded as
    * the thread's last error, since shutdown reports no status. */
-  cudaError_t err = cudaSetDevice(g_cuda.device);
-  if (err == cudaSuccess) {
-    err = cudaDeviceSynchronize();
-    if (err != cudaSuccess) {
-      (void)cuda_fail(err, "cudaDeviceSynchronize at shutdown");
+  for (int d = 0; d < g_cuda.count; d++) {
+    cudaError_t err = cudaSetDevice(d);
+    if (err == cudaSuccess) {
+      err = cudaDeviceSynchronize();
+      if (err != cudaSuccess) {
+        (void)cuda_fail(err, "cudaDeviceSynchronize of device %d at shutdown", d);
+      }
+    } else {
+      (void)cuda_fail(err, "cudaSetDevice(%d) at shutdown", d);
     }
-  } else {
-    (void)cuda_fail(err, "cudaSetDevice(%d) at shutdown", g_cuda.device);
   }
   watcher_stop();
   /* Last: the watcher's final sweep may have retired the last streams of
@@ -99,14 +128,15 @@ static int32_t cuda_device_info(sched_device_info *out) {
   size_t total_bytes = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
 
-  const cudaDeviceProp *p = &g_cuda.prop;
+  int d = sched_acting_device();
+  const cudaDeviceProp *p = &g_cuda.prop[d];
   memset(out, 0, sizeof *out);
   snprintf(out->name, sizeof out->name, "%s", p->name);
   out->total_memory = total_bytes;
   out->free_memory = free_bytes;
   out->sm_count = p->multiProcessorCount;
-  out->priority_least = g_cuda.priority_least;
-  out->priority_greatest = g_cuda.priority_greatest;
+  out->priority_least = g_cuda.priority_least[d];
+  out->priority_greatest = g_cuda.priority_greatest[d];
   out->compute_major = p->major;
   out->compute_minor = p->minor;
   out->sm_granularity = partitions_granularity();
@@ -139,6 +169,7 @@ static int32_t cuda_stream_create(int32_t priority, void *partition, void **out_
   }
   st->partition = (cuda_partition *)partition;
   st->priority = priority;
+  st->device = sched_acting_device();
   st->refcount.store(1, std::memory_order_relaxed);
   *out_stream = st;
   return SCHED_OK;
@@ -212,14 +243,6 @@ static int32_t cuda_stream_wait_event(void *stream, void *event) {
 static int32_t cuda_launch_host_func(void *stream, sched_host_fn fn, void *user_data) {
   BIND_DEVICE();
   CUDA_CHECK(cudaLaunchHostFunc(((cuda_stream *)stream)->s, fn, user_data), "cudaLaunchHostFunc");
-  return SCHED_OK;
-}
-
-static int32_t cuda_launch_host_func_native(void *native, sched_host_fn fn, void *user_data) {
-  BIND_DEVICE();
-  /* native may be any cudaStream_t the caller owns (or NULL for the legacy
-   * default stream); CUDA itself rejects the ones it does not know. */
-  CUDA_CHECK(cudaLaunchHostFunc((cudaStream_t)native, fn, user_data), "cudaLaunchHostFunc");
   return SCHED_OK;
 }
 
@@ -352,7 +375,8 @@ static int32_t cuda_pool_create(uint64_t max_bytes, uint64_t release_threshold, 
   props.allocType = cudaMemAllocationTypePinned;
   props.handleTypes = cudaMemHandleTypeNone;
   props.location.type = cudaMemLocationTypeDevice;
-  props.location.id = g_cuda.device;
+  int device = sched_acting_device();
+  props.location.id = device;
   /* 0 lets CUDA pick its (system dependent) default, i.e. no cap of ours. */
   props.maxSize = (size_t)max_bytes;
 
@@ -367,6 +391,22 @@ static int32_t cuda_pool_create(uint64_t max_bytes, uint64_t release_threshold, 
     (void)cudaMemPoolDestroy(pool);
     return cuda_fail(err, "Setting the release threshold of a memory pool to %" PRIu64 " bytes",
                      release_threshold);
+  }
+  /* Pool memory is not covered by cudaDeviceEnablePeerAccess: grant each
+   * peer that may access this device's memory its own access, so kernels
+   * and copies on other devices can use it directly. */
+  for (int peer = 0; peer < g_cuda.count; peer++) {
+    if (!g_cuda.peer[peer][device]) continue;
+    cudaMemAccessDesc access;
+    memset(&access, 0, sizeof access);
+    access.location.type = cudaMemLocationTypeDevice;
+    access.location.id = peer;
+    access.flags = cudaMemAccessFlagsProtReadWrite;
+    err = cudaMemPoolSetAccess(pool, &access, 1);
+    if (err != cudaSuccess) {
+      (void)cudaMemPoolDestroy(pool);
+      return cuda_fail(err, "Granting device %d access to a memory pool of device %d", peer, device);
+    }
   }
   /* cudaMemPool_t is itself an opaque pointer: no wrapper is needed. */
   *out_pool = (void *)pool;
@@ -427,7 +467,9 @@ static int32_t cuda_free_sync(void *ptr) {
 static int32_t cuda_host_alloc(uint64_t bytes, void **out_ptr) {
   BIND_DEVICE();
   void *p = NULL;
-  CUDA_CHECK(cudaMallocHost(&p, (size_t)bytes), "cudaMallocHost of %" PRIu64 " bytes", bytes);
+  /* Portable: pinned for every device's context, not only the current one. */
+  CUDA_CHECK(cudaHostAlloc(&p, (size_t)bytes, cudaHostAllocPortable), "cudaHostAlloc of %" PRIu64 " bytes",
+             bytes);
   *out_ptr = p;
   return SCHED_OK;
 }
@@ -459,6 +501,26 @@ static int32_t cuda_memcpy_async(void *dst, const void *src, uint64_t bytes, int
   return SCHED_OK;
 }
 
+static int32_t cuda_can_access_peer(int32_t device, int32_t peer, int32_t *out_can) {
+  *out_can = g_cuda.peer[device][peer] ? 1 : 0;
+  return SCHED_OK;
+}
+
+/* Direct over NVLink or PCIe where peer access was enabled at init; CUDA
+ * stages the copy through host memory itself where it was not. */
+static int32_t cuda_memcpy_peer(void *dst, int32_t dst_device, const void *src, int32_t src_device, uint64_t bytes,
+                                void *stream) {
+  BIND_DEVICE();
+  CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, (size_t)bytes, ((cuda_stream *)stream)->s),
+             "cudaMemcpyPeerAsync of %" PRIu64 " bytes from device %d to %d", bytes, src_device, dst_device);
+  return SCHED_OK;
+}
+
+static int32_t cuda_bind_device(int32_t device) {
+  CUDA_CHECK(cudaSetDevice(device), "cudaSetDevice(%d)", device);
+  return SCHED_OK;
+}
+
 static int32_t cuda_memset_async(void *dst, uint8_t value, uint64_t bytes, void *stream) {
   BIND_DEVICE();
   CUDA_CHECK(cudaMemsetAsync(dst, value, (size_t)bytes, ((cuda_stream *)stream)->s),
@@ -485,7 +547,6 @@ static const backend_ops g_cuda_ops = {
     cuda_stream_native,
     cuda_stream_wait_event,
     cuda_launch_host_func,
-    cuda_launch_host_func_native,
     cuda_stream_notify,
 
     cuda_partition_create,
@@ -512,6 +573,12 @@ static const backend_ops g_cuda_ops = {
     cuda_host_free,
     cuda_memcpy_async,
     cuda_memset_async,
+
+    cuda_can_access_peer,
+    cuda_memcpy_peer,
+
+    NULL, /* inject_fault: host only */
+    cuda_bind_device,
 };
 
 extern "C" const backend_ops *cuda_backend_ops(void) { return &g_cuda_ops; }

@@ -59,7 +59,8 @@ int32_t cuda_fail(cudaError_t err, const char *fmt, ...) {
 }
 
 int32_t bind_device(void) {
-  CUDA_CHECK(cudaSetDevice(g_cuda.device), "cudaSetDevice(%d)", g_cuda.device);
+  int device = sched_acting_device();
+  CUDA_CHECK(cudaSetDevice(device), "cudaSetDevice(%d)", device);
   return SCHED_OK;
 }
 
@@ -71,7 +72,9 @@ int32_t stream_release(cuda_stream *st) {
    * reference only once both queues were empty), so it is freed even if
    * CUDA complained; the first error is still reported. */
   cudaStream_t extra[3] = {st->shadow, st->direct.waker, st->indirect.waker};
-  cudaError_t first = cudaSuccess;
+  /* The last reference may drop on any thread (the watcher's included):
+   * act on the stream's own device. */
+  cudaError_t first = cudaSetDevice(st->device);
   for (cudaStream_t s : extra) {
     if (s != NULL) {
       cudaError_t err = cudaStreamDestroy(s);

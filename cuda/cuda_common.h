@@ -43,22 +43,26 @@ int32_t cuda_fail(cudaError_t err, const char *fmt, ...)
 
 /* ------------------------------------------------------------------- state */
 
-/* What init learned about the device. Written only by init and shutdown,
+/* What init learned about each device. Written only by init and shutdown,
  * which by contract never race any other call, so reads need no lock. */
 struct cuda_state {
-  int device;
+  int count; /* devices initialized */
   bool ready;
-  cudaDeviceProp prop;
-  int priority_least;
-  int priority_greatest;
+  cudaDeviceProp prop[SCHED_MAX_DEVICES];
+  int priority_least[SCHED_MAX_DEVICES];
+  int priority_greatest[SCHED_MAX_DEVICES];
+  /* peer[a][b]: device a reads and writes b's memory directly (enabled at init). */
+  bool peer[SCHED_MAX_DEVICES][SCHED_MAX_DEVICES];
 };
 extern cuda_state g_cuda;
 
 /*
  * The CUDA runtime's current device is per host thread and defaults to 0,
  * while libsched is called from arbitrary threads. Every entry point that
- * creates or uses device resources binds the initialized device first;
- * cudaSetDevice on an already-current device is a cheap thread-local check.
+ * creates or uses device resources binds the device the call acts on first
+ * (sched_acting_device: the handle's device, or the caller's current
+ * device for a creation); cudaSetDevice on an already-current device is a
+ * cheap thread-local check.
  */
 int32_t bind_device(void);
 
@@ -110,6 +114,7 @@ struct cuda_stream {
    * whole device; changes with s. */
   cuda_partition *partition;
   int priority;
+  int device; /* every CUDA stream of the object (shadow, wakers) is on it */
   /* Created on the first wait for an event recorded on s: it waits on that
    * event, then records the watcher's marker. One per source stream,
    * because events recorded on one stream complete in order anyway, while
@@ -157,7 +162,7 @@ int32_t stream_release(cuda_stream *st);
 
 /* Finds the driver's green-context entry points (at init; never fails:
  * without them, partitions are unsupported and say why). */
-void partitions_init(void);
+void partitions_init(void); /* for the acting device */
 /* Destroys the green contexts whose last work has completed, all of them
  * when `wait` (at shutdown, after the device was synchronized). */
 void partitions_reap(bool wait);

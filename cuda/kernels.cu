@@ -13,6 +13,20 @@
 
 #define GS_API extern "C" __attribute__((visibility("default")))
 
+/*
+ * A kernel launch fails on a stream of a device other than the calling
+ * thread's current one, and with several GPUs the current device is
+ * whichever libsched last acted on: make the stream's device current
+ * first, as a user's library must too. A failure here (a stream whose
+ * device cannot be read) is left to the launch to report.
+ */
+static void use_device_of(void *stream) {
+  int device = 0;
+  if (cudaStreamGetDevice((cudaStream_t)stream, &device) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) {
+    (void)cudaGetLastError();
+  }
+}
+
 /* Threads per block of gs_fill_u32. */
 #define FILL_THREADS 256u
 /* Cap on blocks of gs_fill_u32: enough to fill any current GPU many times
@@ -65,6 +79,7 @@ static __global__ void gs_wait_flag_kernel(const volatile uint32_t *flag, uint64
 }
 
 GS_API int32_t gs_fill_u32(void *stream, void *dst, uint32_t value, uint64_t count) {
+  use_device_of(stream);
   /* A grid of zero blocks is a launch error; filling nothing is not. */
   if (count == 0) {
     return (int32_t)cudaSuccess;
@@ -79,6 +94,7 @@ GS_API int32_t gs_fill_u32(void *stream, void *dst, uint32_t value, uint64_t cou
 }
 
 GS_API int32_t gs_spin_ns(void *stream, uint64_t ns, int32_t blocks) {
+  use_device_of(stream);
   if (blocks <= 0) {
     return (int32_t)cudaErrorInvalidValue;
   }
@@ -89,6 +105,7 @@ GS_API int32_t gs_spin_ns(void *stream, uint64_t ns, int32_t blocks) {
 }
 
 GS_API int32_t gs_sm_ids(void *stream, void *dst, int32_t blocks, uint64_t ns) {
+  use_device_of(stream);
   if (blocks <= 0) {
     return (int32_t)cudaErrorInvalidValue;
   }
@@ -97,6 +114,7 @@ GS_API int32_t gs_sm_ids(void *stream, void *dst, int32_t blocks, uint64_t ns) {
 }
 
 GS_API int32_t gs_wait_flag(void *stream, void *flag, uint64_t timeout_ns) {
+  use_device_of(stream);
   gs_wait_flag_kernel<<<1, 1, 0, (cudaStream_t)stream>>>((const volatile uint32_t *)flag, timeout_ns);
   return (int32_t)cudaGetLastError();
 }

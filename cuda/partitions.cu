@@ -79,11 +79,6 @@ struct cuda_partition {
 /* Written only by partitions_init, which runs at sched_init and so races
  * no other call. */
 static driver_fns drv;
-static bool available;
-static char unavailable_reason[256];
-static int granularity;
-static int groups_total;
-static CUdevice device;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cuda_partition *retiring;
@@ -94,9 +89,6 @@ static cuda_partition *retiring;
  * different splits may not, and a split costs nothing, but a green context
  * does (a wait for the device to drain), so sets are cached below. */
 #define MAX_SET_GROUPS 64
-static CUdevResource split_groups[MAX_SET_GROUPS];
-static CUdevResource split_remainder;
-static bool split_has_remainder;
 
 /* The most recently used SM sets, each holding one reference on its green
  * context, so that a layout change back to a set seen before (a
@@ -110,8 +102,25 @@ struct cached_set {
   cuda_partition *partition;
   uint64_t last_used;
 };
-static cached_set set_cache[SET_CACHE_SIZE];
-static uint64_t set_clock;
+
+/* What partitions_init learned about one device, and its split and SM-set
+ * cache: partitions are per device. */
+struct device_layout {
+  bool available;
+  char unavailable_reason[256];
+  int granularity;
+  int groups_total;
+  CUdevice device;
+  CUdevResource split_groups[MAX_SET_GROUPS];
+  CUdevResource split_remainder;
+  bool split_has_remainder;
+  cached_set set_cache[SET_CACHE_SIZE];
+  uint64_t set_clock;
+};
+static device_layout layouts[SCHED_MAX_DEVICES];
+
+/* The layout of the device the current call acts on. */
+static device_layout *here(void) { return &layouts[sched_acting_device()]; }
 
 static int32_t cu_status(CUresult r) {
   switch (r) {
@@ -155,7 +164,7 @@ static bool load(const char *name, void **fn) {
   if (err == cudaSuccess && found == cudaDriverEntryPointSuccess && *fn != NULL) return true;
   if (err != cudaSuccess) (void)cudaGetLastError();
   *fn = NULL;
-  snprintf(unavailable_reason, sizeof unavailable_reason, "the CUDA driver has no %s for CUDA 13.0 (%s)", name,
+  snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "the CUDA driver has no %s for CUDA 13.0 (%s)", name,
            found == cudaDriverEntryPointVersionNotSufficent ? "driver too old" : "symbol not found");
   return false;
 }
@@ -163,18 +172,18 @@ static bool load(const char *name, void **fn) {
 #define LOAD(field, name) load(name, (void **)&drv.field)
 
 void partitions_init(void) {
-  available = false;
-  granularity = 0;
-  groups_total = 0;
+  here()->available = false;
+  here()->granularity = 0;
+  here()->groups_total = 0;
   memset(&drv, 0, sizeof drv);
-  snprintf(unavailable_reason, sizeof unavailable_reason, "not initialized");
+  snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "not initialized");
   /* Error texts first, so later failures can be described. */
   (void)LOAD(get_error_name, "cuGetErrorName");
   (void)LOAD(get_error_string, "cuGetErrorString");
-  if (g_cuda.prop.major < 9) {
-    snprintf(unavailable_reason, sizeof unavailable_reason,
-             "green contexts are used from compute capability 9.0 on, this device has %d.%d", g_cuda.prop.major,
-             g_cuda.prop.minor);
+  if (g_cuda.prop[sched_acting_device()].major < 9) {
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason,
+             "green contexts are used from compute capability 9.0 on, this device has %d.%d", g_cuda.prop[sched_acting_device()].major,
+             g_cuda.prop[sched_acting_device()].minor);
     return;
   }
   if (!(LOAD(device_get, "cuDeviceGet") && LOAD(device_get_dev_resource, "cuDeviceGetDevResource") &&
@@ -185,10 +194,10 @@ void partitions_init(void) {
         LOAD(green_ctx_get_dev_resource, "cuGreenCtxGetDevResource"))) {
     return;
   }
-  CUresult r = drv.device_get(&device, g_cuda.device);
+  CUresult r = drv.device_get(&here()->device, sched_acting_device());
   CUdevResource all;
   memset(&all, 0, sizeof all);
-  if (r == CUDA_SUCCESS) r = drv.device_get_dev_resource(device, &all, CU_DEV_RESOURCE_TYPE_SM);
+  if (r == CUDA_SUCCESS) r = drv.device_get_dev_resource(here()->device, &all, CU_DEV_RESOURCE_TYPE_SM);
   /* The group size and count are what a split really produces: count the
    * groups of the co-scheduled minimum (8 from compute capability 9.0 on),
    * then make one and read its size. */
@@ -206,38 +215,38 @@ void partitions_init(void) {
   if (r != CUDA_SUCCESS || groups == 0 || first.sm.smCount == 0) {
     const char *text = NULL;
     if (drv.get_error_string == NULL || drv.get_error_string(r, &text) != CUDA_SUCCESS) text = NULL;
-    snprintf(unavailable_reason, sizeof unavailable_reason, "the driver cannot split this device's SMs: %s",
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "the driver cannot split this device's SMs: %s",
              r != CUDA_SUCCESS && text != NULL ? text : "no SM group");
     return;
   }
-  granularity = (int)first.sm.smCount;
-  groups_total = (int)(groups > MAX_SET_GROUPS ? MAX_SET_GROUPS : groups);
-  memset(split_groups, 0, sizeof split_groups);
-  memset(&split_remainder, 0, sizeof split_remainder);
-  memset(set_cache, 0, sizeof set_cache);
-  set_clock = 0;
-  unsigned int made = (unsigned int)groups_total;
+  here()->granularity = (int)first.sm.smCount;
+  here()->groups_total = (int)(groups > MAX_SET_GROUPS ? MAX_SET_GROUPS : groups);
+  memset(here()->split_groups, 0, sizeof here()->split_groups);
+  memset(&here()->split_remainder, 0, sizeof here()->split_remainder);
+  memset(here()->set_cache, 0, sizeof here()->set_cache);
+  here()->set_clock = 0;
+  unsigned int made = (unsigned int)here()->groups_total;
   CUdevResource *all_groups = (CUdevResource *)calloc(groups, sizeof *all_groups);
   if (all_groups == NULL) {
-    snprintf(unavailable_reason, sizeof unavailable_reason, "out of host memory splitting the SMs");
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "out of host memory splitting the SMs");
     return;
   }
   unsigned int count = groups;
-  r = drv.sm_resource_split_by_count(all_groups, &count, &all, &split_remainder, SPLIT_FLAGS, (unsigned int)granularity);
+  r = drv.sm_resource_split_by_count(all_groups, &count, &all, &here()->split_remainder, SPLIT_FLAGS, (unsigned int)here()->granularity);
   if (r != CUDA_SUCCESS || count < made) {
     free(all_groups);
-    snprintf(unavailable_reason, sizeof unavailable_reason, "the driver cannot split this device's SMs into groups");
+    snprintf(here()->unavailable_reason, sizeof here()->unavailable_reason, "the driver cannot split this device's SMs into groups");
     return;
   }
-  memcpy(split_groups, all_groups, made * sizeof *all_groups);
+  memcpy(here()->split_groups, all_groups, made * sizeof *all_groups);
   free(all_groups);
-  split_has_remainder = split_remainder.type == CU_DEV_RESOURCE_TYPE_SM && split_remainder.sm.smCount > 0;
-  available = true;
+  here()->split_has_remainder = here()->split_remainder.type == CU_DEV_RESOURCE_TYPE_SM && here()->split_remainder.sm.smCount > 0;
+  here()->available = true;
 }
 
-int partitions_granularity(void) { return available ? granularity : 0; }
+int partitions_granularity(void) { return here()->available ? here()->granularity : 0; }
 
-int partitions_groups(void) { return available ? groups_total : 0; }
+int partitions_groups(void) { return here()->available ? here()->groups_total : 0; }
 
 static void partition_release(cuda_partition *p) {
   if (p->refcount.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
@@ -270,11 +279,13 @@ static bool drop_completed_tails(cuda_partition *p, bool wait) {
 
 void partitions_reap(bool wait) {
   if (wait) {
-    /* Shutdown: the cache's references are the last ones. */
-    for (int i = 0; i < SET_CACHE_SIZE; i++) {
-      cuda_partition *p = set_cache[i].partition;
-      set_cache[i].partition = NULL;
-      if (p != NULL) partition_release(p);
+    /* Shutdown: the caches' references are the last ones, on every device. */
+    for (int d = 0; d < SCHED_MAX_DEVICES; d++) {
+      for (int i = 0; i < SET_CACHE_SIZE; i++) {
+        cuda_partition *p = layouts[d].set_cache[i].partition;
+        layouts[d].set_cache[i].partition = NULL;
+        if (p != NULL) partition_release(p);
+      }
     }
   }
   pthread_mutex_lock(&lock);
@@ -360,7 +371,7 @@ static int32_t make_partition(CUdevResource *resources, unsigned int count, cuda
   CUresult r = drv.dev_resource_generate_desc(&desc, resources, count);
   if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevResourceGenerateDesc of %u SM group(s)", count);
   CUgreenCtx ctx = NULL;
-  r = drv.green_ctx_create(&ctx, desc, device, CU_GREEN_CTX_DEFAULT_STREAM);
+  r = drv.green_ctx_create(&ctx, desc, here()->device, CU_GREEN_CTX_DEFAULT_STREAM);
   if (r != CUDA_SUCCESS) return cu_fail(r, "cuGreenCtxCreate");
   CUdevResource got;
   memset(&got, 0, sizeof got);
@@ -404,16 +415,16 @@ static void destroy_now(cuda_partition *p) {
 int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
                               uint32_t *out_sm_given) {
   BIND_DEVICE();
-  if (!available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", unavailable_reason);
+  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
   partitions_reap(false);
 
   CUdevResource all;
   memset(&all, 0, sizeof all);
-  CUresult r = drv.device_get_dev_resource(device, &all, CU_DEV_RESOURCE_TYPE_SM);
+  CUresult r = drv.device_get_dev_resource(here()->device, &all, CU_DEV_RESOURCE_TYPE_SM);
   if (r != CUDA_SUCCESS) return cu_fail(r, "cuDeviceGetDevResource");
   unsigned int groups = 0;
-  r = drv.sm_resource_split_by_count(NULL, &groups, &all, NULL, SPLIT_FLAGS, (unsigned int)granularity);
-  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevSmResourceSplitByCount (counting groups of %d SMs)", granularity);
+  r = drv.sm_resource_split_by_count(NULL, &groups, &all, NULL, SPLIT_FLAGS, (unsigned int)here()->granularity);
+  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevSmResourceSplitByCount (counting groups of %d SMs)", here()->granularity);
 
   /* One slot more, so the remainder can follow the last group and the rest's
    * descriptor takes one contiguous run. */
@@ -427,10 +438,10 @@ int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_
   CUdevResource remainder;
   memset(&remainder, 0, sizeof remainder);
   if (status == SCHED_OK) {
-    r = drv.sm_resource_split_by_count(res, &groups, &all, &remainder, SPLIT_FLAGS, (unsigned int)granularity);
-    if (r != CUDA_SUCCESS) status = cu_fail(r, "cuDevSmResourceSplitByCount into groups of %d SMs", granularity);
+    r = drv.sm_resource_split_by_count(res, &groups, &all, &remainder, SPLIT_FLAGS, (unsigned int)here()->granularity);
+    if (r != CUDA_SUCCESS) status = cu_fail(r, "cuDevSmResourceSplitByCount into groups of %d SMs", here()->granularity);
   }
-  uint32_t unit = groups > 0 && res != NULL ? res[0].sm.smCount : (uint32_t)granularity;
+  uint32_t unit = groups > 0 && res != NULL ? res[0].sm.smCount : (uint32_t)here()->granularity;
   if (status == SCHED_OK) status = partition_plan(sm_counts, n, unit, groups, units);
 
   unsigned int next = 0;
@@ -465,14 +476,14 @@ int32_t cuda_partition_destroy(void *partition) {
 
 int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out_partition, uint32_t *out_sm_given) {
   BIND_DEVICE();
-  if (!available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", unavailable_reason);
+  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
   partitions_reap(false);
-  bool remainder = with_remainder && split_has_remainder;
-  set_clock++;
+  bool remainder = with_remainder && here()->split_has_remainder;
+  here()->set_clock++;
   for (int i = 0; i < SET_CACHE_SIZE; i++) {
-    cached_set *c = &set_cache[i];
+    cached_set *c = &here()->set_cache[i];
     if (c->partition == NULL || c->mask != mask || c->with_remainder != remainder) continue;
-    c->last_used = set_clock;
+    c->last_used = here()->set_clock;
     c->partition->refcount.fetch_add(1, std::memory_order_relaxed);
     *out_partition = c->partition;
     *out_sm_given = c->partition->sm_count;
@@ -480,15 +491,15 @@ int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out
   }
   CUdevResource res[MAX_SET_GROUPS + 1];
   unsigned int count = 0;
-  for (int g = 0; g < groups_total; g++) {
-    if ((mask >> g) & 1u) res[count++] = split_groups[g];
+  for (int g = 0; g < here()->groups_total; g++) {
+    if ((mask >> g) & 1u) res[count++] = here()->split_groups[g];
   }
   if (count == 0 && !remainder) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "An SM set must name at least one SM");
   cuda_partition *p = NULL;
   uint32_t sms = 0;
   int32_t status = SCHED_ERR_BACKEND;
   if (remainder) {
-    res[count] = split_remainder;
+    res[count] = here()->split_remainder;
     status = make_partition(res, count + 1, &p, &sms);
   }
   /* A descriptor may refuse the remainder next to groups (see make_rest). */
@@ -499,14 +510,14 @@ int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out
   /* The cache keeps the reference make_partition gave; the caller gets one more. */
   int slot = 0;
   for (int i = 0; i < SET_CACHE_SIZE; i++) {
-    if (set_cache[i].partition == NULL) {
+    if (here()->set_cache[i].partition == NULL) {
       slot = i;
       break;
     }
-    if (set_cache[i].last_used < set_cache[slot].last_used) slot = i;
+    if (here()->set_cache[i].last_used < here()->set_cache[slot].last_used) slot = i;
   }
-  cuda_partition *evicted = set_cache[slot].partition;
-  set_cache[slot] = cached_set{mask, remainder, p, set_clock};
+  cuda_partition *evicted = here()->set_cache[slot].partition;
+  here()->set_cache[slot] = cached_set{mask, remainder, p, here()->set_clock};
   if (evicted != NULL) partition_release(evicted);
   p->refcount.fetch_add(1, std::memory_order_relaxed);
   *out_partition = p;

@@ -6,7 +6,8 @@
  * libsched never links libcuda (it must load where no driver is), so the
  * driver functions come from cudaGetDriverEntryPointByVersion, loaded at the
  * first use; <cuda.h> supplies types only. Physical memory is pinned device
- * memory of the initialized device, mapped read-write for that device.
+ * memory of the device the call acts on, mapped read-write for that device
+ * and its peers.
  * The stream ordering of unmaps is vmm.c's business: unmap here is called
  * only once no queued work uses the range.
  */
@@ -74,11 +75,9 @@ static CUmemAllocationProp device_prop(void) {
   CUmemAllocationProp prop = {};
   prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
   prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = g_cuda.device;
+  prop.location.id = sched_acting_device();
   return prop;
 }
-
-static int32_t current_device(void) { return g_cuda.device; }
 
 static int32_t granularity(uint64_t *out_bytes) {
   int32_t status = ensure_loaded();
@@ -113,11 +112,19 @@ static int32_t map(void *addr, uint64_t bytes, uint64_t *out_handle) {
     drv.release(handle);
     return cu_fail(r, "cuMemMap", bytes);
   }
-  CUmemAccessDesc access = {};
-  access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  access.location.id = g_cuda.device;
-  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  r = drv.set_access((CUdeviceptr)addr, bytes, &access, 1);
+  /* Read-write for its own device and for every device with peer access
+   * to it, so kernels and copies on those reach it directly. */
+  int device = sched_acting_device();
+  CUmemAccessDesc access[SCHED_MAX_DEVICES] = {};
+  size_t n = 0;
+  for (int d = 0; d < g_cuda.count; d++) {
+    if (d != device && !g_cuda.peer[d][device]) continue;
+    access[n].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access[n].location.id = d;
+    access[n].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    n++;
+  }
+  r = drv.set_access((CUdeviceptr)addr, bytes, access, n);
   if (r != CUDA_SUCCESS) {
     drv.unmap((CUdeviceptr)addr, bytes);
     drv.release(handle);
@@ -133,6 +140,6 @@ static void unmap(void *addr, uint64_t bytes, uint64_t handle) {
 }
 
 extern "C" const vmm_phys_ops *cuda_vmm_ops(void) {
-  static const vmm_phys_ops ops = {current_device, granularity, reserve, unreserve, map, unmap, NULL, NULL};
+  static const vmm_phys_ops ops = {granularity, reserve, unreserve, map, unmap, NULL, NULL};
   return &ops;
 }

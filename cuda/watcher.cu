@@ -36,7 +36,8 @@
 #define FALLBACK_SLEEP_NS 1000000
 
 struct watch_item {
-  cudaEvent_t marker;
+  cudaEvent_t marker; /* of `device`: a marker is recorded on streams of its device only */
+  int device;
   uint32_t token;
   watch_item *next;
 };
@@ -46,7 +47,7 @@ static sem_t wake;
 static pthread_t thread;
 static bool running, stopping;
 static watch_queue *active;     /* non-empty queues */
-static watch_item *spare_items; /* completed items, markers kept for reuse */
+static watch_item *spare_items[SCHED_MAX_DEVICES]; /* completed items by device, markers kept for reuse */
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -59,11 +60,11 @@ static void CUDART_CB wake_watcher(void *unused) {
   sem_post(&wake);
 }
 
-/* Caller holds the lock. */
-static int32_t take_item(watch_item **out) {
-  if (spare_items != NULL) {
-    *out = spare_items;
-    spare_items = spare_items->next;
+/* A marker of device (the bound device). Caller holds the lock. */
+static int32_t take_item(int device, watch_item **out) {
+  if (spare_items[device] != NULL) {
+    *out = spare_items[device];
+    spare_items[device] = (*out)->next;
     return SCHED_OK;
   }
   watch_item *it = (watch_item *)calloc(1, sizeof *it);
@@ -74,14 +75,15 @@ static int32_t take_item(watch_item **out) {
     free(it);
     return cuda_fail(err, "cudaEventCreateWithFlags for a completion marker");
   }
+  it->device = device;
   *out = it;
   return SCHED_OK;
 }
 
 /* Caller holds the lock. */
 static void give_back(watch_item *it) {
-  it->next = spare_items;
-  spare_items = it;
+  it->next = spare_items[it->device];
+  spare_items[it->device] = it;
 }
 
 /* Caller holds the lock. */
@@ -104,7 +106,7 @@ int32_t watcher_stream_notify(cuda_stream *st, uint32_t token) {
   BIND_DEVICE();
   pthread_mutex_lock(&lock);
   watch_item *it = NULL;
-  int32_t status = take_item(&it);
+  int32_t status = take_item(st->device, &it);
   if (status == SCHED_OK) {
     /* Recorded under the lock so queue order is record order. */
     cudaError_t err = cudaEventRecord(it->marker, st->s);
@@ -126,14 +128,15 @@ int32_t watcher_event_notify(cuda_stream *source, cudaEvent_t ev, uint32_t token
   int32_t status = SCHED_OK;
   if (source->shadow == NULL) {
     /* Highest priority: it only waits and records markers. */
-    cudaError_t err = cudaStreamCreateWithPriority(&source->shadow, cudaStreamNonBlocking, g_cuda.priority_greatest);
+    cudaError_t err =
+        cudaStreamCreateWithPriority(&source->shadow, cudaStreamNonBlocking, g_cuda.priority_greatest[source->device]);
     if (err != cudaSuccess) {
       source->shadow = NULL;
       status = cuda_fail(err, "cudaStreamCreateWithPriority of a shadow stream");
     }
   }
   watch_item *it = NULL;
-  if (status == SCHED_OK) status = take_item(&it);
+  if (status == SCHED_OK) status = take_item(source->device, &it);
   if (status == SCHED_OK) {
     /* The wait captures the event's latest record now: re-recording the
      * event later does not move this notification. */
@@ -206,8 +209,15 @@ static bool arm_all(void) {
   bool armed_all = true;
   for (watch_queue *q = active; q != NULL; q = q->next_active) {
     if (q->armed == q->head) continue;
-    if (q->waker == NULL &&
-        cudaStreamCreateWithPriority(&q->waker, cudaStreamNonBlocking, g_cuda.priority_greatest) != cudaSuccess) {
+    /* The waker waits on a marker of the owner's device, so it lives there,
+     * and it is used with that device current. */
+    if (cudaSetDevice(q->owner->device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      armed_all = false;
+      continue;
+    }
+    if (q->waker == NULL && cudaStreamCreateWithPriority(&q->waker, cudaStreamNonBlocking,
+                                                         g_cuda.priority_greatest[q->owner->device]) != cudaSuccess) {
       q->waker = NULL;
       (void)cudaGetLastError();
       armed_all = false;
@@ -243,7 +253,7 @@ static void sleep_until_woken(bool armed) {
 
 static void *watcher_main(void *unused) {
   (void)unused;
-  (void)cudaSetDevice(g_cuda.device);
+  (void)cudaSetDevice(0); /* arm_all binds each queue's device as needed */
   int64_t last_progress = now_ns();
   pthread_mutex_lock(&lock);
   for (;;) {
@@ -308,11 +318,14 @@ void watcher_stop(void) {
    * completes every pending token. */
   pthread_join(thread, NULL);
   running = false;
-  while (spare_items != NULL) {
-    watch_item *it = spare_items;
-    spare_items = it->next;
-    (void)cudaEventDestroy(it->marker);
-    free(it);
+  for (int d = 0; d < SCHED_MAX_DEVICES; d++) {
+    while (spare_items[d] != NULL) {
+      watch_item *it = spare_items[d];
+      spare_items[d] = it->next;
+      (void)cudaSetDevice(d);
+      (void)cudaEventDestroy(it->marker);
+      free(it);
+    }
   }
   sem_destroy(&wake);
 }

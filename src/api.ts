@@ -6,10 +6,12 @@
  */
 
 import {
+  ContextDirectory,
   ContextManager,
   type ContextOptions,
   type MemoryPressureHandler,
 } from "./context/context_manager.ts";
+import { placeContext } from "./context/placement.ts";
 import type { DeviceBuffer } from "./context/device_buffer.ts";
 import {
   type AllocOptions,
@@ -22,16 +24,25 @@ import { getScheduler, type Scheduler } from "./scheduler.ts";
 import type { Stream } from "./stream.ts";
 import { show } from "./validate.ts";
 
-const managers = new WeakMap<Scheduler, ContextManager>();
+const managers = new WeakMap<Scheduler, ContextManager[]>();
 
-/** @internal The context manager of a scheduler, created on first use. */
-export function contextManager(scheduler: Scheduler = getScheduler()): ContextManager {
-  let manager = managers.get(scheduler);
-  if (!manager) {
-    manager = new ContextManager(scheduler);
-    managers.set(scheduler, manager);
+/** @internal The context managers of a scheduler, one per device, created on first use. */
+export function contextManagers(scheduler: Scheduler = getScheduler()): ContextManager[] {
+  let list = managers.get(scheduler);
+  if (!list) {
+    const directory = new ContextDirectory();
+    list = scheduler.devices.map((_, device) => new ContextManager(scheduler, device, directory));
+    managers.set(scheduler, list);
   }
-  return manager;
+  return list;
+}
+
+/** @internal The context manager of one device (default: the scheduler's device). */
+export function contextManager(
+  scheduler: Scheduler = getScheduler(),
+  device: number = scheduler.device.id,
+): ContextManager {
+  return contextManagers(scheduler)[device]!;
 }
 
 function requireContext(ctx: unknown, doing: string): ExecutionContext {
@@ -59,11 +70,25 @@ function requireContext(ctx: unknown, doing: string): ExecutionContext {
  * destroyContext(tts);
  * shutdown();
  * ```
- * @throws {TypeError | RangeError} for bad options, naming the option
- * @throws {AdmissionError} when its reservation cannot be honoured
+ *
+ * @example On several devices
+ * ```ts
+ * import { createContext, GB, initialize, QoSPolicy, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host", hostDevices: 2, hostMemory: 8 * GB });
+ * const llm = createContext("llm", { maxVram: 6 * GB, qos: QoSPolicy.GUARANTEED, device: 0 });
+ * const tts = createContext("tts", { maxVram: 4 * GB, qos: QoSPolicy.GUARANTEED, device: "auto" });
+ * assert.equal(llm.device, 0);
+ * assert.equal(tts.device, 1); // 2 GiB left unreserved on device 0, 4 GiB on device 1
+ * shutdown();
+ * ```
+ * @throws {TypeError | RangeError} for bad options, naming the option (a bad `device` index too)
+ * @throws {AdmissionError} when its reservation cannot be honoured (with `"auto"`: on no device)
  */
 export function createContext(name: string, options: ContextOptions): ExecutionContext {
-  return contextManager().create(name, options);
+  const scheduler = getScheduler();
+  const list = contextManagers(scheduler);
+  return list[placeContext(scheduler, list, name, options)]!.create(name, options);
 }
 
 /**
@@ -114,23 +139,28 @@ export function alloc(bytes: number, options?: AllocOptions): DeviceBuffer {
 }
 
 /**
- * Bytes a new reservation or best-effort allocation could still get. Memory
- * that pools cache for reuse counts as available.
+ * Bytes a new reservation or best-effort allocation could still get on a
+ * device (default: the scheduler's device). Memory that pools cache for
+ * reuse counts as available.
  *
  * @example
  * ```ts
- * import { createContext, GB, getAvailableVram, initialize, QoSPolicy, shutdown } from "@gpusched/core";
+ * import { GB, getAvailableVram, initialize, shutdown } from "@gpusched/core";
  * import assert from "node:assert/strict";
- * initialize({ backend: "host", hostMemory: 8 * GB });
- * const before = getAvailableVram();
- * createContext("tts", { maxVram: 2 * GB, baseVram: 1 * GB, qos: QoSPolicy.BURSTABLE });
- * assert.equal(getAvailableVram(), before - 1 * GB); // BURSTABLE reserves its base
+ * initialize({ backend: "host", hostDevices: 2, memoryLimit: [4 * GB, 2 * GB] });
+ * assert.equal(getAvailableVram(), 4 * GB);
+ * assert.equal(getAvailableVram(1), 2 * GB);
  * shutdown();
  * ```
+ * @throws {TypeError | RangeError} for a bad device index, naming `device`
  * @throws {SchedulerError} when the scheduler is not initialized
  */
-export function getAvailableVram(): number {
-  return contextManager().availableVram();
+export function getAvailableVram(device?: number): number {
+  const scheduler = getScheduler();
+  const index = device === undefined
+    ? scheduler.device.id
+    : scheduler.requireDevice(device, "Cannot read available VRAM");
+  return contextManager(scheduler, index).availableVram();
 }
 
 /**
@@ -222,7 +252,7 @@ export function recordEvent(ctx: ExecutionContext): GpuEvent {
 
 /**
  * Makes the context's stream wait for `event` on the device; the host does
- * not block.
+ * not block. The event may come from a context on another device.
  *
  * @example Handing a buffer from one model to the next
  * ```ts

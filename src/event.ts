@@ -10,6 +10,7 @@
  * @module
  */
 
+import { useDevice } from "./device.ts";
 import type { EventRing, RingSlot } from "./event_ring.ts";
 import { destroyedError, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
@@ -37,8 +38,9 @@ const abandoned = new FinalizationRegistry<Abandoned>(({ native, owner }) => {
   if (owner.deref()?.active) lib().sched_event_destroy(native);
 });
 
-function createNative(owner: Owner, timing: boolean): number {
+function createNative(owner: Owner, timing: boolean, device: number): number {
   owner.assertActive("create an event");
+  useDevice(device); // CUDA records an event only on streams of its own device
   unwrap(
     lib().sched_event_create(timing ? EVENT_TIMING : 0, handleOut),
     "Cannot create an event",
@@ -84,13 +86,25 @@ export class GpuEvent {
   #ring: EventRing | undefined;
   #slot: RingSlot | undefined;
   #generation = 0;
+  #device: number;
+
+  /** Index of the device it lives on now (recording it on another device's stream moves it there). */
+  get device(): number {
+    return this.#device;
+  }
 
   /**
    * @internal Use `Scheduler.createEvent()` (or `recordEvent(ctx)`, which
    * passes `borrowed`: a ring's native event, already recorded).
    */
-  constructor(owner: Owner, timing: boolean, borrowed?: { ring: EventRing; slot: RingSlot }) {
+  constructor(
+    owner: Owner,
+    timing: boolean,
+    borrowed?: { ring: EventRing; slot: RingSlot },
+    device = 0,
+  ) {
     this.#owner = owner;
+    this.#device = device;
     if (borrowed) {
       this.timing = false;
       this.#native = borrowed.slot.native;
@@ -99,7 +113,7 @@ export class GpuEvent {
       this.#generation = borrowed.slot.generation;
       return;
     }
-    this.#native = createNative(owner, timing);
+    this.#native = createNative(owner, timing, device);
     this.timing = timing;
     abandoned.register(this, { native: this.#native, owner: new WeakRef(owner) }, this);
   }
@@ -112,7 +126,7 @@ export class GpuEvent {
     owner.assertActive(doing);
     const native = stream.nativeHandle(doing);
     const ring = stream.eventRing(doing);
-    const event = new GpuEvent(owner, false, { ring, slot: ring.record(native) });
+    const event = new GpuEvent(owner, false, { ring, slot: ring.record(native) }, stream.device);
     if (tracing.on) traceRecord(event, stream);
     return event;
   }
@@ -149,11 +163,23 @@ export class GpuEvent {
     if (this.#ring !== undefined) {
       // Its native event belongs to a ring whose order a record elsewhere
       // would break: from now on the event owns a native event of its own.
-      const native = createNative(this.#owner, false);
+      const native = createNative(this.#owner, false, stream.device);
       this.#ring = undefined;
       this.#slot = undefined;
       this.#native = native;
+      this.#device = stream.device;
       abandoned.register(this, { native, owner: new WeakRef(this.#owner) }, this);
+    } else if (stream.device !== this.#device) {
+      // Another device's stream: a native event of that device replaces this
+      // one. Waits already queued on the old one keep waiting on its last
+      // record, as destroying an event allows.
+      const native = createNative(this.#owner, this.timing, stream.device);
+      const old = this.#native;
+      abandoned.unregister(this);
+      this.#native = native;
+      this.#device = stream.device;
+      abandoned.register(this, { native, owner: new WeakRef(this.#owner) }, this);
+      unwrap(lib().sched_event_destroy(old), "Cannot destroy an event");
     }
     unwrap(lib().sched_event_record(this.#native, target), doing);
     if (tracing.on) traceRecord(this, stream);

@@ -23,6 +23,7 @@
  * @module
  */
 
+import { useDevice } from "./device.ts";
 import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
 import { unwrap } from "./native/unwrap.ts";
@@ -42,6 +43,12 @@ export class EventRing {
   #slots: RingSlot[] = [];
   #head = 0;
   #alive = true;
+  /** The device of its stream: its native events are made there (CUDA records only on their own device). */
+  readonly #device: number;
+
+  constructor(device = 0) {
+    this.#device = device;
+  }
 
   /** False once its stream was destroyed or its scheduler shut down. */
   get alive(): boolean {
@@ -69,6 +76,7 @@ export class EventRing {
         this.#head = 0;
       }
     } else {
+      useDevice(this.#device);
       unwrap(symbols.sched_event_create(0, handleOut), "Cannot create an event");
       slot = { native: handleOut[0]!, generation: 0 };
     }

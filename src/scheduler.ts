@@ -1,12 +1,21 @@
 /**
  * Scheduler lifecycle: one initialized scheduler per process, bound to one
- * backend (CUDA or host) and device, owning every native object made
- * through it.
+ * backend (CUDA or host) and managing every device of it (CUDA: every
+ * visible device; host: `hostDevices` simulated ones), owning every native
+ * object made through it.
  *
  * @module
  */
 
-import { type DeviceInfo, type MemoryInfo, readDeviceInfo, readMemoryInfo } from "./device.ts";
+import {
+  type DeviceInfo,
+  forgetCurrentDevice,
+  type MemoryInfo,
+  readDeviceCount,
+  readDeviceInfo,
+  readMemoryInfo,
+  useDevice,
+} from "./device.ts";
 import { SchedulerError } from "./errors.ts";
 import { GpuEvent } from "./event.ts";
 import type { Owned, Owner } from "./lifetime.ts";
@@ -34,16 +43,19 @@ export type BackendName = "cuda" | "host";
 export interface InitializeOptions {
   /** `"auto"` (default) picks CUDA when a device is usable, else `"host"`. */
   backend?: "auto" | BackendName;
-  /** Device index (default 0). */
+  /** The default device's index (default 0): `sched.device`, where contexts go unless told. */
   deviceId?: number;
-  /** Size of the host backend's simulated device in bytes (default 8 GiB). */
+  /** Size of each of the host backend's simulated devices in bytes (default 8 GiB). */
   hostMemory?: number;
+  /** How many devices the host backend simulates (default 1, at most 64). CUDA: ignored. */
+  hostDevices?: number;
   /**
-   * Cap on the device memory the scheduler manages. Default: the device's
-   * free memory at start, less a margin (CUDA: 2% of total, at least
-   * 256 MiB, for the CUDA context and other processes; host: none).
+   * Cap on the device memory the scheduler manages on each device: one
+   * number for every device, or an array by device index. Default: the
+   * device's free memory at start, less a margin (CUDA: 2% of total, at
+   * least 256 MiB, for the CUDA context and other processes; host: none).
    */
-  memoryLimit?: number;
+  memoryLimit?: number | readonly number[];
 }
 
 /** Options of `Scheduler.createStream()`. */
@@ -51,12 +63,14 @@ export interface StreamOptions {
   /** CUDA stream priority within `device.priorityRange` (default: least urgent). */
   priority?: number;
   /**
-   * Id of a partition of the scheduler's `PartitionManager`: the stream's
-   * kernels run on that partition's SMs (on the shared SMs when it has no
-   * compute limit). Default: outside partitions, on the SMs no partition
-   * reserved.
+   * Id of a partition of the `PartitionManager` of the stream's device: the
+   * stream's kernels run on that partition's SMs (on the shared SMs when it
+   * has no compute limit). Default: outside partitions, on the SMs no
+   * partition reserved.
    */
   partition?: string;
+  /** Index of the device it runs on (default: the scheduler's `device`). */
+  device?: number;
 }
 
 /**
@@ -77,7 +91,15 @@ export interface PartitionBinding {
 export interface EventOptions {
   /** Record timestamps so `elapsedMs` works (default false; costs a little per record). */
   timing?: boolean;
+  /**
+   * Device it is created on (default: the scheduler's `device`). Recording
+   * it on a stream of another device moves it there.
+   */
+  device?: number;
 }
+
+/** Most simulated devices of the host backend (SCHED_MAX_DEVICES). */
+const MAX_DEVICES = 64;
 
 const DEFAULT_HOST_MEMORY = 8 * GB;
 const INIT = "Cannot initialize the scheduler";
@@ -98,23 +120,62 @@ let active: Scheduler | undefined;
 export class Scheduler implements Owner {
   /** The backend in use. */
   readonly backend: BackendName;
-  /** The device it runs on. */
+  /** Every device it manages, by index. */
+  readonly devices: readonly DeviceInfo[];
+  /** The default device (`initialize({ deviceId })`): `devices[deviceId]`. */
   readonly device: DeviceInfo;
-  /** Bytes of device memory this scheduler manages. */
+  /** Bytes of device memory this scheduler manages on its default device. */
   readonly memoryLimit: number;
+  /** Bytes of device memory it manages on each device, by index. */
+  readonly memoryLimits: readonly number[];
   #live = new Set<Owned>();
   #streams = new Set<Stream>();
-  #partitions: PartitionBinding | undefined;
+  #partitions: (PartitionBinding | undefined)[];
   /** Streams of contexts with a compute reservation, to their reservation. */
   #reservations = new WeakMap<Stream, object>();
   #nextStreamId = 1;
   #active = true;
 
   /** @internal Use `initialize()`. */
-  constructor(backend: BackendName, device: DeviceInfo, memoryLimit: number) {
+  constructor(
+    backend: BackendName,
+    devices: readonly DeviceInfo[],
+    deviceId: number,
+    memoryLimits: readonly number[],
+  ) {
     this.backend = backend;
-    this.device = device;
-    this.memoryLimit = memoryLimit;
+    this.devices = Object.freeze([...devices]);
+    this.device = this.devices[deviceId]!;
+    this.memoryLimits = Object.freeze([...memoryLimits]);
+    this.memoryLimit = this.memoryLimits[deviceId]!;
+    this.#partitions = devices.map(() => undefined);
+  }
+
+  /**
+   * @internal A device index option: a number naming one of `devices`.
+   *
+   * @throws {TypeError} when not a number
+   * @throws {RangeError} when not an index of `devices`
+   */
+  requireDevice(value: unknown, doing: string, option = "device"): number {
+    if (typeof value !== "number") {
+      throw new TypeError(
+        `${doing}: ${option} must be a device index (a number), got ${show(value)}`,
+      );
+    }
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(
+        `${doing}: ${option} must be a non-negative integer, got ${show(value)}`,
+      );
+    }
+    if (value >= this.devices.length) {
+      throw new RangeError(
+        `${doing}: ${option} must be a device index from 0 to ${this.devices.length - 1}, got ${
+          show(value)
+        }`,
+      );
+    }
+    return value;
   }
 
   /** False once shut down. */
@@ -141,22 +202,27 @@ export class Scheduler implements Owner {
   }
 
   /**
-   * @internal Lets a partition manager place streams; one at a time.
+   * @internal Lets a partition manager place streams of one device; one
+   * manager per device at a time.
    *
-   * @throws {SchedulerError} when another manager is bound
+   * @throws {SchedulerError} when another manager is bound to that device
    */
-  bindPartitions(binding: PartitionBinding, doing: string): void {
-    if (this.#partitions !== undefined && this.#partitions !== binding) {
+  bindPartitions(binding: PartitionBinding, doing: string, device = this.device.id): void {
+    const bound = this.#partitions[device];
+    if (bound !== undefined && bound !== binding) {
       throw new SchedulerError(
-        `${doing}: the scheduler already has a PartitionManager, close() it first`,
+        this.devices.length === 1
+          ? `${doing}: the scheduler already has a PartitionManager, close() it first`
+          : `${doing}: device ${device} already has a PartitionManager, close() it first`,
       );
     }
-    this.#partitions = binding;
+    this.#partitions[device] = binding;
   }
 
   /** @internal */
   unbindPartitions(binding: PartitionBinding): void {
-    if (this.#partitions === binding) this.#partitions = undefined;
+    const device = this.#partitions.indexOf(binding);
+    if (device >= 0) this.#partitions[device] = undefined;
   }
 
   /** @internal Live streams, in creation order. */
@@ -168,32 +234,49 @@ export class Scheduler implements Owner {
    * @internal Moves every live stream to where the partition binding now
    * says it runs (after a layout change). Order on each stream is kept.
    */
-  rebindStreams(): void {
+  rebindStreams(device = this.device.id): void {
     for (const stream of this.#streams) {
+      if (stream.device !== device) continue;
       stream.rebind(
         this.#nativePartition(
           stream.partition,
           "move a stream to its partition",
+          device,
           this.#reservations.get(stream),
         ),
       );
     }
   }
 
-  #nativePartition(partition: string | undefined, doing: string, reservation?: object): number {
-    if (this.#partitions) return this.#partitions.nativePartition(partition, doing, reservation);
+  #nativePartition(
+    partition: string | undefined,
+    doing: string,
+    device: number,
+    reservation?: object,
+  ): number {
+    const binding = this.#partitions[device];
+    if (binding) return binding.nativePartition(partition, doing, reservation);
     if (partition === undefined) return 0;
     throw new RangeError(
-      `${doing}: partition must name a partition of the scheduler's PartitionManager, got ${
+      `${doing}: partition must name a partition of the PartitionManager of device ${device}, got ${
         show(partition)
       } (there is no PartitionManager)`,
     );
   }
 
-  /** Free and total bytes of the device right now. */
-  memoryInfo(): MemoryInfo {
+  /**
+   * Free and total bytes of a device right now (default: `device`).
+   *
+   * @throws {TypeError | RangeError} for a bad device index
+   */
+  memoryInfo(device?: number): MemoryInfo {
     this.assertActive("read device memory");
-    return readMemoryInfo();
+    const index = device === undefined
+      ? this.device.id
+      : this.requireDevice(device, "Cannot read device memory");
+    const info = readMemoryInfo(index);
+    useDevice(this.device.id);
+    return info;
   }
 
   /**
@@ -228,14 +311,17 @@ export class Scheduler implements Owner {
     const doing = "Cannot create a stream";
     this.assertActive("create a stream");
     const opts = requireOptions<StreamOptions>(options, doing);
+    const device = opts.device === undefined
+      ? this.device.id
+      : this.requireDevice(opts.device, doing);
     const priority = opts.priority === undefined
-      ? this.device.priorityRange.least
+      ? this.devices[device]!.priorityRange.least
       : requireIntegerIn(opts.priority, -(2 ** 31), 2 ** 31 - 1, "priority", doing);
     const partition = opts.partition === undefined
       ? undefined
       : requireNonEmptyString(opts.partition, "partition", doing);
-    const native = this.#nativePartition(partition, doing, reservation);
-    const stream = new Stream(this, this.#nextStreamId++, priority, partition, native);
+    const native = this.#nativePartition(partition, doing, device, reservation);
+    const stream = new Stream(this, this.#nextStreamId++, priority, partition, native, device);
     this.#streams.add(stream);
     if (reservation !== undefined) this.#reservations.set(stream, reservation);
     return stream;
@@ -260,7 +346,10 @@ export class Scheduler implements Owner {
     const doing = "Cannot create an event";
     const opts = requireOptions<EventOptions>(options, doing);
     const timing = opts.timing === undefined ? false : requireBoolean(opts.timing, "timing", doing);
-    return new GpuEvent(this, timing);
+    const device = opts.device === undefined
+      ? this.device.id
+      : this.requireDevice(opts.device, doing);
+    return new GpuEvent(this, timing, undefined, device);
   }
 
   /** Shuts this scheduler down (see `shutdown()`). Idempotent. */
@@ -270,7 +359,7 @@ export class Scheduler implements Owner {
     for (const object of this.#live) object.invalidate();
     this.#live.clear();
     this.#streams.clear();
-    this.#partitions = undefined;
+    this.#partitions.fill(undefined);
     if (active === this) active = undefined;
     unwrap(lib().sched_shutdown(), "Cannot shut down libsched");
   }
@@ -334,9 +423,10 @@ export function initialize(options?: InitializeOptions): Scheduler {
   const hostMemory = opts.hostMemory === undefined
     ? DEFAULT_HOST_MEMORY
     : requirePositiveInteger(opts.hostMemory, "hostMemory", INIT);
-  const memoryLimit = opts.memoryLimit === undefined
-    ? undefined
-    : requirePositiveInteger(opts.memoryLimit, "memoryLimit", INIT);
+  const hostDevices = opts.hostDevices === undefined
+    ? 1
+    : requireIntegerIn(opts.hostDevices, 1, MAX_DEVICES, "hostDevices", INIT);
+  const memoryLimit = requireMemoryLimit(opts.memoryLimit);
   if (active) {
     throw new SchedulerError(`${INIT}: it is already initialized, call shutdown() first`);
   }
@@ -344,17 +434,20 @@ export function initialize(options?: InitializeOptions): Scheduler {
   let backend: BackendName;
   if (backendChoice === "host") {
     backend = "host";
+    if (deviceId >= hostDevices) {
+      throw new RangeError(
+        `${INIT}: deviceId must be below hostDevices (${hostDevices}) on the host backend, got ${deviceId}`,
+      );
+    }
   } else {
     const reason = cudaUnavailableReason(deviceId);
     if (reason === undefined) backend = "cuda";
     else if (backendChoice === "auto") backend = "host";
     else throw new SchedulerError(`${INIT}: no usable CUDA device: ${reason}`);
   }
-  const status = lib().sched_init(
-    backend === "cuda" ? BackendId.CUDA : BackendId.HOST,
-    backend === "host" ? 0 : deviceId,
-    BigInt(hostMemory),
-  );
+  const backendId = backend === "cuda" ? BackendId.CUDA : BackendId.HOST;
+  forgetCurrentDevice();
+  const status = lib().sched_init_devices(backendId, deviceId, hostDevices, BigInt(hostMemory));
   if (status === Status.ALREADY_INITIALIZED) {
     throw new SchedulerError(
       `${INIT}: another thread of this process (a Worker) holds the scheduler and is still running: ${lastError()}`,
@@ -363,22 +456,57 @@ export function initialize(options?: InitializeOptions): Scheduler {
   unwrap(status, `${INIT} (${backend} backend)`);
 
   try {
-    const device = readDeviceInfo(backend === "host" ? 0 : deviceId);
-    const memory = readMemoryInfo();
-    const margin = backend === "cuda" ? Math.max(256 * MB, Math.floor(memory.total * 0.02)) : 0;
-    const available = Math.max(0, memory.free - margin);
-    if (memoryLimit !== undefined && memoryLimit > memory.total) {
+    const count = Math.min(readDeviceCount(backendId), MAX_DEVICES);
+    if (Array.isArray(memoryLimit) && memoryLimit.length !== count) {
       throw new RangeError(
-        `${INIT}: memoryLimit must not exceed the device's ${memory.total} bytes, got ${memoryLimit}`,
+        `${INIT}: memoryLimit must have one entry per device (${count}), got ${memoryLimit.length}`,
       );
     }
-    active = new Scheduler(backend, device, memoryLimit ?? available);
+    const devices: DeviceInfo[] = [];
+    const limits: number[] = [];
+    for (let i = 0; i < count; i++) {
+      devices.push(readDeviceInfo(i));
+      const memory = readMemoryInfo(i);
+      const margin = backend === "cuda" ? Math.max(256 * MB, Math.floor(memory.total * 0.02)) : 0;
+      const available = Math.max(0, memory.free - margin);
+      const limit = Array.isArray(memoryLimit) ? memoryLimit[i] : memoryLimit;
+      if (limit !== undefined && limit > memory.total) {
+        const option = Array.isArray(memoryLimit) ? `memoryLimit[${i}]` : "memoryLimit";
+        throw new RangeError(
+          `${INIT}: ${option} must not exceed ${
+            count === 1 ? "the device's" : `device ${i}'s`
+          } ${memory.total} bytes, got ${limit}`,
+        );
+      }
+      limits.push(limit ?? available);
+    }
+    useDevice(deviceId);
+    active = new Scheduler(backend, devices, deviceId, limits);
     shutDownOnUnload();
     return active;
   } catch (error) {
     lib().sched_shutdown();
     throw error;
   }
+}
+
+/** One positive byte count, or a non-empty array of them (checked against the device count later). */
+function requireMemoryLimit(value: unknown): number | readonly number[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) {
+    if (typeof value !== "number") {
+      throw new TypeError(
+        `${INIT}: memoryLimit must be a number or an array of numbers, got ${show(value)}`,
+      );
+    }
+    return requirePositiveInteger(value, "memoryLimit", INIT);
+  }
+  if (value.length === 0) {
+    throw new RangeError(`${INIT}: memoryLimit must not be an empty array`);
+  }
+  return Object.freeze(
+    value.map((limit, i) => requirePositiveInteger(limit, `memoryLimit[${i}]`, INIT)),
+  );
 }
 
 let unloadHooked = false;

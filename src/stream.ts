@@ -4,6 +4,7 @@
  * @module
  */
 
+import { useDevice } from "./device.ts";
 import { EventRing } from "./event_ring.ts";
 import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
@@ -55,6 +56,8 @@ export class Stream implements Owned {
   readonly priority: number;
   /** Id of the SM partition it runs in; undefined outside partitions. */
   readonly partition: string | undefined;
+  /** Index of the device it runs on (`sched.devices[device]`). */
+  readonly device: number;
   #handle: Deno.PointerValue;
   #native: number;
   #nativePartition: number;
@@ -65,6 +68,7 @@ export class Stream implements Owned {
    * @internal Use `Scheduler.createStream()`.
    *
    * @param nativePartition the libsched partition to create it in (0: the whole device)
+   * @param device the device to create it on (a checked index)
    */
   constructor(
     owner: Owner,
@@ -72,8 +76,10 @@ export class Stream implements Owned {
     priority: number,
     partition: string | undefined,
     nativePartition: number,
+    device = 0,
   ) {
     owner.assertActive("create a stream");
+    useDevice(device);
     unwrap(
       lib().sched_stream_create(priority, nativePartition, handleOut, priorityOut),
       "Cannot create a stream",
@@ -83,6 +89,7 @@ export class Stream implements Owned {
     this.priority = priorityOut[0]!;
     this.id = id;
     this.partition = partition;
+    this.device = device;
     this.#owner = owner;
     this.#handle = readNativeStream(this.#native);
     owner.adopt(this);
@@ -132,7 +139,7 @@ export class Stream implements Owned {
   /** @internal The recycled native events of `recordEvent` on this stream. */
   eventRing(doing: string): EventRing {
     this.nativeHandle(doing);
-    return this.#ring ??= new EventRing();
+    return this.#ring ??= new EventRing(this.device);
   }
 
   /** @internal Native events its ring holds (for tests and the soak task). */

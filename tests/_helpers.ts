@@ -24,6 +24,35 @@ export const BACKENDS: readonly { name: BackendName; skip: string | undefined }[
 ];
 
 /**
+ * Simulated devices of the host backend in `backendTest` schedulers: 1, or
+ * GPUSCHED_TEST_HOST_DEVICES (`deno task test:devices2` sets 2), or the
+ * count of a `withHostDevices` call in progress. Tests place their contexts
+ * on the default device, so every test must pass with any count.
+ */
+let hostDevices = readEnvInt("GPUSCHED_TEST_HOST_DEVICES", 1);
+let variant = false;
+
+/**
+ * Runs `register` (which imports test files) so that the `backendTest`s it
+ * registers run on the host backend only, with `devices` simulated devices
+ * and "[host, N devices]" in their names: a second variant of a file.
+ */
+export async function withHostDevices(
+  devices: number,
+  register: () => Promise<unknown>,
+): Promise<void> {
+  const before = hostDevices;
+  hostDevices = devices;
+  variant = true;
+  try {
+    await register();
+  } finally {
+    hostDevices = before;
+    variant = false;
+  }
+}
+
+/**
  * Registers `fn` once per backend, with a scheduler initialized for it and
  * shut down afterwards (also on failure). `hostMemory` sizes the host
  * backend's device and, unless `memoryLimit` says otherwise, caps the
@@ -38,12 +67,17 @@ export function backendTest(
   const limits = options.hostMemory === undefined
     ? options
     : { memoryLimit: options.hostMemory, ...options };
-  for (const backend of BACKENDS) {
+  const devices = hostDevices;
+  for (const backend of variant ? BACKENDS.filter((b) => b.name === "host") : BACKENDS) {
+    const label = backend.name === "host" && devices > 1
+      ? `host, ${devices} devices`
+      : backend.name;
+    const host = backend.name === "host" ? { hostDevices: devices } : {};
     Deno.test({
-      name: `[${backend.name}] ${name}${backend.skip ? ` (skipped: ${backend.skip})` : ""}`,
+      name: `[${label}] ${name}${backend.skip ? ` (skipped: ${backend.skip})` : ""}`,
       ignore: backend.skip !== undefined,
       async fn() {
-        const sched = initialize({ backend: backend.name, ...limits });
+        const sched = initialize({ backend: backend.name, ...host, ...limits });
         try {
           await fn(sched);
         } finally {

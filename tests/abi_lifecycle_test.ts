@@ -6,7 +6,7 @@ import { BackendId } from "../src/native/status_codes.ts";
 const GiB = 1024 ** 3;
 
 Deno.test("libsched reports its ABI version", () => {
-  assert.equal(lib().sched_abi_version(), 1);
+  assert.equal(lib().sched_abi_version(), 2);
 });
 
 Deno.test("every call before sched_init fails with NOT_INITIALIZED and a message", () => {

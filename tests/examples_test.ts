@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { main as basicContexts } from "../examples/basic_contexts.ts";
 import { main as memoryPool } from "../examples/memory_pool.ts";
 import { main as modelSwap } from "../examples/model_swap.ts";
+import { main as multiDevice } from "../examples/multi_device.ts";
 import { main as multiModel } from "../examples/multi_model.ts";
 import { main as ownKernel } from "../examples/own_kernel.ts";
 import { parseOptions } from "../examples/demo/options.ts";
@@ -55,6 +56,18 @@ exampleTest("vram_budgeting.ts", vramBudgeting, (lines) => {
   assert.equal(lines[2], "llm holds 120 MiB of its 128 MiB");
   assert.match(lines[3]!, /^past its budget: Context "llm" cannot allocate 16777216 bytes/);
   assert.match(lines[4]!, /^restored bit-exact: true/);
+});
+
+exampleTest("multi_device.ts", multiDevice, (lines) => {
+  const two = lines[0] === "2 device(s); default device 0";
+  assert.match(lines[0]!, /^\d+ device\(s\); default device 0$/);
+  if (two) {
+    assert.equal(lines[1], "vision on 0, llm on 1, tts (auto) on 0");
+    assert.equal(lines[2], "available: device 0 1664 MiB, device 1 1280 MiB");
+  } else {
+    assert.equal(lines[1], "vision on 0, llm on 0, tts (auto) on 0");
+  }
+  assert.equal(lines[3], "llm input starts 0.25, 0.25, 0.25, 0.25");
 });
 
 exampleTest("model_swap.ts", modelSwap, (lines) => {

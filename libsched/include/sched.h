@@ -24,6 +24,12 @@
  *   - Out-parameters are written only on success.
  *   - All functions are thread-safe, except sched_init/sched_shutdown,
  *     which must not race any other call.
+ *   - Several devices, as in CUDA: each thread has a current device
+ *     (sched_set_device; the default device of sched_init until set).
+ *     Streams, partitions, events, pools and allocations are created on the
+ *     calling thread's current device and remember theirs; a call naming a
+ *     handle or an allocation acts on that object's device, whatever the
+ *     current device is.
  */
 #ifndef GPUSCHED_SCHED_H
 #define GPUSCHED_SCHED_H
@@ -42,7 +48,10 @@ extern "C" {
 #endif
 
 /** ABI version; bumped on any incompatible change. */
-#define SCHED_ABI_VERSION 1
+#define SCHED_ABI_VERSION 2
+
+/** Most devices one process can manage (host backend: most simulated devices). */
+#define SCHED_MAX_DEVICES 64
 
 typedef enum sched_status {
   SCHED_OK = 0,
@@ -98,10 +107,13 @@ typedef void (*sched_notify_fn)(void);
 SCHED_API int32_t sched_abi_version(void);
 
 /**
- * Starts a backend on one device. backend: SCHED_BACKEND_CUDA or
- * SCHED_BACKEND_HOST. host_capacity: simulated device memory in bytes for
- * the host backend (ignored by cuda). Fails with SCHED_ERR_NO_DEVICE when
- * the backend cannot run here (message says why: no driver, no device).
+ * Starts a backend on every device it can use. backend: SCHED_BACKEND_CUDA
+ * or SCHED_BACKEND_HOST. device: the default device (each thread's current
+ * device until it calls sched_set_device). host_capacity: simulated memory
+ * in bytes of each host device (ignored by cuda). Same as
+ * sched_init_devices(backend, device, 1, host_capacity). Fails with
+ * SCHED_ERR_NO_DEVICE when the backend cannot run here (message says why:
+ * no driver, no device, no such default device).
  *
  * The calling thread owns the initialized library. When it exits without
  * sched_shutdown (a terminated Deno Worker), the next sched_init, from any
@@ -113,6 +125,15 @@ SCHED_API int32_t sched_abi_version(void);
  * CUDA or callers' code while the process tears down.
  */
 SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capacity);
+
+/**
+ * sched_init with host_devices simulated devices on the host backend (1 to
+ * SCHED_MAX_DEVICES), each of host_capacity bytes with its own streams,
+ * partitions and pools. cuda ignores host_devices and initializes every
+ * visible device (at most SCHED_MAX_DEVICES), enabling peer access between
+ * every pair that supports it.
+ */
+SCHED_API int32_t sched_init_devices(int32_t backend, int32_t device, int32_t host_devices, uint64_t host_capacity);
 
 /**
  * Waits for all streams, then destroys every stream, event, pool and
@@ -133,15 +154,43 @@ SCHED_API uint32_t sched_last_error(char *buf, uint32_t len);
 /* ------------------------------------------------------------------ devices */
 
 /**
- * Number of devices the given backend can use (host: 1). Works before
- * sched_init. cuda without a driver: SCHED_ERR_NO_DEVICE with the CUDA text.
+ * Number of devices the given backend can use (host: 1 before sched_init,
+ * the simulated devices while it is initialized). Works before sched_init.
+ * cuda without a driver: SCHED_ERR_NO_DEVICE with the CUDA text.
  */
 SCHED_API int32_t sched_device_count(int32_t backend, int32_t *out_count);
 
-/** Describes the initialized device. */
+/**
+ * Makes device the calling thread's current device, on which later
+ * creations happen; on cuda also the CUDA runtime's current device
+ * (cudaSetDevice), so kernels the caller launches next go there. Other
+ * libsched calls may change the CUDA runtime's current device (they bind
+ * the device of the handle they act on): call this again right before
+ * launching. INVALID_ARGUMENT for an index outside the initialized
+ * devices; nothing changes then.
+ */
+SCHED_API int32_t sched_set_device(int32_t device);
+
+/** The calling thread's current device. */
+SCHED_API int32_t sched_get_device(int32_t *out_device);
+
+/**
+ * Whether device can read and write peer's memory directly (1) or copies
+ * between them are staged through pinned host memory (0). Host backend:
+ * always 1 between simulated devices; 1 for device == peer.
+ */
+SCHED_API int32_t sched_device_can_access_peer(int32_t device, int32_t peer, int32_t *out_can);
+
+/** The device a stream was created on. */
+SCHED_API int32_t sched_stream_device(uint32_t stream, int32_t *out_device);
+
+/** The device a live device allocation (named by its base pointer) lives on. */
+SCHED_API int32_t sched_pointer_device(const void *ptr, int32_t *out_device);
+
+/** Describes the current device. */
 SCHED_API int32_t sched_device_info_get(sched_device_info *out);
 
-/** Free and total bytes of the initialized device. */
+/** Free and total bytes of the current device. */
 SCHED_API int32_t sched_mem_info(uint64_t *out_free, uint64_t *out_total);
 
 /* ------------------------------------------------------------------ streams */
@@ -150,7 +199,8 @@ SCHED_API int32_t sched_mem_info(uint64_t *out_free, uint64_t *out_total);
  * Creates a non-blocking stream with a priority, clamped to the device's
  * range [priority_greatest, priority_least], in a partition (0: the whole
  * device; else its kernels run only on that partition's SMs). The effective
- * priority is written to out_priority (may be NULL).
+ * priority is written to out_priority (may be NULL). The stream lives on
+ * the current device; a partition of another device is INVALID_ARGUMENT.
  */
 SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t partition, uint32_t *out_stream,
                                       int32_t *out_priority);
@@ -179,7 +229,10 @@ SCHED_API int32_t sched_stream_synchronize(uint32_t stream);
  */
 SCHED_API int32_t sched_stream_native(uint32_t stream, void **out_native);
 
-/** Makes all future work of stream wait for the event's latest record (GPU-side). */
+/**
+ * Makes all future work of stream wait for the event's latest record
+ * (GPU-side). The event may belong to another device.
+ */
 SCHED_API int32_t sched_stream_wait_event(uint32_t stream, uint32_t event);
 
 /**
@@ -241,7 +294,10 @@ SCHED_API int32_t sched_event_create(uint32_t flags, uint32_t *out_event);
 /** Destroys an event; streams already waiting on it are unaffected. */
 SCHED_API int32_t sched_event_destroy(uint32_t event);
 
-/** Records the event at the current tail of stream. */
+/**
+ * Records the event at the current tail of stream. The stream must be on
+ * the event's device (as CUDA requires): INVALID_ARGUMENT otherwise.
+ */
 SCHED_API int32_t sched_event_record(uint32_t event, uint32_t stream);
 
 /** SCHED_OK when the latest record completed (or none was made), else NOT_READY. */
@@ -275,7 +331,8 @@ SCHED_API int32_t sched_pool_usage(uint32_t pool, uint64_t *out_used, uint64_t *
 /**
  * Allocates bytes from pool, ordered on stream (cudaMallocAsync): the
  * memory may be used by work on stream queued after this call, and by
- * other streams once they have waited on an event recorded after it.
+ * other streams once they have waited on an event recorded after it. The
+ * stream must be on the pool's device: INVALID_ARGUMENT otherwise.
  */
 SCHED_API int32_t sched_malloc_async(uint32_t pool, uint32_t stream, uint64_t bytes, void **out_ptr);
 
@@ -288,7 +345,7 @@ SCHED_API int32_t sched_malloc(uint64_t bytes, void **out_ptr);
 /** Frees ptr from sched_malloc; waits for the device like cudaFree. */
 SCHED_API int32_t sched_free(void *ptr);
 
-/** Page-locked host memory for fast, asynchronous copies. */
+/** Page-locked host memory for fast, asynchronous copies, usable with every device. */
 SCHED_API int32_t sched_host_alloc(uint64_t bytes, void **out_ptr);
 
 /** Frees memory from sched_host_alloc. */
@@ -300,7 +357,10 @@ SCHED_API int32_t sched_host_free(void *ptr);
  * pointers the caller keeps valid until the copy completes.
  *   H2D: dst = device base, dst_offset; src = host pointer (src_offset added)
  *   D2H: dst = host pointer (dst_offset added); src = device base, src_offset
- *   D2D: both device bases with offsets
+ *   D2D: both device bases with offsets, on one device or two: between
+ *        devices a peer copy where sched_device_can_access_peer says so,
+ *        else staged through pinned host memory; same stream-order
+ *        semantics either way (the stream may be on either device)
  */
 SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void *src, uint64_t src_offset,
                                      uint64_t bytes, int32_t kind, uint32_t stream);
@@ -321,7 +381,11 @@ SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, 
  * allocation named by its base pointer for sched_memcpy_async and
  * sched_memset_async. cuda: cuMemAddressReserve/cuMemCreate/cuMemMap;
  * host: mmap(PROT_NONE)/mprotect/madvise, charged against the capacity.
- * `device` must be the initialized device.
+ * `device` names any initialized device (INVALID_ARGUMENT otherwise): a
+ * commit backs the block with that device's memory (cuda: mapped for it
+ * and for every peer with access to it), and a reservation's blocks should
+ * all be committed on one device. Usage is reported per device; a flush or
+ * reap releases what is pending on every device.
  */
 
 /** Bytes physical memory is mapped in (H100/H200: 2 MiB; host: the page size). */

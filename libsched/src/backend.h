@@ -19,7 +19,9 @@ typedef struct backend_ops {
   const char *name;
   /* Works before init. */
   int32_t (*device_count)(int32_t *out_count);
-  int32_t (*init)(int32_t device, uint64_t host_capacity);
+  /* Starts every device (host: host_devices of them), or none; device is
+   * the default one, already checked against the count. Writes how many. */
+  int32_t (*init)(int32_t device, int32_t host_devices, uint64_t host_capacity, int32_t *out_devices);
   /* Called after the dispatch layer destroyed every object. */
   void (*shutdown)(void);
   int32_t (*device_info)(sched_device_info *out);
@@ -37,8 +39,6 @@ typedef struct backend_ops {
   void *(*stream_native)(void *stream);
   int32_t (*stream_wait_event)(void *stream, void *event);
   int32_t (*launch_host_func)(void *stream, sched_host_fn fn, void *user_data);
-  /* native: what stream_native returned for a live stream, or anything else. */
-  int32_t (*launch_host_func_native)(void *native, sched_host_fn fn, void *user_data);
   int32_t (*stream_notify)(void *stream, uint32_t token);
 
   /* n >= 1, counts > 0, their sum <= the device's SMs. Writes n + 1
@@ -75,6 +75,22 @@ typedef struct backend_ops {
   /* dst/src already include offsets. */
   int32_t (*memcpy_async)(void *dst, const void *src, uint64_t bytes, int32_t kind, void *stream);
   int32_t (*memset_async)(void *dst, uint8_t value, uint64_t bytes, void *stream);
+
+  /* Several devices. Both devices are initialized ones. */
+  int32_t (*can_access_peer)(int32_t device, int32_t peer, int32_t *out_can);
+  /* A device-to-device copy between two devices (dst/src include offsets),
+   * in order on stream (of either device). */
+  int32_t (*memcpy_peer)(void *dst, int32_t dst_device, const void *src, int32_t src_device, uint64_t bytes,
+                         void *stream);
+
+  /* Tests only: arms `count` failures of `kind` (already checked). NULL
+   * where the backend has no fault injection (cuda). */
+  void (*inject_fault)(int32_t kind, uint32_t count);
+
+  /* Makes device current for code outside libsched on the calling thread
+   * (cuda: cudaSetDevice, so the user's kernels and libraries such as
+   * cuBLAS launch there). NULL where nothing needs it (host). */
+  int32_t (*bind_device)(int32_t device);
 } backend_ops;
 
 /* Defined by each backend. cuda_backend_ops() returns NULL when the CUDA
@@ -90,6 +106,23 @@ int32_t sched_fail(int32_t status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/**
+ * The device the current backend call acts on: the dispatch layer sets it
+ * before every call into a backend (the handle's device, or for a
+ * creation the calling thread's current device). Backends create objects
+ * there and bind it (CUDA: cudaSetDevice) before using a handle.
+ */
+int32_t sched_acting_device(void);
+
+/** For a backend's init, which prepares every device in turn (and vmm.c, which acts per device). */
+void sched_set_acting_device(int32_t device);
+
+/** How many devices are initialized (0 when none). */
+int32_t sched_devices_initialized(void);
+
+/** Creates an event on the device of stream (live), for internal waits. */
+int32_t sched_event_create_for(uint32_t stream, uint32_t *out_event);
 
 /** Queues a completed token; callable from any thread, including CUDA's callback thread. */
 void completions_push(uint32_t token, int32_t status);

@@ -15,6 +15,7 @@ typedef struct allocation {
   void *ptr;      /* NULL marks an empty bucket */
   uint64_t size;
   uint32_t pool;  /* pool handle, 0 for synchronous or pinned allocations */
+  int32_t device; /* the device it lives on (pinned: the one current at allocation) */
 } allocation;
 
 typedef struct registry {

@@ -7,6 +7,11 @@
  * which streams are bound to which partition (so a partition is never
  * destroyed under a stream), and teardown order. Backends get only live
  * objects and in-bounds ranges.
+ *
+ * Several devices: every entry remembers its device, and before each call
+ * into the backend the dispatch layer sets the "acting device" (the
+ * handle's device, or the calling thread's current device for a creation),
+ * which backends read with sched_acting_device().
  */
 #define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #include <dlfcn.h>
@@ -23,6 +28,7 @@
 
 typedef struct pool_entry {
   void *backend_pool;
+  int32_t device;
   uint64_t max_bytes; /* 0: no cap */
   uint64_t used;      /* bytes in live allocations; guarded by pools_lock */
   uint64_t live;      /* live allocations; a pool with any cannot be destroyed */
@@ -34,16 +40,32 @@ typedef struct stream_entry {
    * may scan every entry (sched_launch_host_func_native). */
   void *native;
   uint32_t partition; /* 0: the whole device */
+  int32_t device;
 } stream_entry;
 
 typedef struct partition_entry {
   void *backend_partition;
   uint32_t streams; /* streams bound to it; guarded by partitions_lock */
+  int32_t device;
 } partition_entry;
+
+typedef struct event_entry {
+  void *backend_event;
+  int32_t device;
+} event_entry;
 
 static const backend_ops *B; /* NULL when not initialized */
 static int32_t active_backend;
-static int32_t priority_least, priority_greatest, device_sm_count, device_sm_groups;
+/* Per device, from device_info at init. */
+static int32_t priority_least[SCHED_MAX_DEVICES], priority_greatest[SCHED_MAX_DEVICES];
+static int32_t device_sm_count[SCHED_MAX_DEVICES], device_sm_groups[SCHED_MAX_DEVICES];
+static int32_t device_total, default_device;
+/* Bumped by every sched_init, so a thread's current device set before a
+ * shutdown does not leak into the next initialization. */
+static uint32_t init_generation;
+static _Thread_local int32_t thread_device;
+static _Thread_local uint32_t thread_device_generation;
+static _Thread_local int32_t acting_device;
 static handle_table streams, partitions, events, pools;
 static registry device_allocations, pinned_allocations;
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -54,6 +76,18 @@ static pthread_mutex_t partitions_lock = PTHREAD_MUTEX_INITIALIZER;
     if (B == NULL)                                                                              \
       return sched_fail(SCHED_ERR_NOT_INITIALIZED, "libsched is not initialized: call sched_init first"); \
   } while (0)
+
+int32_t sched_acting_device(void) { return acting_device; }
+
+static inline void act_on(int32_t device) { acting_device = device; }
+
+void sched_set_acting_device(int32_t device) { act_on(device); }
+
+int32_t sched_devices_initialized(void) { return B != NULL ? device_total : 0; }
+
+static int32_t current_device(void) {
+  return thread_device_generation == init_generation ? thread_device : default_device;
+}
 
 static int32_t bad_handle(const char *kind, uint32_t handle) {
   return sched_fail(SCHED_ERR_INVALID_HANDLE, "Unknown %s handle %" PRIu32 ": never created or already destroyed",
@@ -79,7 +113,13 @@ static void end_use(handle_use *use) {
 #define LOOKUP_STREAM(handle, var)                                        \
   LOOKUP(streams, "stream", handle, var##_entry_any);                      \
   stream_entry *var##_entry = var##_entry_any;                             \
+  act_on(var##_entry->device);                                             \
   void *var = var##_entry->backend_stream
+
+#define LOOKUP_EVENT(handle, var)                                         \
+  LOOKUP(events, "event", handle, var##_entry_any);                        \
+  event_entry *var##_entry = var##_entry_any;                              \
+  void *var = var##_entry->backend_event
 
 static const backend_ops *ops_for(int32_t backend) {
   switch (backend) {
@@ -204,6 +244,10 @@ static void pin_code(const void *fn) {
 }
 
 SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capacity) {
+  return sched_init_devices(backend, device, 1, host_capacity);
+}
+
+SCHED_API int32_t sched_init_devices(int32_t backend, int32_t device, int32_t host_devices, uint64_t host_capacity) {
   if (B != NULL && wait_for_owner_exit()) {
     /* The owner's thread ended without shutting down: take over. Its
      * queued work completes first; its pending completions belong to an
@@ -220,20 +264,33 @@ SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capa
   if (device < 0) return sched_fail(SCHED_ERR_NO_DEVICE, "Device index must not be negative, got %" PRId32, device);
   if (backend == SCHED_BACKEND_HOST && host_capacity == 0)
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Host backend capacity must be positive, got 0");
+  if (backend == SCHED_BACKEND_HOST && (host_devices < 1 || host_devices > SCHED_MAX_DEVICES))
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Host device count must be 1 to %d, got %" PRId32, SCHED_MAX_DEVICES,
+                      host_devices);
+  if (backend == SCHED_BACKEND_HOST && device >= host_devices)
+    return sched_fail(SCHED_ERR_NO_DEVICE, "Host device %" PRId32 " does not exist: %" PRId32 " simulated device(s)", device,
+                      host_devices);
   const backend_ops *ops = ops_for(backend);
   if (ops == NULL) return sched_fail(SCHED_ERR_UNSUPPORTED, "libsched was built without the CUDA backend (CMake found no CUDA toolkit)");
-  int32_t status = ops->init(device, host_capacity);
+  int32_t count = 0;
+  int32_t status = ops->init(device, host_devices, host_capacity, &count);
   if (status != SCHED_OK) return status;
-  sched_device_info info;
-  status = ops->device_info(&info);
-  if (status != SCHED_OK) {
-    ops->shutdown();
-    return status;
+  for (int32_t d = 0; d < count; d++) {
+    sched_device_info info;
+    act_on(d);
+    status = ops->device_info(&info);
+    if (status != SCHED_OK) {
+      ops->shutdown();
+      return status;
+    }
+    priority_least[d] = info.priority_least;
+    priority_greatest[d] = info.priority_greatest;
+    device_sm_count[d] = info.sm_count;
+    device_sm_groups[d] = info.sm_groups;
   }
-  priority_least = info.priority_least;
-  priority_greatest = info.priority_greatest;
-  device_sm_count = info.sm_count;
-  device_sm_groups = info.sm_groups;
+  device_total = count;
+  default_device = device;
+  init_generation++;
   handles_init(&streams);
   handles_init(&partitions);
   handles_init(&events);
@@ -252,32 +309,40 @@ SCHED_API int32_t sched_init(int32_t backend, int32_t device, uint64_t host_capa
 
 static void sync_stream(void *object, void *unused) {
   (void)unused;
+  act_on(((stream_entry *)object)->device);
   B->stream_synchronize(((stream_entry *)object)->backend_stream);
 }
 static void free_device_allocation(const allocation *a, void *unused) {
   (void)unused;
+  act_on(a->device);
   B->free_sync(a->ptr);
 }
 static void free_pinned_allocation(const allocation *a, void *unused) {
   (void)unused;
+  act_on(a->device);
   B->host_free(a->ptr);
 }
 static void destroy_event(void *object, void *unused) {
   (void)unused;
-  B->event_destroy(object);
+  act_on(((event_entry *)object)->device);
+  B->event_destroy(((event_entry *)object)->backend_event);
+  free(object);
 }
 static void destroy_stream(void *object, void *unused) {
   (void)unused;
+  act_on(((stream_entry *)object)->device);
   B->stream_destroy(((stream_entry *)object)->backend_stream);
   free(object);
 }
 static void destroy_pool(void *object, void *unused) {
   (void)unused;
+  act_on(((pool_entry *)object)->device);
   B->pool_destroy(((pool_entry *)object)->backend_pool);
   free(object);
 }
 static void destroy_partition(void *object, void *unused) {
   (void)unused;
+  act_on(((partition_entry *)object)->device);
   B->partition_destroy(((partition_entry *)object)->backend_partition);
   free(object);
 }
@@ -304,6 +369,8 @@ SCHED_API int32_t sched_shutdown(void) {
   registry_destroy(&pinned_allocations);
   B = NULL;
   active_backend = SCHED_BACKEND_NONE;
+  device_total = 0;
+  default_device = 0;
   stop_owning();
   return SCHED_OK;
 }
@@ -334,18 +401,61 @@ SCHED_API int32_t sched_device_count(int32_t backend, int32_t *out_count) {
     }
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown backend %" PRId32 ": expected 1 (cuda) or 2 (host)", backend);
   }
+  if (backend == SCHED_BACKEND_HOST && B != NULL && active_backend == SCHED_BACKEND_HOST) {
+    *out_count = device_total;
+    return SCHED_OK;
+  }
   return ops->device_count(out_count);
+}
+
+static int32_t bad_device(const char *what, int32_t device) {
+  return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "%s %" PRId32 " does not exist: %" PRId32 " device(s) initialized", what,
+                    device, device_total);
+}
+
+SCHED_API int32_t sched_set_device(int32_t device) {
+  REQUIRE_INIT();
+  if (device < 0 || device >= device_total) return bad_device("Device", device);
+  if (B->bind_device != NULL) {
+    int32_t status = B->bind_device(device);
+    if (status != SCHED_OK) return status;
+  }
+  thread_device = device;
+  thread_device_generation = init_generation;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_get_device(int32_t *out_device) {
+  REQUIRE_INIT();
+  if (out_device == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_device must not be NULL");
+  *out_device = current_device();
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_device_can_access_peer(int32_t device, int32_t peer, int32_t *out_can) {
+  REQUIRE_INIT();
+  if (out_can == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_can must not be NULL");
+  if (device < 0 || device >= device_total) return bad_device("Device", device);
+  if (peer < 0 || peer >= device_total) return bad_device("Peer device", peer);
+  if (device == peer) {
+    *out_can = 1;
+    return SCHED_OK;
+  }
+  act_on(device);
+  return B->can_access_peer(device, peer, out_can);
 }
 
 SCHED_API int32_t sched_device_info_get(sched_device_info *out) {
   REQUIRE_INIT();
   if (out == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out must not be NULL");
+  act_on(current_device());
   return B->device_info(out);
 }
 
 SCHED_API int32_t sched_mem_info(uint64_t *out_free, uint64_t *out_total) {
   REQUIRE_INIT();
   if (out_free == NULL || out_total == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_free and out_total must not be NULL");
+  act_on(current_device());
   return B->mem_info(out_free, out_total);
 }
 
@@ -360,17 +470,23 @@ static void store_native(stream_entry *entry) {
 /* Counts one more stream in partition (0: none) and gives its backend
  * object; counted before the backend call so that the partition cannot be
  * destroyed meanwhile. */
-static int32_t bind_partition(uint32_t partition, void **out_backend) {
+static int32_t bind_partition(uint32_t partition, int32_t device, void **out_backend) {
   *out_backend = NULL;
   if (partition == 0) return SCHED_OK;
   pthread_mutex_lock(&partitions_lock);
   partition_entry *entry = handles_get(&partitions, partition);
-  if (entry != NULL) {
+  int32_t partition_device = entry != NULL ? entry->device : -1;
+  if (entry != NULL && partition_device == device) {
     entry->streams++;
     *out_backend = entry->backend_partition;
   }
   pthread_mutex_unlock(&partitions_lock);
-  return entry != NULL ? SCHED_OK : bad_handle("partition", partition);
+  if (entry == NULL) return bad_handle("partition", partition);
+  if (partition_device != device)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
+                      "Partition %" PRIu32 " is on device %" PRId32 ", the stream on device %" PRId32, partition,
+                      partition_device, device);
+  return SCHED_OK;
 }
 
 static void unbind_partition(uint32_t partition) {
@@ -385,13 +501,15 @@ SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t partition, uint
                                       int32_t *out_priority) {
   REQUIRE_INIT();
   if (out_stream == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_stream must not be NULL");
+  int32_t device = current_device();
+  act_on(device);
   /* CUDA clamps silently too; report the effective value so callers can see it. */
-  if (priority > priority_least) priority = priority_least;
-  if (priority < priority_greatest) priority = priority_greatest;
+  if (priority > priority_least[device]) priority = priority_least[device];
+  if (priority < priority_greatest[device]) priority = priority_greatest[device];
   stream_entry *entry = malloc(sizeof *entry);
   if (entry == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a stream");
   void *backend_partition;
-  int32_t status = bind_partition(partition, &backend_partition);
+  int32_t status = bind_partition(partition, device, &backend_partition);
   if (status == SCHED_OK) {
     status = B->stream_create(priority, backend_partition, &entry->backend_stream);
     if (status != SCHED_OK) unbind_partition(partition);
@@ -401,6 +519,7 @@ SCHED_API int32_t sched_stream_create(int32_t priority, uint32_t partition, uint
     return status;
   }
   entry->partition = partition;
+  entry->device = device;
   store_native(entry);
   uint32_t handle = handles_add(&streams, entry);
   if (handle == 0) {
@@ -418,6 +537,7 @@ SCHED_API int32_t sched_stream_destroy(uint32_t stream) {
   REQUIRE_INIT();
   stream_entry *entry = handles_remove(&streams, stream);
   if (entry == NULL) return bad_handle("stream", stream);
+  act_on(entry->device);
   int32_t status = B->stream_destroy(entry->backend_stream);
   unbind_partition(entry->partition);
   free(entry);
@@ -429,8 +549,9 @@ SCHED_API int32_t sched_stream_rebind(uint32_t stream, uint32_t partition) {
   stream_entry *entry = handles_get(&streams, stream);
   if (entry == NULL) return bad_handle("stream", stream);
   if (entry->partition == partition) return SCHED_OK;
+  act_on(entry->device);
   void *backend_partition;
-  int32_t status = bind_partition(partition, &backend_partition);
+  int32_t status = bind_partition(partition, entry->device, &backend_partition);
   if (status != SCHED_OK) return status;
   status = B->stream_rebind(entry->backend_stream, backend_partition);
   if (status != SCHED_OK) {
@@ -467,7 +588,8 @@ SCHED_API int32_t sched_stream_native(uint32_t stream, void **out_native) {
 SCHED_API int32_t sched_stream_wait_event(uint32_t stream, uint32_t event) {
   REQUIRE_INIT();
   LOOKUP_STREAM(stream, s);
-  LOOKUP(events, "event", event, e);
+  LOOKUP_EVENT(event, e);
+  (void)e_entry;
   return B->stream_wait_event(s, e);
 }
 
@@ -490,6 +612,7 @@ SCHED_API int32_t sched_launch_host_func_native(void *native_stream, sched_host_
   uint32_t stream = native_stream != NULL ? handles_acquire_match(&streams, is_native, native_stream, &found) : 0;
   if (stream == 0)
     return sched_fail(SCHED_ERR_INVALID_HANDLE, "Native stream %p is not a live libsched stream", native_stream);
+  act_on(((stream_entry *)found)->device);
   pin_code((const void *)fn);
   int32_t status = B->launch_host_func(((stream_entry *)found)->backend_stream, fn, user_data);
   handles_release(&streams, stream);
@@ -510,9 +633,11 @@ SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, 
       return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "SM count of partition %" PRIu32 " must be positive, got 0", i);
     sum += sm_counts[i];
   }
-  if (sum > (uint64_t)device_sm_count)
+  int32_t device = current_device();
+  act_on(device);
+  if (sum > (uint64_t)device_sm_count[device])
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Partitions ask for %" PRIu64 " SMs, the device has %" PRId32, sum,
-                      device_sm_count);
+                      device_sm_count[device]);
   void **objects = calloc((size_t)n + 1, sizeof *objects);
   uint32_t *given = calloc((size_t)n + 1, sizeof *given);
   uint32_t *handles = calloc((size_t)n + 1, sizeof *handles);
@@ -528,7 +653,7 @@ SCHED_API int32_t sched_partition_create(const uint32_t *sm_counts, uint32_t n, 
       if (objects[i] == NULL) continue; /* only the rest, when no SM remains */
       partition_entry *entry = malloc(sizeof *entry);
       if (entry != NULL) {
-        *entry = (partition_entry){objects[i], 0};
+        *entry = (partition_entry){objects[i], 0, device};
         handles[i] = handles_add(&partitions, entry);
       }
       if (entry == NULL || handles[i] == 0) {
@@ -560,16 +685,19 @@ SCHED_API int32_t sched_partition_create_sets(const uint64_t *group_masks, const
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
                       "group_masks, with_remainder, out_partitions and out_sm_given must not be NULL");
   if (n == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Partition count must be positive, got 0");
-  if (device_sm_groups <= 0)
+  int32_t device = current_device();
+  act_on(device);
+  const int32_t groups = device_sm_groups[device];
+  if (groups <= 0)
     return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: the device reports no SM groups");
-  const uint64_t valid = device_sm_groups >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << device_sm_groups) - 1);
+  const uint64_t valid = groups >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << groups) - 1);
   for (uint32_t i = 0; i < n; i++) {
     if (group_masks[i] == 0 && with_remainder[i] == 0)
       return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "SM set %" PRIu32 " names no SM", i);
     if ((group_masks[i] & ~valid) != 0)
       return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
                         "SM set %" PRIu32 " names a group past the device's %" PRId32 " (mask 0x%" PRIx64 ")", i,
-                        device_sm_groups, group_masks[i]);
+                        groups, group_masks[i]);
   }
   uint32_t *handles = calloc(n, sizeof *handles);
   if (handles == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating %" PRIu32 " SM sets", n);
@@ -580,7 +708,7 @@ SCHED_API int32_t sched_partition_create_sets(const uint64_t *group_masks, const
     if (status != SCHED_OK) break;
     partition_entry *entry = malloc(sizeof *entry);
     if (entry != NULL) {
-      *entry = (partition_entry){object, 0};
+      *entry = (partition_entry){object, 0, device};
       handles[i] = handles_add(&partitions, entry);
     }
     if (entry == NULL || handles[i] == 0) {
@@ -620,6 +748,7 @@ SCHED_API int32_t sched_partition_destroy(uint32_t partition) {
   }
   handles_remove(&partitions, partition);
   pthread_mutex_unlock(&partitions_lock);
+  act_on(entry->device);
   int32_t status = B->partition_destroy(entry->backend_partition);
   free(entry);
   return status;
@@ -631,49 +760,87 @@ SCHED_API int32_t sched_event_create(uint32_t flags, uint32_t *out_event) {
   REQUIRE_INIT();
   if (out_event == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_event must not be NULL");
   if (flags & ~SCHED_EVENT_TIMING) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown event flags 0x%" PRIx32, flags);
-  void *e;
-  int32_t status = B->event_create(flags, &e);
-  if (status != SCHED_OK) return status;
-  uint32_t handle = handles_add(&events, e);
+  event_entry *entry = malloc(sizeof *entry);
+  if (entry == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating an event");
+  entry->device = current_device();
+  act_on(entry->device);
+  int32_t status = B->event_create(flags, &entry->backend_event);
+  if (status != SCHED_OK) {
+    free(entry);
+    return status;
+  }
+  uint32_t handle = handles_add(&events, entry);
   if (handle == 0) {
-    B->event_destroy(e);
+    B->event_destroy(entry->backend_event);
+    free(entry);
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Too many events: the handle table is full");
   }
   *out_event = handle;
   return SCHED_OK;
 }
 
+int32_t sched_event_create_for(uint32_t stream, uint32_t *out_event) {
+  REQUIRE_INIT();
+  int32_t device;
+  {
+    LOOKUP_STREAM(stream, s);
+    (void)s;
+    device = s_entry->device;
+  }
+  int32_t keep_thread = thread_device, keep_generation = (int32_t)thread_device_generation;
+  thread_device = device;
+  thread_device_generation = init_generation;
+  int32_t status = sched_event_create(0, out_event);
+  thread_device = keep_thread;
+  thread_device_generation = (uint32_t)keep_generation;
+  return status;
+}
+
 SCHED_API int32_t sched_event_destroy(uint32_t event) {
   REQUIRE_INIT();
-  void *e = handles_remove(&events, event);
-  if (e == NULL) return bad_handle("event", event);
-  return B->event_destroy(e);
+  event_entry *entry = handles_remove(&events, event);
+  if (entry == NULL) return bad_handle("event", event);
+  act_on(entry->device);
+  int32_t status = B->event_destroy(entry->backend_event);
+  free(entry);
+  return status;
 }
 
 SCHED_API int32_t sched_event_record(uint32_t event, uint32_t stream) {
   REQUIRE_INIT();
-  LOOKUP(events, "event", event, e);
+  LOOKUP_EVENT(event, e);
   LOOKUP_STREAM(stream, s);
+  if (e_entry->device != s_entry->device)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
+                      "Event %" PRIu32 " is on device %" PRId32 ", stream %" PRIu32 " on device %" PRId32
+                      ": record it on a stream of its device",
+                      event, e_entry->device, stream, s_entry->device);
   return B->event_record(e, s);
 }
 
 SCHED_API int32_t sched_event_query(uint32_t event) {
   REQUIRE_INIT();
-  LOOKUP(events, "event", event, e);
+  LOOKUP_EVENT(event, e);
+  act_on(e_entry->device);
   return B->event_query(e);
 }
 
 SCHED_API int32_t sched_event_synchronize(uint32_t event) {
   REQUIRE_INIT();
-  LOOKUP(events, "event", event, e);
+  LOOKUP_EVENT(event, e);
+  act_on(e_entry->device);
   return B->event_synchronize(e);
 }
 
 SCHED_API int32_t sched_event_elapsed_ms(uint32_t start, uint32_t end, float *out_ms) {
   REQUIRE_INIT();
   if (out_ms == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_ms must not be NULL");
-  LOOKUP(events, "event", start, s);
-  LOOKUP(events, "event", end, e);
+  LOOKUP_EVENT(start, s);
+  LOOKUP_EVENT(end, e);
+  if (s_entry->device != e_entry->device)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Elapsed time needs two events of one device, got devices %" PRId32 " and %" PRId32,
+                      s_entry->device, e_entry->device);
+  act_on(s_entry->device);
   return B->event_elapsed_ms(s, e, out_ms);
 }
 
@@ -684,6 +851,8 @@ SCHED_API int32_t sched_pool_create(uint64_t max_bytes, uint64_t release_thresho
   if (out_pool == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_pool must not be NULL");
   pool_entry *entry = calloc(1, sizeof *entry);
   if (entry == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory creating a pool");
+  entry->device = current_device();
+  act_on(entry->device);
   int32_t status = B->pool_create(max_bytes, release_threshold, &entry->backend_pool);
   if (status != SCHED_OK) {
     free(entry);
@@ -716,6 +885,7 @@ SCHED_API int32_t sched_pool_destroy(uint32_t pool) {
   }
   handles_remove(&pools, pool);
   pthread_mutex_unlock(&pools_lock);
+  act_on(entry->device);
   int32_t status = B->pool_destroy(entry->backend_pool);
   free(entry);
   return status;
@@ -725,6 +895,7 @@ SCHED_API int32_t sched_pool_trim(uint32_t pool, uint64_t keep_bytes) {
   REQUIRE_INIT();
   pool_entry *entry = handles_get(&pools, pool);
   if (entry == NULL) return bad_handle("pool", pool);
+  act_on(entry->device);
   return B->pool_trim(entry->backend_pool, keep_bytes);
 }
 
@@ -734,6 +905,7 @@ SCHED_API int32_t sched_pool_usage(uint32_t pool, uint64_t *out_used, uint64_t *
   pool_entry *entry = handles_get(&pools, pool);
   if (entry == NULL) return bad_handle("pool", pool);
   uint64_t reserved;
+  act_on(entry->device);
   int32_t status = B->pool_reserved(entry->backend_pool, &reserved);
   if (status != SCHED_OK) return status;
   pthread_mutex_lock(&pools_lock);
@@ -754,6 +926,14 @@ SCHED_API int32_t sched_malloc_async(uint32_t pool, uint32_t stream, uint64_t by
     pthread_mutex_unlock(&pools_lock);
     return bad_handle("pool", pool);
   }
+  if (entry->device != s_entry->device) {
+    int32_t pool_device = entry->device;
+    pthread_mutex_unlock(&pools_lock);
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT,
+                      "Pool %" PRIu32 " is on device %" PRId32 ", stream %" PRIu32 " on device %" PRId32
+                      ": allocate on a stream of the pool's device",
+                      pool, pool_device, stream, s_entry->device);
+  }
   /* Charge before the backend call so two threads cannot both pass the cap. */
   if (entry->max_bytes != 0 && (bytes > entry->max_bytes || entry->used > entry->max_bytes - bytes)) {
     uint64_t used = entry->used, max = entry->max_bytes;
@@ -767,7 +947,7 @@ SCHED_API int32_t sched_malloc_async(uint32_t pool, uint32_t stream, uint64_t by
   pthread_mutex_unlock(&pools_lock);
   void *ptr = NULL;
   int32_t status = B->malloc_async(entry->backend_pool, s, bytes, &ptr);
-  if (status == SCHED_OK && registry_insert(&device_allocations, (allocation){ptr, bytes, pool}) != 0) {
+  if (status == SCHED_OK && registry_insert(&device_allocations, (allocation){ptr, bytes, pool, entry->device}) != 0) {
     B->free_async(ptr, s);
     status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a device allocation");
   }
@@ -821,9 +1001,11 @@ SCHED_API int32_t sched_malloc(uint64_t bytes, void **out_ptr) {
   if (out_ptr == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_ptr must not be NULL");
   if (bytes == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Allocation size must be positive, got 0");
   void *ptr = NULL;
+  int32_t device = current_device();
+  act_on(device);
   int32_t status = B->malloc_sync(bytes, &ptr);
   if (status != SCHED_OK) return status;
-  if (registry_insert(&device_allocations, (allocation){ptr, bytes, 0}) != 0) {
+  if (registry_insert(&device_allocations, (allocation){ptr, bytes, 0, device}) != 0) {
     B->free_sync(ptr);
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a device allocation");
   }
@@ -839,6 +1021,7 @@ SCHED_API int32_t sched_free(void *ptr) {
     registry_insert(&device_allocations, a);
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Pointer %p came from a pool: free it with sched_free_async", ptr);
   }
+  act_on(a.device);
   int32_t status = B->free_sync(ptr);
   if (status != SCHED_OK) registry_insert(&device_allocations, a);
   return status;
@@ -849,9 +1032,11 @@ SCHED_API int32_t sched_host_alloc(uint64_t bytes, void **out_ptr) {
   if (out_ptr == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_ptr must not be NULL");
   if (bytes == 0) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Allocation size must be positive, got 0");
   void *ptr = NULL;
+  int32_t device = current_device();
+  act_on(device);
   int32_t status = B->host_alloc(bytes, &ptr);
   if (status != SCHED_OK) return status;
-  if (registry_insert(&pinned_allocations, (allocation){ptr, bytes, 0}) != 0) {
+  if (registry_insert(&pinned_allocations, (allocation){ptr, bytes, 0, device}) != 0) {
     B->host_free(ptr);
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a pinned allocation");
   }
@@ -864,13 +1049,15 @@ SCHED_API int32_t sched_host_free(void *ptr) {
   allocation a;
   if (registry_remove(&pinned_allocations, ptr, &a) != 0)
     return sched_fail(SCHED_ERR_INVALID_HANDLE, "Host pointer %p is not a live pinned allocation", ptr);
+  act_on(a.device);
   int32_t status = B->host_free(ptr);
   if (status != SCHED_OK) registry_insert(&pinned_allocations, a);
   return status;
 }
 
 /* Resolves base + offset for a device range, checking it lies inside one live allocation. */
-static int32_t device_range(void *base, uint64_t offset, uint64_t bytes, const char *side, char **out) {
+static int32_t device_range(void *base, uint64_t offset, uint64_t bytes, const char *side, char **out,
+                            int32_t *out_device) {
   allocation a;
   if (registry_find(&device_allocations, base, &a) != 0 && vmm_find_block(base, &a) != 0)
     return unknown_device_pointer(base);
@@ -879,6 +1066,7 @@ static int32_t device_range(void *base, uint64_t offset, uint64_t bytes, const c
                       "Copy %s range [%" PRIu64 ", %" PRIu64 " + %" PRIu64 ") is outside the %" PRIu64 "-byte allocation",
                       side, offset, offset, bytes, a.size);
   *out = (char *)base + offset;
+  if (out_device != NULL) *out_device = a.device;
   return SCHED_OK;
 }
 
@@ -894,25 +1082,27 @@ SCHED_API int32_t sched_memcpy_async(void *dst, uint64_t dst_offset, const void 
   REQUIRE_INIT();
   LOOKUP_STREAM(stream, s);
   char *d = NULL, *from = NULL;
+  int32_t dst_device = -1, src_device = -1;
   int32_t status;
   switch (kind) {
     case SCHED_COPY_HOST_TO_DEVICE:
-      status = device_range(dst, dst_offset, bytes, "destination", &d);
+      status = device_range(dst, dst_offset, bytes, "destination", &d, NULL);
       if (status == SCHED_OK) status = host_range(src, src_offset, bytes, "source", &from);
       break;
     case SCHED_COPY_DEVICE_TO_HOST:
       status = host_range(dst, dst_offset, bytes, "destination", &d);
-      if (status == SCHED_OK) status = device_range((void *)src, src_offset, bytes, "source", &from);
+      if (status == SCHED_OK) status = device_range((void *)src, src_offset, bytes, "source", &from, NULL);
       break;
     case SCHED_COPY_DEVICE_TO_DEVICE:
-      status = device_range(dst, dst_offset, bytes, "destination", &d);
-      if (status == SCHED_OK) status = device_range((void *)src, src_offset, bytes, "source", &from);
+      status = device_range(dst, dst_offset, bytes, "destination", &d, &dst_device);
+      if (status == SCHED_OK) status = device_range((void *)src, src_offset, bytes, "source", &from, &src_device);
       break;
     default:
       return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown copy kind %" PRId32 ": expected 1 (H2D), 2 (D2H) or 3 (D2D)", kind);
   }
   if (status != SCHED_OK) return status;
   if (bytes == 0) return SCHED_OK;
+  if (dst_device != src_device) return B->memcpy_peer(d, dst_device, from, src_device, bytes, s);
   return B->memcpy_async(d, from, bytes, kind, s);
 }
 
@@ -920,7 +1110,7 @@ SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, 
   REQUIRE_INIT();
   LOOKUP_STREAM(stream, s);
   char *d = NULL;
-  int32_t status = device_range(dst, offset, bytes, "destination", &d);
+  int32_t status = device_range(dst, offset, bytes, "destination", &d, NULL);
   if (status != SCHED_OK) return status;
   if (bytes == 0) return SCHED_OK;
   return B->memset_async(d, value, bytes, s);
@@ -928,15 +1118,13 @@ SCHED_API int32_t sched_memset_async(void *dst, uint64_t offset, uint8_t value, 
 
 /* ---------------------------------------------------------- fault injection */
 
-void host_faults_arm(int32_t kind, uint32_t count);
-
 SCHED_API int32_t sched_host_inject_fault(int32_t kind, uint32_t count) {
   REQUIRE_INIT();
-  if (active_backend != SCHED_BACKEND_HOST)
+  if (B->inject_fault == NULL)
     return sched_fail(SCHED_ERR_UNSUPPORTED, "Fault injection exists only on the host backend");
   if (kind < SCHED_FAULT_ALLOC || kind > SCHED_FAULT_STREAM)
     return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Unknown fault kind %" PRId32 ": expected 1 (alloc), 2 (copy) or 3 (stream)", kind);
-  host_faults_arm(kind, count);
+  B->inject_fault(kind, count);
   return SCHED_OK;
 }
 
@@ -950,6 +1138,27 @@ SCHED_API int32_t sched_stream_notify(uint32_t stream, uint32_t token) {
 
 SCHED_API int32_t sched_event_notify(uint32_t event, uint32_t token) {
   REQUIRE_INIT();
-  LOOKUP(events, "event", event, e);
+  LOOKUP_EVENT(event, e);
+  act_on(e_entry->device);
   return B->event_notify(e, token);
+}
+
+/* ------------------------------------------------------------------ devices */
+
+SCHED_API int32_t sched_stream_device(uint32_t stream, int32_t *out_device) {
+  REQUIRE_INIT();
+  if (out_device == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_device must not be NULL");
+  LOOKUP_STREAM(stream, s);
+  (void)s;
+  *out_device = s_entry->device;
+  return SCHED_OK;
+}
+
+SCHED_API int32_t sched_pointer_device(const void *ptr, int32_t *out_device) {
+  REQUIRE_INIT();
+  if (out_device == NULL) return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "out_device must not be NULL");
+  allocation a;
+  if (registry_find(&device_allocations, ptr, &a) != 0) return unknown_device_pointer(ptr);
+  *out_device = a.device;
+  return SCHED_OK;
 }

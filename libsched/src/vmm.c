@@ -46,6 +46,7 @@ const vmm_phys_ops *cuda_vmm_ops(void) __attribute__((weak));
 
 typedef struct run {
   uint64_t base, size, handle;
+  int32_t device; /* where its physical memory is */
   uint32_t refs;
   uint64_t release_gen; /* the pending decommit that will unmap it, 0: none */
   struct run *next;     /* in its hash bucket */
@@ -55,6 +56,7 @@ typedef struct pending {
   uint32_t event;
   uint64_t gen;
   uint64_t charge; /* committed bytes to uncharge when reaped */
+  int32_t device;  /* of those bytes */
   uint32_t count;
   uint64_t *bases; /* runs it releases */
   struct pending *next;
@@ -76,7 +78,8 @@ static pending *pendings, *pendings_tail;
 static uint64_t next_gen = 1;
 static reservation *reservations;
 static uint32_t nreservations, reservations_cap;
-static uint64_t mapped_bytes, committed_bytes;
+/* By device (the sums over every device are what shutdown releases). */
+static uint64_t mapped_on[SCHED_MAX_DEVICES], committed_on[SCHED_MAX_DEVICES];
 
 /* ------------------------------------------------------------- run table */
 
@@ -114,6 +117,7 @@ static run *run_add(uint64_t base, uint64_t size, uint64_t handle) {
   r->base = base;
   r->size = size;
   r->handle = handle;
+  r->device = sched_acting_device();
   uint64_t b = hash_of(base) & (nbuckets - 1);
   r->next = buckets[b];
   buckets[b] = r;
@@ -131,8 +135,9 @@ static void run_remove(run *gone) {
 
 /* Unmaps a run nobody references any more and forgets it. */
 static void run_unmap(run *r) {
+  sched_set_acting_device(r->device);
   P->unmap((void *)(uintptr_t)r->base, r->size, r->handle);
-  mapped_bytes -= r->size;
+  mapped_on[r->device] -= r->size;
   run_remove(r);
 }
 
@@ -147,6 +152,7 @@ static void pending_finish(pending *p) {
     if (r->refs == 0) run_unmap(r);
     else r->release_gen = 0;
   }
+  sched_set_acting_device(p->device);
   if (P->uncharge != NULL && p->charge > 0) P->uncharge(p->charge);
   if (p->event != 0) sched_event_destroy(p->event);
   free(p->bases);
@@ -155,6 +161,7 @@ static void pending_finish(pending *p) {
 
 /* Reaps completed entries; with wait, waits for every entry first. */
 static void reap(int wait) {
+  int32_t acting = sched_acting_device(); /* finishing entries acts on their devices */
   pending **link = &pendings;
   pendings_tail = NULL;
   while (*link != NULL) {
@@ -170,6 +177,7 @@ static void reap(int wait) {
     *link = p->next;
     pending_finish(p);
   }
+  sched_set_acting_device(acting);
 }
 
 /* ----------------------------------------------------------- validation */
@@ -190,10 +198,11 @@ static int32_t begin(int32_t device) {
     P_backend = backend;
     G = g;
   }
-  int32_t current = P->current_device();
-  if (device != current)
-    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Device %" PRId32 " is not the current device %" PRId32, device,
-                      current);
+  int32_t devices = sched_devices_initialized();
+  if (device < 0 || device >= devices)
+    return sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Device %" PRId32 " does not exist: %" PRId32 " device(s) initialized",
+                      device, devices);
+  sched_set_acting_device(device);
   if (!blocks_ready) {
     registry_init(&blocks);
     blocks_ready = 1;
@@ -335,7 +344,7 @@ static int32_t commit_runs(uint64_t addr, uint64_t bytes) {
           P->unmap((void *)(uintptr_t)base, size, handle);
           status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a mapping");
         } else {
-          mapped_bytes += size;
+          mapped_on[r->device] += size;
         }
       }
     }
@@ -385,7 +394,7 @@ SCHED_API int32_t sched_vmm_commit(int32_t device, void *ptr, uint64_t bytes) {
     reap(1);
     status = commit_runs(addr, bytes);
   }
-  if (status == SCHED_OK && registry_insert(&blocks, (allocation){ptr, bytes, 0}) != 0) {
+  if (status == SCHED_OK && registry_insert(&blocks, (allocation){ptr, bytes, 0, device}) != 0) {
     status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory tracking a committed block");
     uint64_t first, size;
     uint64_t n = runs_of(addr, bytes, &first, &size);
@@ -398,7 +407,7 @@ SCHED_API int32_t sched_vmm_commit(int32_t device, void *ptr, uint64_t bytes) {
     if (P->charge != NULL) P->uncharge(bytes);
     goto out;
   }
-  committed_bytes += bytes;
+  committed_on[device] += bytes;
 out:
   pthread_mutex_unlock(&lock);
   return status;
@@ -424,14 +433,15 @@ SCHED_API int32_t sched_vmm_decommit(int32_t device, void *ptr, uint32_t stream)
     goto out;
   }
   /* The event orders the unmap after everything queued on stream so far. */
-  status = sched_event_create(0, &event);
+  status = sched_event_create_for(stream, &event);
   if (status == SCHED_OK) {
     status = sched_event_record(event, stream);
     if (status != SCHED_OK) sched_event_destroy(event);
   }
   if (status != SCHED_OK) goto out;
   registry_remove(&blocks, ptr, &a);
-  committed_bytes -= a.size;
+  committed_on[a.device] -= a.size;
+  p->device = a.device;
   p->event = event;
   p->gen = next_gen++;
   p->charge = a.size;
@@ -476,8 +486,8 @@ SCHED_API int32_t sched_vmm_usage(int32_t device, uint64_t *out_committed, uint6
   pthread_mutex_lock(&lock);
   int32_t status = begin(device);
   if (status == SCHED_OK) {
-    *out_committed = committed_bytes;
-    *out_mapped = mapped_bytes;
+    *out_committed = committed_on[device];
+    *out_mapped = mapped_on[device];
   }
   pthread_mutex_unlock(&lock);
   return status;
@@ -499,11 +509,16 @@ void vmm_shutdown(void) {
     for (uint64_t i = 0; i < nbuckets; i++) {
       for (run *r = buckets[i], *next; r != NULL; r = next) {
         next = r->next;
+        sched_set_acting_device(r->device);
         P->unmap((void *)(uintptr_t)r->base, r->size, r->handle);
         free(r);
       }
     }
-    if (P->uncharge != NULL && committed_bytes > 0) P->uncharge(committed_bytes);
+    for (int32_t d = 0; d < SCHED_MAX_DEVICES; d++) {
+      if (P->uncharge == NULL || committed_on[d] == 0) continue;
+      sched_set_acting_device(d);
+      P->uncharge(committed_on[d]);
+    }
     for (uint32_t i = 0; i < nreservations; i++)
       P->unreserve((void *)(uintptr_t)reservations[i].base, reservations[i].size);
   }
@@ -515,7 +530,8 @@ void vmm_shutdown(void) {
   nreservations = reservations_cap = 0;
   if (blocks_ready) registry_destroy(&blocks);
   blocks_ready = 0;
-  mapped_bytes = committed_bytes = 0;
+  memset(mapped_on, 0, sizeof mapped_on);
+  memset(committed_on, 0, sizeof committed_on);
   P = NULL;
   pthread_mutex_unlock(&lock);
 }

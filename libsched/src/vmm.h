@@ -19,9 +19,10 @@
 extern "C" {
 #endif
 
+/* Every call acts on the device the dispatch layer made the acting one
+ * (sched_acting_device): vmm.c sets it to the call's device, or to a run's
+ * own device when it unmaps or uncharges that run. */
 typedef struct vmm_phys_ops {
-  /* The device the backend runs on (host: 0). */
-  int32_t (*current_device)(void);
   /* Smallest unit physical memory is mapped in. */
   int32_t (*granularity)(uint64_t *out_bytes);
   /* Reserves address space only (bytes and alignment: multiples of the granularity). */

@@ -18,6 +18,10 @@
  * everything (its context alive, the scheduler active, sizes recomputed)
  * before it claims anything. Only then does the allocation fail.
  *
+ * One manager per device: limits, claims, reservations, the QoS evaluator
+ * and the native pool are that device's. Context names and pressure
+ * handlers are the scheduler's, shared through a `ContextDirectory`.
+ *
  * @module
  */
 
@@ -50,8 +54,11 @@ export interface ContextOptions {
   qos?: QoSPolicy;
   /** Partition id whose SMs its streams run on. */
   partition?: string;
-  /** Device index (default: the scheduler's device). */
-  device?: number;
+  /**
+   * Device index (default: the scheduler's device), or `"auto"`: the device
+   * where the reservation fits and leaves the most unreserved memory.
+   */
+  device?: number | "auto";
   /**
    * GUARANTEED and BURSTABLE only: share in (0, 1) of the device's SMs
    * reserved for it (whole SM groups); it also runs on the shared SMs.
@@ -81,36 +88,77 @@ interface Account {
   held: number;
 }
 
+/** What the managers of one scheduler's devices share: context names and pressure handlers. */
+export class ContextDirectory {
+  /** Live contexts by name, on every device. */
+  readonly names = new Map<string, ExecutionContext>();
+  /** Pressure handlers, called for allocations on any device. */
+  readonly handlers: MemoryPressureHandler[] = [];
+}
+
 const CLASS_ORDER: Record<QoSPolicy, number> = {
   [QoSPolicy.GUARANTEED]: 0,
   [QoSPolicy.BURSTABLE]: 1,
   [QoSPolicy.BEST_EFFORT]: 2,
 };
 
-/** Contexts of one scheduler, and the memory rules between them. */
+/** Contexts of one device of a scheduler, and the memory rules between them. */
 export class ContextManager implements ContextHost {
   #scheduler: Scheduler;
+  #device: number;
+  #limit: number;
+  #directory: ContextDirectory;
   #contexts = new Map<string, ExecutionContext>();
   #accounts = new Map<ExecutionContext, Account>();
   #evaluator: QosPolicyEvaluator;
-  #handlers: MemoryPressureHandler[] = [];
+  #handlers: MemoryPressureHandler[];
   #owner: LimitOwner;
   #nativePool: number | undefined;
 
-  constructor(scheduler: Scheduler) {
+  /**
+   * @param device the device whose memory it arbitrates (a checked index)
+   * @param directory names and handlers shared with the other devices' managers
+   */
+  constructor(
+    scheduler: Scheduler,
+    device: number = scheduler.device.id,
+    directory: ContextDirectory = new ContextDirectory(),
+  ) {
     this.#scheduler = scheduler;
-    this.#owner = limitOwnerOf(scheduler);
+    this.#device = device;
+    this.#limit = scheduler.memoryLimits[device]!;
+    this.#directory = directory;
+    this.#handlers = directory.handlers;
+    this.#owner = limitOwnerOf(scheduler, device, this.#limit);
     // Standalone pools may take what contexts cache above their reservations.
     this.#owner.setReclaimer((bytes) => this.#trimCaches(this.#owner.spare + bytes, undefined));
     this.#evaluator = new QosPolicyEvaluator({
-      totalMemory: scheduler.memoryLimit,
-      priorityRange: scheduler.device.priorityRange,
+      totalMemory: this.#limit,
+      priorityRange: scheduler.devices[device]!.priorityRange,
     });
+  }
+
+  /** The device it manages. */
+  get device(): number {
+    return this.#device;
   }
 
   /** Spare bytes: the limit less every claim (standalone pools' included). */
   get spare(): number {
     return this.#owner.spare;
+  }
+
+  /**
+   * For placement (`device: "auto"`): the bytes that would stay unreserved
+   * here after admitting a reservation of `reserved` bytes for `task`, or
+   * undefined when it cannot be admitted here.
+   */
+  unreservedAfter(task: QosTaskMeta | undefined, reserved: number): number | undefined {
+    if (task && this.#evaluator.evaluate(task).decision === "reject") return undefined;
+    if (reserved > this.#reservable()) return undefined;
+    let reservations = 0;
+    for (const ctx of this.#contexts.values()) reservations += ctx.reserved;
+    return this.#limit - reservations - reserved;
   }
 
   /** Bytes a new reservation or best-effort allocation could still get (caches count as free). */
@@ -163,20 +211,14 @@ export class ContextManager implements ContextHost {
         );
       }
     }
-    const device = opts.device === undefined
-      ? this.#scheduler.device.id
-      : requireNonNegativeInteger(opts.device, "device", doing);
-    if (device !== this.#scheduler.device.id) {
-      throw new RangeError(
-        `${doing}: device must be the scheduler's device ${this.#scheduler.device.id}, got ${device} ` +
-          `(one device per scheduler today)`,
-      );
-    }
+    const device = this.#device;
     if (opts.partition !== undefined && typeof opts.partition !== "string") {
       throw new TypeError(`${doing}: partition must be a string, got ${show(opts.partition)}`);
     }
     const compute = parseComputeOption(opts.compute, qos, doing, opts.partition);
-    if (this.#contexts.has(name)) throw new RangeError(`${doing}: the name is already in use`);
+    if (this.#directory.names.has(name)) {
+      throw new RangeError(`${doing}: the name is already in use`);
+    }
 
     const reserved = qos === QoSPolicy.GUARANTEED
       ? maxVram
@@ -202,11 +244,12 @@ export class ContextManager implements ContextHost {
     const priority = this.#evaluator.priorityBand(qos).default;
     const reservation = compute === undefined
       ? undefined
-      : reserveCompute(this.#scheduler, compute, doing);
+      : reserveCompute(this.#scheduler, compute, doing, device);
     let stream;
     try {
       stream = this.#scheduler.createStream({
         priority,
+        device,
         ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
       }, reservation);
       reservation?.attach(stream);
@@ -232,7 +275,7 @@ export class ContextManager implements ContextHost {
         stream,
         // No cap of the native pool's own: the ledger is the cap, and a native cap counts
         // memory the pool keeps in pieces, refusing bytes the ledger rightly calls free.
-        nativePool: this.#nativePool ??= createNativePool(0),
+        nativePool: this.#nativePool ??= createNativePool(0, device),
         compute,
         reservation,
       }, this);
@@ -249,6 +292,7 @@ export class ContextManager implements ContextHost {
     }
     if (task) this.#evaluator.admit(task);
     this.#contexts.set(name, ctx);
+    this.#directory.names.set(name, ctx);
     this.#accounts.set(ctx, { held: 0 });
     this.#scheduler.adopt(ctx);
     if (tracing.on) traceContext(ctx, "create", { qos, maxVram, reserved });
@@ -369,6 +413,7 @@ export class ContextManager implements ContextHost {
     if (tracing.on) traceContext(ctx, "destroy");
     this.#accounts.delete(ctx);
     this.#contexts.delete(ctx.name);
+    this.#directory.names.delete(ctx.name);
     if (this.#evaluator.has(ctx.name)) this.#evaluator.release(ctx.name);
     this.#scheduler.release(ctx);
   }

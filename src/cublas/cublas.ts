@@ -8,6 +8,7 @@
  */
 
 import { ExecutionContext } from "../context/execution_context.ts";
+import { makeDeviceCurrent } from "../device.ts";
 import { ComputeLayout } from "../engine/compute_layout.ts";
 import type { PoolBlock } from "../engine/pool_block.ts";
 import { QoSPolicy } from "../engine/qos_policy.ts";
@@ -217,6 +218,7 @@ export class Cublas {
     this.#lib = loadCublas().symbols;
     this.#workspace = ctx.alloc(workspaceBytes);
     try {
+      makeDeviceCurrent(ctx.device); // a cuBLAS handle belongs to the current device
       this.#main = new BoundHandle(this.#lib);
     } catch (error) {
       this.#workspace.free();
@@ -235,7 +237,7 @@ export class Cublas {
     const doing = `Cannot queue a GEMM on context ${show(this.context.name)}`;
     this.#assertAlive(doing);
     const g = parseGemm(options, doing);
-    const layout = ComputeLayout.peek(this.#sched);
+    const layout = ComputeLayout.peek(this.#sched, this.context.device);
     if (layout === undefined || !layout.hasReservations) return this.#launch(g, 0, g.n, false);
     if (this.context.smCount > 0) {
       // An owner's own GEMMs say it is active, sooner than sampling its stream would.
@@ -315,6 +317,7 @@ export class Cublas {
     if (this.#borrow === undefined) {
       // Outside the layout (the scheduler does not move it): partition 0 is every SM.
       const stream = new Stream(this.#sched, 0, this.context.stream.priority, undefined, 0);
+      makeDeviceCurrent(this.context.device);
       this.#borrow = { stream, handle: new BoundHandle(this.#lib), queued: [] };
     }
     return this.#borrow;
@@ -332,6 +335,8 @@ export class Cublas {
       stream = b.stream;
       handle = b.handle;
     }
+    // Other libsched calls may have moved the CUDA device; launches go to the current one.
+    if (this.#sched.devices.length > 1) makeDeviceCurrent(this.context.device);
     handle.bind(stream, this.#workspace);
     const bOffset = (g.transB ? first : first * g.ldb) * g.elementBytes;
     const cOffset = first * g.ldc * g.elementBytes;

@@ -31,6 +31,7 @@
  * @module
  */
 
+import { useDevice } from "../device.ts";
 import { AdmissionError, NativeError, SchedulerError } from "../errors.ts";
 import type { Owned } from "../lifetime.ts";
 import { lib } from "../native/loader.ts";
@@ -92,11 +93,13 @@ interface NativeSet {
 /** Who holds a group: a partition (its id), a reservation, or nobody (shared). */
 type Owner = string | ComputeReservation | undefined;
 
-const layouts = new WeakMap<Scheduler, ComputeLayout>();
+const layouts = new WeakMap<Scheduler, (ComputeLayout | undefined)[]>();
 
-/** @internal The SM layout of one scheduler's device. */
+/** @internal The SM layout of one device of a scheduler. */
 export class ComputeLayout implements Owned, PartitionBinding {
   readonly #sched: Scheduler;
+  /** The device whose SMs it lays out. */
+  readonly device: number;
   /** Groups that can be held. */
   readonly groupCapacity: number;
   readonly granularity: number;
@@ -106,24 +109,31 @@ export class ComputeLayout implements Owned, PartitionBinding {
   #alive = true;
 
   /**
-   * The layout of `sched`, made (and bound as its partition binding) on
-   * first use.
+   * The layout of device `device` (default: the scheduler's device) of
+   * `sched`, made (and bound as that device's partition binding) on first use.
    */
-  static of(sched: Scheduler): ComputeLayout {
-    let layout = layouts.get(sched);
+  static of(sched: Scheduler, device: number = sched.device.id): ComputeLayout {
+    let perDevice = layouts.get(sched);
+    if (perDevice === undefined) {
+      perDevice = [];
+      layouts.set(sched, perDevice);
+    }
+    let layout = perDevice[device];
     if (layout === undefined || !layout.#alive) {
-      layout = new ComputeLayout(sched);
-      layouts.set(sched, layout);
+      layout = new ComputeLayout(sched, device);
+      perDevice[device] = layout;
     }
     return layout;
   }
 
-  private constructor(sched: Scheduler) {
+  private constructor(sched: Scheduler, device: number) {
     this.#sched = sched;
-    this.granularity = sched.device.smGranularity;
-    this.groupCapacity = this.granularity > 0 ? Math.min(64, sched.device.smGroups) : 0;
+    this.device = device;
+    const info = sched.devices[device]!;
+    this.granularity = info.smGranularity;
+    this.groupCapacity = this.granularity > 0 ? Math.min(64, info.smGroups) : 0;
     this.#owners = new Array(this.groupCapacity).fill(undefined);
-    sched.bindPartitions(this, "Cannot lay out the SMs");
+    sched.bindPartitions(this, "Cannot lay out the SMs", device);
     sched.adopt(this);
   }
 
@@ -135,7 +145,9 @@ export class ComputeLayout implements Owned, PartitionBinding {
   attachDirectory(directory: PartitionDirectory, doing: string): void {
     if (this.#directory !== undefined && this.#directory !== directory) {
       throw new SchedulerError(
-        `${doing}: the scheduler already has a PartitionManager, close() it first`,
+        this.#sched.devices.length === 1
+          ? `${doing}: the scheduler already has a PartitionManager, close() it first`
+          : `${doing}: device ${this.device} already has a PartitionManager, close() it first`,
       );
     }
     this.#directory = directory;
@@ -168,9 +180,9 @@ export class ComputeLayout implements Owned, PartitionBinding {
     return [...all];
   }
 
-  /** @internal The layout of `sched` if one was made (no side effects). */
-  static peek(sched: Scheduler): ComputeLayout | undefined {
-    const layout = layouts.get(sched);
+  /** @internal The layout of a device of `sched` if one was made (no side effects). */
+  static peek(sched: Scheduler, device: number = sched.device.id): ComputeLayout | undefined {
+    const layout = layouts.get(sched)?.[device];
     return layout !== undefined && layout.#alive ? layout : undefined;
   }
 
@@ -192,7 +204,7 @@ export class ComputeLayout implements Owned, PartitionBinding {
    */
   get sharedSmCount(): number {
     const set = this.#sets.get(this.#sharedKey(this.#owners));
-    return set === undefined ? this.#sched.device.smCount : set.smCount;
+    return set === undefined ? this.#sched.devices[this.device]!.smCount : set.smCount;
   }
 
   /**
@@ -304,12 +316,12 @@ export class ComputeLayout implements Owned, PartitionBinding {
     this.#owners = owners;
     this.#sets = next;
     try {
-      this.#sched.rebindStreams();
+      this.#sched.rebindStreams(this.device);
     } catch (error) {
       this.#owners = previousOwners;
       this.#sets = previousSets;
       try {
-        this.#sched.rebindStreams();
+        this.#sched.rebindStreams(this.device);
         for (const [key, set] of made) if (next.has(key)) destroySet(set);
       } catch {
         // Best effort: the first error is the one that says what went wrong.
@@ -358,6 +370,7 @@ export class ComputeLayout implements Owned, PartitionBinding {
     const made = new Map<string, NativeSet>();
     const runnable = fresh.filter(([, m]) => m.mask !== 0n);
     const remainderOnly = fresh.filter(([, m]) => m.mask === 0n);
+    useDevice(this.device); // sets are made on the current device
     if (runnable.length > 0) {
       const n = runnable.length;
       const masks = BigUint64Array.from(runnable, ([, m]) => m.mask);

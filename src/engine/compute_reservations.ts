@@ -64,8 +64,9 @@ export function reserveCompute(
   sched: Scheduler,
   share: number,
   doing: string,
+  device: number = sched.device.id,
 ): ComputeReservation | undefined {
-  const layout = ComputeLayout.of(sched);
+  const layout = ComputeLayout.of(sched, device);
   const groups = groupsForShare(share, layout.groupCapacity);
   if (groups === 0) return undefined;
   return layout.reserve(share, groups, doing);

@@ -87,13 +87,13 @@ const owners = new WeakMap<Scheduler, Map<number, LimitOwner>>();
 
 /**
  * @internal The account of one device of the scheduler (default: its
- * device, of `memoryLimit` bytes), made on first use. One per device: every
+ * device), of that device's `memoryLimits` entry, made on first use. One per device: every
  * allocation on that device, by a context or a standalone pool, claims here.
  */
 export function limitOwnerOf(
   scheduler: Scheduler,
   device: number = scheduler.device.id,
-  limit: number = scheduler.memoryLimit,
+  limit: number = scheduler.memoryLimits[device]!,
 ): LimitOwner {
   let devices = owners.get(scheduler);
   if (!devices) {

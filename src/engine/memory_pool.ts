@@ -289,13 +289,14 @@ export class MemoryPool implements Owned {
     this.name = opts.name ?? "pool";
     this.#scheduler = getScheduler();
     this.#staging = stagingFor(this.#scheduler);
-    this.#device = this.#scheduler.device.id;
-    this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler));
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
+    // On the device of the stream it was given, else on the scheduler's device.
+    this.#device = opts.stream?.device ?? this.#scheduler.device.id;
+    this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler, this.#device));
     this.#ownsNativePool = internals?.nativePool === undefined;
     // No native cap: the quota and the device account are the caps (a native cap also counts
     // memory the pool keeps in pieces, refusing bytes the accounts rightly call free).
-    this.#nativePool = internals?.nativePool ?? createNativePool(0);
+    this.#nativePool = internals?.nativePool ?? createNativePool(0, this.#device);
     try {
       this.#ownsStream = opts.stream === undefined;
       this.stream = opts.stream ?? this.#scheduler.createStream();
@@ -307,7 +308,7 @@ export class MemoryPool implements Owned {
     this.#streams.add(this.stream);
     this.#host = this.#makeBlockHost();
     this.#budget = internals?.budget ??
-      standaloneBudget(this.#scheduler, (bytes) => this.#evictOwn(bytes));
+      standaloneBudget(this.#scheduler, this.#device, (bytes) => this.#evictOwn(bytes));
     this.#errorContext = internals?.errorContext ?? this.name;
     this.#exact = internals?.exactSizes ?? false;
     this.#makeBlock = internals?.makeBlock ?? ((...args) => new PoolBlock(...args));
@@ -1044,8 +1045,12 @@ const RESTORED_MEANWHILE = Symbol("restored meanwhile");
  * only bytes nobody claims (others' caches are released for it), so it can
  * never take what a context reserved; it has no reservation of its own.
  */
-function standaloneBudget(scheduler: Scheduler, evictOwn: (bytes: number) => void): PoolBudget {
-  const owner = limitOwnerOf(scheduler);
+function standaloneBudget(
+  scheduler: Scheduler,
+  device: number,
+  evictOwn: (bytes: number) => void,
+): PoolBudget {
+  const owner = limitOwnerOf(scheduler, device);
   return {
     tryRequest: (bytes) => owner.claimReclaiming(bytes),
     returned: (bytes) => owner.release(bytes),

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { useDevice } from "../device.ts";
 import { lib } from "../native/loader.ts";
 import { CopyKind, Status } from "../native/status_codes.ts";
 import { unwrap } from "../native/unwrap.ts";
@@ -15,8 +16,9 @@ const handleOut = new Uint32Array(1);
 const usedOut = new BigUint64Array(1);
 const reservedOut = new BigUint64Array(1);
 
-/** A stream-ordered libsched pool capped at maxBytes (0: no cap of ours); returns its handle. */
-export function createNativePool(maxBytes: number): number {
+/** A stream-ordered libsched pool on `device`, capped at maxBytes (0: no cap of ours); returns its handle. */
+export function createNativePool(maxBytes: number, device = 0): number {
+  useDevice(device);
   // Release threshold 0: bytes this pool gives back go back to the device
   // for everyone; the TypeScript pool does its own caching.
   unwrap(lib().sched_pool_create(BigInt(maxBytes), 0n, handleOut), "Cannot create a memory pool");
@@ -93,6 +95,34 @@ export function copyToHost(
 }
 
 /** Pinned host to device, in stream order. */
+/**
+ * Queues a device-to-device copy on `stream`: within one device, or between
+ * two (peer copy where possible, else staged through host memory by the
+ * backend). Both sides are allocation bases plus offsets, bounds-checked
+ * by libsched.
+ */
+export function copyDeviceToDevice(
+  dst: Deno.PointerObject,
+  dstOffset: number,
+  src: Deno.PointerObject,
+  srcOffset: number,
+  bytes: number,
+  stream: number,
+): void {
+  unwrap(
+    lib().sched_memcpy_async(
+      dst,
+      BigInt(dstOffset),
+      src,
+      BigInt(srcOffset),
+      BigInt(bytes),
+      CopyKind.DEVICE_TO_DEVICE,
+      stream,
+    ),
+    `Cannot copy ${bytes} bytes between device buffers`,
+  );
+}
+
 export function copyToDevice(
   device: Deno.PointerObject,
   deviceOffset: number,

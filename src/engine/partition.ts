@@ -5,7 +5,12 @@
  * @module
  */
 
-import { requireFraction, requireOptions, requirePositiveInteger } from "../validate.ts";
+import {
+  requireFraction,
+  requireNonNegativeInteger,
+  requireOptions,
+  requirePositiveInteger,
+} from "../validate.ts";
 
 /** Options of `new PartitionConfig()`. */
 export interface PartitionConfigOptions {
@@ -15,6 +20,11 @@ export interface PartitionConfigOptions {
    * device's free memory at start, less a margin).
    */
   totalMemory?: number;
+  /**
+   * Index of the device whose SMs and memory it partitions (default: the
+   * scheduler's `device`). One manager per device at a time.
+   */
+  device?: number;
 }
 
 const CONFIG = "Cannot create a partition config";
@@ -29,23 +39,31 @@ const LIMITS = "Cannot set partition limits";
  * const config = new PartitionConfig({ totalMemory: 8 * GB });
  * console.assert(config.totalMemory === 8 * GB);
  * console.assert(new PartitionConfig().totalMemory === undefined); // the scheduler's memoryLimit
+ * console.assert(new PartitionConfig({ device: 1 }).device === 1); // a manager for device 1
  * ```
  */
 export class PartitionConfig {
-  /** Bytes to hand out; undefined for the scheduler's `memoryLimit`. */
+  /** Bytes to hand out; undefined for the device's `memoryLimit`. */
   readonly totalMemory: number | undefined;
+  /** Device index; undefined for the scheduler's `device`. */
+  readonly device: number | undefined;
 
   /**
    * A configuration; `totalMemory` defaults to the device's memory.
    *
-   * @param options `totalMemory` (optional)
-   * @throws {TypeError | RangeError} when `totalMemory` is not a positive integer
+   * @param options `totalMemory` and `device` (optional)
+   * @throws {TypeError | RangeError} when `totalMemory` is not a positive
+   *   integer or `device` not a non-negative integer (the manager checks
+   *   that the device exists)
    */
   constructor(options?: PartitionConfigOptions) {
     const opts = requireOptions<PartitionConfigOptions>(options, CONFIG);
     this.totalMemory = opts.totalMemory === undefined
       ? undefined
       : requirePositiveInteger(opts.totalMemory, "totalMemory", CONFIG);
+    this.device = opts.device === undefined
+      ? undefined
+      : requireNonNegativeInteger(opts.device, "device", CONFIG);
   }
 }
 

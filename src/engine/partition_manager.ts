@@ -37,7 +37,7 @@ export interface PartitionInfo {
 }
 
 /** Options of `PartitionManager.createStream()`. */
-export type PartitionStreamOptions = Omit<StreamOptions, "partition">;
+export type PartitionStreamOptions = Omit<StreamOptions, "partition" | "device">;
 
 interface Partition {
   readonly id: string;
@@ -130,6 +130,8 @@ const CREATE = "Cannot create a partition manager";
 export class PartitionManager implements Owned {
   /** Bytes of device memory it hands out. */
   readonly totalMemory: number;
+  /** Index of the device it partitions. */
+  readonly device: number;
   readonly #sched: Scheduler;
   readonly #layout: ComputeLayout;
   readonly #partitions = new Map<string, Partition>();
@@ -151,15 +153,20 @@ export class PartitionManager implements Owned {
     }
     const sched = getScheduler();
     sched.assertActive("create a partition manager");
-    const total = config.totalMemory ?? sched.memoryLimit;
-    if (total > sched.device.totalMemory) {
+    const device = config.device === undefined
+      ? sched.device.id
+      : sched.requireDevice(config.device, CREATE);
+    const info = sched.devices[device]!;
+    const total = config.totalMemory ?? sched.memoryLimits[device]!;
+    if (total > info.totalMemory) {
       throw new RangeError(
-        `${CREATE}: totalMemory must not exceed the device's ${sched.device.totalMemory} bytes, got ${total}`,
+        `${CREATE}: totalMemory must not exceed the device's ${info.totalMemory} bytes, got ${total}`,
       );
     }
     this.totalMemory = total;
+    this.device = device;
     this.#sched = sched;
-    this.#layout = ComputeLayout.of(sched);
+    this.#layout = ComputeLayout.of(sched, device);
     this.#directory = { has: (id) => this.#partitions.has(id) };
     this.#layout.attachDirectory(this.#directory, CREATE);
     sched.adopt(this);
@@ -339,7 +346,7 @@ export class PartitionManager implements Owned {
   createStream(id: string, options?: PartitionStreamOptions): Stream {
     this.#assertOpen("create a stream");
     const opts = requireOptions<PartitionStreamOptions>(options, "Cannot create a stream");
-    return this.#sched.createStream({ ...opts, partition: id });
+    return this.#sched.createStream({ ...opts, partition: id, device: this.device });
   }
 
   /**
@@ -395,7 +402,9 @@ export class PartitionManager implements Owned {
 
   #streamsIn(id: string): number {
     let n = 0;
-    for (const stream of this.#sched.liveStreams()) if (stream.partition === id) n++;
+    for (const stream of this.#sched.liveStreams()) {
+      if (stream.device === this.device && stream.partition === id) n++;
+    }
     return n;
   }
 

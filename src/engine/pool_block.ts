@@ -5,13 +5,25 @@
  */
 
 import { SchedulerError } from "../errors.ts";
+import { getScheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
+import { copyDeviceToDevice } from "./native_memory.ts";
 import { requireNonNegativeInteger, requireOptions, show } from "../validate.ts";
 
 /** Where a block's bytes are: on the device, or moved out to pinned host memory. */
 export type BlockState = "resident" | "evicted";
 
 /** Options of `write` and `read`. */
+/** Options of `copyFrom()`. */
+export interface CopyFromOptions {
+  /** Byte offset in the source buffer (default 0). */
+  srcOffset?: number;
+  /** Byte offset in this buffer, the destination (default 0). */
+  offset?: number;
+  /** Bytes to copy (default: `src.size - srcOffset`). */
+  bytes?: number;
+}
+
 export interface TransferOptions {
   /** Byte offset into the block (default 0). */
   offset?: number;
@@ -247,6 +259,115 @@ export class PoolBlock {
   }
 
   /** Same as `free()`, for `using`. */
+  /**
+   * Copies `bytes` from `src` (any device buffer or pool block, on this
+   * device or another) into this buffer, device to device. The copy runs
+   * on this buffer's stream after all work queued so far on both buffers'
+   * streams, work queued later on either stream runs after it, and the
+   * promise resolves when it is complete. Evicted buffers are restored
+   * first; both stay pinned (not evictable, not freeable) until then.
+   *
+   * @example
+   * ```ts
+   * import { createContext, initialize, MB, shutdown } from "@gpusched/core";
+   * import assert from "node:assert/strict";
+   * initialize({ backend: "host", hostDevices: 2 });
+   * const a = createContext("a", { maxVram: 64 * MB, device: 0 });
+   * const b = createContext("b", { maxVram: 64 * MB, device: 1 });
+   * const src = a.alloc(1024), dst = b.alloc(1024);
+   * await src.write(new Uint8Array(1024).fill(7));
+   * await dst.copyFrom(src, { srcOffset: 512, offset: 0, bytes: 512 });
+   * const out = new Uint8Array(512);
+   * await dst.read(out);
+   * assert.ok(out.every((v) => v === 7));
+   * shutdown();
+   * ```
+   * @throws {TypeError} when `src` is not a device buffer, or an option is not a number
+   * @throws {RangeError} when a range lies outside either buffer, or overlaps within one buffer
+   * @throws {SchedulerError} when either buffer was freed
+   */
+  async copyFrom(src: PoolBlock, options?: CopyFromOptions): Promise<void> {
+    const doing = `Cannot copy into block ${this.id}`;
+    this.#assertLive("copy into a block");
+    if (!(src instanceof PoolBlock)) {
+      throw new TypeError(
+        `${doing}: src must be a device buffer (DeviceBuffer or PoolBlock), got ${show(src)}`,
+      );
+    }
+    if (src.freed) throw new SchedulerError(`${doing}: the source, block ${src.id}, was freed`);
+    const opts = requireOptions<CopyFromOptions>(options, doing);
+    const srcOffset = opts.srcOffset === undefined
+      ? 0
+      : requireNonNegativeInteger(opts.srcOffset, "srcOffset", doing);
+    const offset = opts.offset === undefined
+      ? 0
+      : requireNonNegativeInteger(opts.offset, "offset", doing);
+    if (srcOffset > src.size) {
+      throw new RangeError(
+        `${doing}: srcOffset ${srcOffset} is past the end of the source's ${src.size} bytes`,
+      );
+    }
+    const bytes = opts.bytes === undefined
+      ? src.size - srcOffset
+      : requireNonNegativeInteger(opts.bytes, "bytes", doing);
+    if (srcOffset + bytes > src.size) {
+      throw new RangeError(
+        `${doing}: srcOffset ${srcOffset} + bytes ${bytes} exceeds the source's ${src.size} bytes`,
+      );
+    }
+    if (offset + bytes > this.size) {
+      throw new RangeError(
+        `${doing}: offset ${offset} + bytes ${bytes} exceeds the destination's ${this.size} bytes`,
+      );
+    }
+    if (src === this && bytes > 0 && srcOffset < offset + bytes && offset < srcOffset + bytes) {
+      throw new RangeError(
+        `${doing}: source [${srcOffset}, +${bytes}) and destination [${offset}, +${bytes}) overlap`,
+      );
+    }
+    if (bytes === 0) return;
+    this.#host.pin(this);
+    try {
+      src.#host.pin(src);
+      try {
+        await this.#copy(src, srcOffset, offset, bytes);
+      } finally {
+        if (src._state !== "freed") src.#host.unpin(src);
+      }
+    } finally {
+      if (this._state !== "freed") this.#host.unpin(this);
+    }
+  }
+
+  async #copy(src: PoolBlock, srcOffset: number, offset: number, bytes: number): Promise<void> {
+    const dstPtr = this.ptr; // restores an evicted buffer, in its stream's order
+    const srcPtr = src.ptr;
+    const crossStream = src.stream !== this.stream;
+    const native = this.stream.nativeHandle("copy between device buffers");
+    if (!crossStream) {
+      // One stream orders everything: no events needed.
+      copyDeviceToDevice(dstPtr, offset, srcPtr, srcOffset, bytes, native);
+      await this.stream.synchronize();
+      return;
+    }
+    const sched = getScheduler();
+    {
+      // After everything queued on the source's stream so far (a restore included).
+      const queued = sched.createEvent({ device: src.stream.device }).record(src.stream);
+      queued.wait(this.stream);
+      queued.destroy();
+    }
+    copyDeviceToDevice(dstPtr, offset, srcPtr, srcOffset, bytes, native);
+    const done = sched.createEvent({ device: this.stream.device }).record(this.stream);
+    try {
+      // Later work on the source's stream (a write into it) must not overtake the read.
+      done.wait(src.stream);
+      await done.synchronize();
+    } finally {
+      done.destroy();
+    }
+  }
+
   [Symbol.dispose](): void {
     this.free();
   }

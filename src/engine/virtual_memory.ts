@@ -121,16 +121,29 @@ export class AddressSpace {
   }
 }
 
-const spaces = new WeakMap<object, AddressSpace>();
+const spaces = new WeakMap<object, AddressSpace[]>();
 
-/** The address space of a scheduler's device, made at first use. */
+/**
+ * The address space of one device of a scheduler (default: its device),
+ * made at first use. Each device has its own: a granule is never shared by
+ * blocks of two devices.
+ */
 export function addressSpaceFor(
-  scheduler: { readonly device: { readonly id: number }; readonly memoryLimit: number },
+  scheduler: {
+    readonly device: { readonly id: number };
+    readonly memoryLimits: readonly number[];
+  },
+  device: number = scheduler.device.id,
 ): AddressSpace {
-  let space = spaces.get(scheduler);
+  let perDevice = spaces.get(scheduler);
+  if (!perDevice) {
+    perDevice = [];
+    spaces.set(scheduler, perDevice);
+  }
+  let space = perDevice[device];
   if (!space) {
-    space = new AddressSpace(scheduler.device.id, scheduler.memoryLimit);
-    spaces.set(scheduler, space);
+    space = new AddressSpace(device, scheduler.memoryLimits[device]!);
+    perDevice[device] = space;
   }
   return space;
 }

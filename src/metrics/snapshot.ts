@@ -109,17 +109,13 @@ interface ManagedDevice {
   readonly manager: ContextManager;
 }
 
-/**
- * Every device of the scheduler with its limit and the manager of its
- * contexts. One device today; with several, this is the one function to
- * map over `scheduler.devices` (a limit and a context manager per device).
- */
+/** Every device of the scheduler, by index, with its limit and the manager of its contexts. */
 function devicesOf(scheduler: Scheduler): ManagedDevice[] {
-  return [{
-    device: scheduler.device,
-    memoryLimit: scheduler.memoryLimit,
-    manager: contextManager(scheduler),
-  }];
+  return scheduler.devices.map((device, i) => ({
+    device,
+    memoryLimit: scheduler.memoryLimits[i]!,
+    manager: contextManager(scheduler, i),
+  }));
 }
 
 function contextMetrics(ctx: ExecutionContext): ContextMetrics {

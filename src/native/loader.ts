@@ -29,7 +29,7 @@ import { type Symbols, symbols } from "./symbols.ts";
 export const BUILD_COMMAND = "npx --yes deno@2.9.6 task build";
 
 /** SCHED_ABI_VERSION this code was written against. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 let opened: { symbols: Symbols; path: string } | undefined;
 

@@ -20,6 +20,15 @@ export const symbols = {
     ],
     result: "i32",
   },
+  sched_init_devices: {
+    parameters: [
+      "i32", // int32_t backend
+      "i32", // int32_t device
+      "i32", // int32_t host_devices
+      "u64", // uint64_t host_capacity
+    ],
+    result: "i32",
+  },
   sched_shutdown: { parameters: [], result: "i32" },
   sched_backend_active: { parameters: [], result: "i32" },
   sched_last_error: {
@@ -34,6 +43,30 @@ export const symbols = {
     parameters: [
       "i32", // int32_t backend
       "buffer", // int32_t *out_count
+    ],
+    result: "i32",
+  },
+  sched_set_device: { parameters: ["i32" /* int32_t device */], result: "i32" },
+  sched_get_device: { parameters: ["buffer" /* int32_t *out_device */], result: "i32" },
+  sched_device_can_access_peer: {
+    parameters: [
+      "i32", // int32_t device
+      "i32", // int32_t peer
+      "buffer", // int32_t *out_can
+    ],
+    result: "i32",
+  },
+  sched_stream_device: {
+    parameters: [
+      "u32", // uint32_t stream
+      "buffer", // int32_t *out_device
+    ],
+    result: "i32",
+  },
+  sched_pointer_device: {
+    parameters: [
+      "pointer", // const void *ptr
+      "buffer", // int32_t *out_device
     ],
     result: "i32",
   },

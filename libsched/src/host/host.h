@@ -4,7 +4,10 @@
  *   - a stream is a worker thread draining a FIFO of operations;
  *   - an event is a generation counter: a record bumps the wanted
  *     generation at enqueue time and the worker marks it done when reached;
- *   - device memory is heap memory counted against a fixed capacity.
+ *   - device memory is heap memory counted against a fixed capacity;
+ *   - several devices are simulated as several capacities: streams, events
+ *     and partitions of every device share the same workers and rules, so
+ *     a copy or wait between devices is an ordinary one.
  * Priorities are recorded and reported, not enforced (the OS schedules the
  * workers). SM partitions are simulated: the device reports 132 SMs in
  * groups of 8, as an H100 or H200 does, and partitions get the same SM
@@ -75,11 +78,12 @@ void host_streams_wait_exit(void);
 #define HOST_SM_COUNT 132
 #define HOST_SM_GRANULARITY 8
 
-/* host_memory.c */
-void host_memory_reset(uint64_t capacity);
-uint64_t host_memory_used(void);
-uint64_t host_memory_capacity(void);
-/* Charges bytes against the capacity (0 on success) or gives them back: virtual memory commits (host_vmm.c). */
+/* host_memory.c: each simulated device has its own capacity and use. */
+void host_memory_reset(int32_t devices, uint64_t capacity);
+uint64_t host_memory_used(int32_t device);
+uint64_t host_memory_capacity(int32_t device);
+/* Charges bytes against the acting device's capacity (0 on success) or
+ * gives them back: virtual memory commits (host_vmm.c). */
 int host_memory_charge(uint64_t bytes);
 void host_memory_uncharge(uint64_t bytes);
 

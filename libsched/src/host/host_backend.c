@@ -18,23 +18,25 @@ static int32_t device_count(int32_t *out_count) {
   return SCHED_OK;
 }
 
-static int32_t init(int32_t device, uint64_t host_capacity) {
-  if (device != 0) return sched_fail(SCHED_ERR_NO_DEVICE, "Host device %d does not exist: the host backend has one device, 0", device);
-  host_memory_reset(host_capacity);
+static int32_t init(int32_t device, int32_t host_devices, uint64_t host_capacity, int32_t *out_devices) {
+  (void)device; /* checked against host_devices by the dispatch layer */
+  host_memory_reset(host_devices, host_capacity);
   host_faults_reset();
+  *out_devices = host_devices;
   return SCHED_OK;
 }
 
 static void shutdown_backend(void) {
   host_streams_wait_exit();
-  host_memory_reset(0);
+  host_memory_reset(0, 0);
 }
 
 static int32_t device_info(sched_device_info *out) {
   memset(out, 0, sizeof *out);
   snprintf(out->name, sizeof out->name, "Host CPU (simulated device)");
-  out->total_memory = host_memory_capacity();
-  out->free_memory = host_memory_capacity() - host_memory_used();
+  int32_t device = sched_acting_device();
+  out->total_memory = host_memory_capacity(device);
+  out->free_memory = host_memory_capacity(device) - host_memory_used(device);
   /* A fixed, GPU-like SM count rather than the CPU count, so that partition
    * arithmetic (and every test of it) gives the same answers here as on an
    * H100 or H200. */
@@ -47,8 +49,17 @@ static int32_t device_info(sched_device_info *out) {
 }
 
 static int32_t mem_info(uint64_t *out_free, uint64_t *out_total) {
-  *out_total = host_memory_capacity();
-  *out_free = *out_total - host_memory_used();
+  int32_t device = sched_acting_device();
+  *out_total = host_memory_capacity(device);
+  *out_free = *out_total - host_memory_used(device);
+  return SCHED_OK;
+}
+
+/* Simulated devices share one address space: every pair is "peer". */
+static int32_t can_access_peer(int32_t device, int32_t peer, int32_t *out_can) {
+  (void)device;
+  (void)peer;
+  *out_can = 1;
   return SCHED_OK;
 }
 
@@ -61,6 +72,8 @@ const backend_ops *host_backend_ops(void) {
     table.shutdown = shutdown_backend;
     table.device_info = device_info;
     table.mem_info = mem_info;
+    table.can_access_peer = can_access_peer;
+    table.inject_fault = host_faults_arm;
     host_stream_ops(&table);
     host_event_ops(&table);
     host_memory_ops(&table);

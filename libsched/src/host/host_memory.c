@@ -22,9 +22,10 @@ typedef struct host_pool {
 typedef struct block_header {
   host_pool *pool; /* NULL for synchronous allocations */
   uint64_t size;
+  int32_t device; /* whose capacity it is charged to */
 } block_header;
 
-static _Atomic uint64_t capacity, used;
+static _Atomic uint64_t capacity[SCHED_MAX_DEVICES], used[SCHED_MAX_DEVICES];
 
 /* Bytes whose stream-ordered free is queued but has not run yet. CUDA lets
  * an allocation reuse such memory by making the allocating stream wait for
@@ -33,15 +34,17 @@ static _Atomic uint64_t capacity, used;
  * instead, which gives the same result a moment later. */
 static pthread_mutex_t frees_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t frees_ran = PTHREAD_COND_INITIALIZER;
-static uint64_t pending_free_bytes;
+static uint64_t pending_free_bytes[SCHED_MAX_DEVICES];
 
-void host_memory_reset(uint64_t bytes) {
-  atomic_store(&capacity, bytes);
-  atomic_store(&used, 0);
+void host_memory_reset(int32_t devices, uint64_t bytes) {
+  for (int32_t d = 0; d < SCHED_MAX_DEVICES; d++) {
+    atomic_store(&capacity[d], d < devices ? bytes : 0);
+    atomic_store(&used[d], 0);
+  }
 }
 
-uint64_t host_memory_used(void) { return atomic_load(&used); }
-uint64_t host_memory_capacity(void) { return atomic_load(&capacity); }
+uint64_t host_memory_used(int32_t device) { return atomic_load(&used[device]); }
+uint64_t host_memory_capacity(int32_t device) { return atomic_load(&capacity[device]); }
 
 static block_header *header_of(void *ptr) { return (block_header *)((char *)ptr - BLOCK_ALIGN); }
 
@@ -50,38 +53,41 @@ static void pool_unref(host_pool *p) {
 }
 
 /* Charges bytes against the capacity; 0 on success. */
-static int charge(uint64_t bytes) {
-  uint64_t current = atomic_load(&used);
+static int charge(int32_t device, uint64_t bytes) {
+  uint64_t cap = atomic_load(&capacity[device]);
+  uint64_t current = atomic_load(&used[device]);
   do {
-    if (bytes > capacity || current > capacity - bytes) return -1;
-  } while (!atomic_compare_exchange_weak(&used, &current, current + bytes));
+    if (bytes > cap || current > cap - bytes) return -1;
+  } while (!atomic_compare_exchange_weak(&used[device], &current, current + bytes));
   return 0;
 }
 
-int host_memory_charge(uint64_t bytes) { return charge(bytes); }
-void host_memory_uncharge(uint64_t bytes) { atomic_fetch_sub(&used, bytes); }
+int host_memory_charge(uint64_t bytes) { return charge(sched_acting_device(), bytes); }
+void host_memory_uncharge(uint64_t bytes) { atomic_fetch_sub(&used[sched_acting_device()], bytes); }
 
-static int32_t out_of_memory(uint64_t bytes) {
+static int32_t out_of_memory(int32_t device, uint64_t bytes) {
   return sched_fail(SCHED_ERR_OUT_OF_MEMORY,
-                    "Host device out of memory: cannot allocate %llu bytes, %llu of %llu bytes in use",
-                    (unsigned long long)bytes, (unsigned long long)atomic_load(&used),
-                    (unsigned long long)atomic_load(&capacity));
+                    "Host device %d out of memory: cannot allocate %llu bytes, %llu of %llu bytes in use", device,
+                    (unsigned long long)bytes, (unsigned long long)atomic_load(&used[device]),
+                    (unsigned long long)atomic_load(&capacity[device]));
 }
 
 static int32_t allocate(host_pool *pool, uint64_t bytes, void **out_ptr) {
+  int32_t device = sched_acting_device();
   if (host_fault_hit(SCHED_FAULT_ALLOC))
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Host device out of memory: injected fault allocating %llu bytes",
                       (unsigned long long)bytes);
-  if (charge(bytes) != 0) return out_of_memory(bytes);
+  if (charge(device, bytes) != 0) return out_of_memory(device, bytes);
   void *base = NULL;
   if (bytes > UINT64_MAX - BLOCK_ALIGN || posix_memalign(&base, BLOCK_ALIGN, BLOCK_ALIGN + bytes) != 0) {
-    atomic_fetch_sub(&used, bytes);
+    atomic_fetch_sub(&used[device], bytes);
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Host device out of memory: the heap refused %llu bytes",
                       (unsigned long long)bytes);
   }
   block_header *h = base;
   h->pool = pool;
   h->size = bytes;
+  h->device = device;
   if (pool != NULL) {
     atomic_fetch_add(&pool->refs, 1);
     atomic_fetch_add(&pool->reserved, bytes);
@@ -92,7 +98,7 @@ static int32_t allocate(host_pool *pool, uint64_t bytes, void **out_ptr) {
 
 static void release(void *ptr) {
   block_header *h = header_of(ptr);
-  atomic_fetch_sub(&used, h->size);
+  atomic_fetch_sub(&used[h->device], h->size);
   if (h->pool != NULL) {
     atomic_fetch_sub(&h->pool->reserved, h->size);
     pool_unref(h->pool);
@@ -135,7 +141,7 @@ static int32_t malloc_async(void *pool, void *stream, uint64_t bytes, void **out
     /* Memory already freed in stream order is reusable: let those frees
      * land, then retry. Give up only when none is pending. */
     pthread_mutex_lock(&frees_lock);
-    uint64_t pending = pending_free_bytes;
+    uint64_t pending = pending_free_bytes[sched_acting_device()];
     if (pending > 0) pthread_cond_wait(&frees_ran, &frees_lock);
     pthread_mutex_unlock(&frees_lock);
     if (pending == 0) break;
@@ -146,9 +152,10 @@ static int32_t malloc_async(void *pool, void *stream, uint64_t bytes, void **out
 
 static void run_free(host_op *op) {
   uint64_t size = header_of(op->u.block.ptr)->size;
+  int32_t device = header_of(op->u.block.ptr)->device;
   release(op->u.block.ptr);
   pthread_mutex_lock(&frees_lock);
-  pending_free_bytes -= size;
+  pending_free_bytes[device] -= size;
   pthread_cond_broadcast(&frees_ran);
   pthread_mutex_unlock(&frees_lock);
 }
@@ -158,7 +165,7 @@ static int32_t free_async(void *ptr, void *stream) {
   if (op == NULL) return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory queueing a free");
   op->u.block.ptr = ptr;
   pthread_mutex_lock(&frees_lock);
-  pending_free_bytes += header_of(ptr)->size;
+  pending_free_bytes[header_of(ptr)->device] += header_of(ptr)->size;
   pthread_mutex_unlock(&frees_lock);
   return host_stream_enqueue(stream, op);
 }
@@ -199,6 +206,14 @@ static int32_t memcpy_async(void *dst, const void *src, uint64_t bytes, int32_t 
   return host_stream_enqueue(stream, op);
 }
 
+/* Simulated devices share the address space: a copy between two is a memmove too. */
+static int32_t memcpy_peer(void *dst, int32_t dst_device, const void *src, int32_t src_device, uint64_t bytes,
+                           void *stream) {
+  (void)dst_device;
+  (void)src_device;
+  return memcpy_async(dst, src, bytes, SCHED_COPY_DEVICE_TO_DEVICE, stream);
+}
+
 static void run_set(host_op *op) { memset(op->u.set.dst, op->u.set.value, op->u.set.bytes); }
 
 static int32_t memset_async(void *dst, uint8_t value, uint64_t bytes, void *stream) {
@@ -224,4 +239,5 @@ void host_memory_ops(backend_ops *ops) {
   ops->host_free = host_free;
   ops->memcpy_async = memcpy_async;
   ops->memset_async = memset_async;
+  ops->memcpy_peer = memcpy_peer;
 }

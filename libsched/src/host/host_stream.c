@@ -220,10 +220,6 @@ static int32_t launch_host_func(void *stream, sched_host_fn fn, void *user_data)
   return host_stream_enqueue(stream, op);
 }
 
-static int32_t launch_host_func_native(void *native, sched_host_fn fn, void *user_data) {
-  return launch_host_func(native, fn, user_data);
-}
-
 static void push_token(host_op *op) {
   completions_push(op->u.notify.token, host_fault_hit(SCHED_FAULT_STREAM) ? SCHED_ERR_BACKEND : SCHED_OK);
 }
@@ -245,6 +241,5 @@ void host_stream_ops(backend_ops *ops) {
   ops->stream_synchronize = stream_synchronize;
   ops->stream_native = stream_native;
   ops->launch_host_func = launch_host_func;
-  ops->launch_host_func_native = launch_host_func_native;
   ops->stream_notify = stream_notify;
 }

@@ -23,8 +23,6 @@
 #define MADV_POPULATE_WRITE_OR_0 23
 #endif
 
-static int32_t current_device(void) { return 0; }
-
 static int32_t granularity(uint64_t *out_bytes) {
   long page = sysconf(_SC_PAGESIZE);
   *out_bytes = page > 0 ? (uint64_t)page : 4096;
@@ -61,17 +59,18 @@ static int32_t charge(uint64_t bytes) {
   if (host_fault_hit(SCHED_FAULT_ALLOC))
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Host device out of memory: injected fault committing %llu bytes",
                       (unsigned long long)bytes);
+  int32_t device = sched_acting_device();
   if (host_memory_charge(bytes) != 0)
     return sched_fail(SCHED_ERR_OUT_OF_MEMORY,
-                      "Host device out of memory: cannot commit %llu bytes, %llu of %llu bytes in use",
-                      (unsigned long long)bytes, (unsigned long long)host_memory_used(),
-                      (unsigned long long)host_memory_capacity());
+                      "Host device %d out of memory: cannot commit %llu bytes, %llu of %llu bytes in use", device,
+                      (unsigned long long)bytes, (unsigned long long)host_memory_used(device),
+                      (unsigned long long)host_memory_capacity(device));
   return SCHED_OK;
 }
 
 static void uncharge(uint64_t bytes) { host_memory_uncharge(bytes); }
 
 const vmm_phys_ops *host_vmm_ops(void) {
-  static const vmm_phys_ops ops = {current_device, granularity, reserve, unreserve, map, unmap, charge, uncharge};
+  static const vmm_phys_ops ops = {granularity, reserve, unreserve, map, unmap, charge, uncharge};
   return &ops;
 }
