@@ -36,17 +36,21 @@ Deno.test("the loader takes GPUSCHED_LIB first, then the platform package, then 
     platform: { path: "/nm/libsched.so" },
     local: "/repo/build/libsched.so",
   };
-  const loadable = { "/env/libsched.so": 1, "/nm/libsched.so": 1, "/repo/build/libsched.so": 1 };
+  const loadable = {
+    "/env/libsched.so": ABI_VERSION,
+    "/nm/libsched.so": ABI_VERSION,
+    "/repo/build/libsched.so": ABI_VERSION,
+  };
   assert.equal(openLibrary(all, opener(loadable).open).path, "/env/libsched.so");
   const noEnv = { ...all, env: { missing: "not set" } };
   assert.equal(openLibrary(noEnv, opener(loadable).open).path, "/nm/libsched.so");
-  const { tried, open } = opener({ "/repo/build/libsched.so": 1 });
+  const { tried, open } = opener({ "/repo/build/libsched.so": ABI_VERSION });
   assert.equal(openLibrary(noEnv, open).path, "/repo/build/libsched.so");
   assert.deepEqual(tried, ["/nm/libsched.so", "/repo/build/libsched.so"]);
 });
 
 Deno.test("a GPUSCHED_LIB that does not load is its own error and nothing else is tried", () => {
-  const { tried, open } = opener({ "/repo/build/libsched.so": 1 });
+  const { tried, open } = opener({ "/repo/build/libsched.so": ABI_VERSION });
   assert.throws(
     () => openLibrary({ ...nothing, env: { path: "/wrong.so" } }, open),
     (e: unknown) =>
