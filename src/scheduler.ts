@@ -504,8 +504,9 @@ function requireMemoryLimit(value: unknown): number | readonly number[] | undefi
   if (value.length === 0) {
     throw new RangeError(`${INIT}: memoryLimit must not be an empty array`);
   }
+  // Array.from visits holes (`[GB, , GB]`) as undefined, so each one is refused; map skips them.
   return Object.freeze(
-    value.map((limit, i) => requirePositiveInteger(limit, `memoryLimit[${i}]`, INIT)),
+    Array.from(value, (limit, i) => requirePositiveInteger(limit, `memoryLimit[${i}]`, INIT)),
   );
 }
 

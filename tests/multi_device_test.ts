@@ -84,6 +84,9 @@ Deno.test("bad hostDevices, deviceId and memoryLimit are refused, naming the opt
     [{ hostDevices: 2, memoryLimit: [MB, NaN] }, RangeError, /memoryLimit\[1\]/],
     [{ hostDevices: 2, memoryLimit: [MB, "1"] }, TypeError, /memoryLimit\[1\] must be a number/],
     [{ hostDevices: 2, memoryLimit: "1" }, TypeError, /memoryLimit must be a number or an array/],
+    // A hole is a missing limit, not a default: refused like an explicit undefined.
+    // deno-lint-ignore no-sparse-arrays
+    [{ hostDevices: 2, memoryLimit: [MB, ,] }, TypeError, /memoryLimit\[1\] must be a number/],
     [
       { hostDevices: 2, hostMemory: 8 * MB, memoryLimit: [MB, 9 * MB] },
       RangeError,
