@@ -12,6 +12,7 @@ import {
   getMetrics,
   initialize,
   MB,
+  MemoryPool,
   PartitionConfig,
   PartitionLimits,
   PartitionManager,
@@ -19,6 +20,7 @@ import {
   recordEvent,
   SchedulerError,
   shutdown,
+  VramBudgetExceededError,
   waitEvent,
 } from "../mod.ts";
 import { copyDeviceToDevice } from "../src/engine/native_memory.ts";
@@ -363,3 +365,34 @@ multiDeviceTest(
     buf.free();
   },
 );
+
+Deno.test("new MemoryPool({ device }) puts a standalone pool on that device's account", () => {
+  initialize({
+    backend: "host",
+    hostDevices: 2,
+    hostMemory: 64 * MB,
+    memoryLimit: [64 * MB, 32 * MB],
+  });
+  try {
+    const pool = new MemoryPool({ quota: 64 * MB, device: 1 });
+    assert.equal(pool.stream.device, 1);
+    const block = pool.allocate(20 * MB);
+    assert.equal(getAvailableVram(0), 64 * MB);
+    assert.equal(getAvailableVram(1), 12 * MB);
+    // Device 1's 32 MiB cap, not the quota, refuses the next 20 MiB.
+    assert.throws(() => pool.allocate(20 * MB), VramBudgetExceededError);
+    block.free();
+    assert.throws(
+      () => new MemoryPool({ quota: MB, device: 2 }),
+      (e: Error) => e instanceof RangeError && /device .*got 2/.test(e.message),
+    );
+    assert.throws(() => new MemoryPool({ quota: MB, device: "1" as never }), TypeError);
+    assert.throws(
+      () => new MemoryPool({ quota: MB, device: 0, stream: pool.stream }),
+      (e: Error) =>
+        e instanceof RangeError && /device must be the device of stream/.test(e.message),
+    );
+  } finally {
+    shutdown();
+  }
+});
