@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   AdmissionError,
   createContext,
+  cudaUnavailableReason,
   formatPrometheus,
   getAvailableVram,
   getMetrics,
@@ -395,4 +396,21 @@ Deno.test("new MemoryPool({ device }) puts a standalone pool on that device's ac
   } finally {
     shutdown();
   }
+});
+
+Deno.test({
+  name:
+    'initialize({ backend: "auto" }) falling back to the host backend refuses a deviceId past hostDevices with a RangeError',
+  // With 3 or more CUDA devices, "auto" takes CUDA and device 2 exists.
+  ignore: cudaUnavailableReason(2) === undefined,
+  fn() {
+    assert.throws(
+      () => initialize({ deviceId: 2, hostDevices: 2 }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        /deviceId must be below hostDevices \(2\).*got 2/.test(e.message),
+    );
+    // Nothing was left initialized.
+    initialize({ backend: "host", hostMemory: 8 * MB }).shutdown();
+  },
 });
