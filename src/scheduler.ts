@@ -434,16 +434,17 @@ export function initialize(options?: InitializeOptions): Scheduler {
   let backend: BackendName;
   if (backendChoice === "host") {
     backend = "host";
-    if (deviceId >= hostDevices) {
-      throw new RangeError(
-        `${INIT}: deviceId must be below hostDevices (${hostDevices}) on the host backend, got ${deviceId}`,
-      );
-    }
   } else {
     const reason = cudaUnavailableReason(deviceId);
     if (reason === undefined) backend = "cuda";
     else if (backendChoice === "auto") backend = "host";
     else throw new SchedulerError(`${INIT}: no usable CUDA device: ${reason}`);
+  }
+  // Also where "auto" fell back to the host backend: a bad index is a RangeError, not a NativeError.
+  if (backend === "host" && deviceId >= hostDevices) {
+    throw new RangeError(
+      `${INIT}: deviceId must be below hostDevices (${hostDevices}) on the host backend, got ${deviceId}`,
+    );
   }
   const backendId = backend === "cuda" ? BackendId.CUDA : BackendId.HOST;
   forgetCurrentDevice();
@@ -504,8 +505,9 @@ function requireMemoryLimit(value: unknown): number | readonly number[] | undefi
   if (value.length === 0) {
     throw new RangeError(`${INIT}: memoryLimit must not be an empty array`);
   }
+  // Array.from visits holes (`[GB, , GB]`) as undefined, so each one is refused; map skips them.
   return Object.freeze(
-    value.map((limit, i) => requirePositiveInteger(limit, `memoryLimit[${i}]`, INIT)),
+    Array.from(value, (limit, i) => requirePositiveInteger(limit, `memoryLimit[${i}]`, INIT)),
   );
 }
 

@@ -299,3 +299,21 @@ Deno.test("getMetrics() and formatPrometheus() before initialize and after shutd
   shutdown();
   assert.throws(() => getMetrics(), /not initialized/);
 });
+
+Deno.test("getMetrics().contexts lists live contexts in creation order, across devices", () => {
+  initialize({ backend: "host", hostDevices: 2, hostMemory: 64 * MB });
+  try {
+    createContext("first", { maxVram: MB, device: 1 });
+    const gone = createContext("gone", { maxVram: MB });
+    createContext("second", { maxVram: MB });
+    createContext("third", { maxVram: MB, device: 1 });
+    gone.destroy();
+    createContext("gone", { maxVram: MB });
+    assert.deepEqual(
+      getMetrics().contexts.map((c) => [c.name, c.device]),
+      [["first", 1], ["second", 0], ["third", 1], ["gone", 0]],
+    );
+  } finally {
+    shutdown();
+  }
+});

@@ -7,11 +7,13 @@ import assert from "node:assert/strict";
 import {
   AdmissionError,
   createContext,
+  cudaUnavailableReason,
   formatPrometheus,
   getAvailableVram,
   getMetrics,
   initialize,
   MB,
+  MemoryPool,
   PartitionConfig,
   PartitionLimits,
   PartitionManager,
@@ -19,6 +21,7 @@ import {
   recordEvent,
   SchedulerError,
   shutdown,
+  VramBudgetExceededError,
   waitEvent,
 } from "../mod.ts";
 import { copyDeviceToDevice } from "../src/engine/native_memory.ts";
@@ -84,6 +87,9 @@ Deno.test("bad hostDevices, deviceId and memoryLimit are refused, naming the opt
     [{ hostDevices: 2, memoryLimit: [MB, NaN] }, RangeError, /memoryLimit\[1\]/],
     [{ hostDevices: 2, memoryLimit: [MB, "1"] }, TypeError, /memoryLimit\[1\] must be a number/],
     [{ hostDevices: 2, memoryLimit: "1" }, TypeError, /memoryLimit must be a number or an array/],
+    // A hole is a missing limit, not a default: refused like an explicit undefined.
+    // deno-lint-ignore no-sparse-arrays
+    [{ hostDevices: 2, memoryLimit: [MB, ,] }, TypeError, /memoryLimit\[1\] must be a number/],
     [
       { hostDevices: 2, hostMemory: 8 * MB, memoryLimit: [MB, 9 * MB] },
       RangeError,
@@ -360,3 +366,51 @@ multiDeviceTest(
     buf.free();
   },
 );
+
+Deno.test("new MemoryPool({ device }) puts a standalone pool on that device's account", () => {
+  initialize({
+    backend: "host",
+    hostDevices: 2,
+    hostMemory: 64 * MB,
+    memoryLimit: [64 * MB, 32 * MB],
+  });
+  try {
+    const pool = new MemoryPool({ quota: 64 * MB, device: 1 });
+    assert.equal(pool.stream.device, 1);
+    const block = pool.allocate(20 * MB);
+    assert.equal(getAvailableVram(0), 64 * MB);
+    assert.equal(getAvailableVram(1), 12 * MB);
+    // Device 1's 32 MiB cap, not the quota, refuses the next 20 MiB.
+    assert.throws(() => pool.allocate(20 * MB), VramBudgetExceededError);
+    block.free();
+    assert.throws(
+      () => new MemoryPool({ quota: MB, device: 2 }),
+      (e: Error) => e instanceof RangeError && /device .*got 2/.test(e.message),
+    );
+    assert.throws(() => new MemoryPool({ quota: MB, device: "1" as never }), TypeError);
+    assert.throws(
+      () => new MemoryPool({ quota: MB, device: 0, stream: pool.stream }),
+      (e: Error) =>
+        e instanceof RangeError && /device must be the device of stream/.test(e.message),
+    );
+  } finally {
+    shutdown();
+  }
+});
+
+Deno.test({
+  name:
+    'initialize({ backend: "auto" }) falling back to the host backend refuses a deviceId past hostDevices with a RangeError',
+  // With 3 or more CUDA devices, "auto" takes CUDA and device 2 exists.
+  ignore: cudaUnavailableReason(2) === undefined,
+  fn() {
+    assert.throws(
+      () => initialize({ deviceId: 2, hostDevices: 2 }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        /deviceId must be below hostDevices \(2\).*got 2/.test(e.message),
+    );
+    // Nothing was left initialized.
+    initialize({ backend: "host", hostMemory: 8 * MB }).shutdown();
+  },
+});

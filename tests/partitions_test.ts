@@ -351,6 +351,9 @@ backendTest("shutting the scheduler down closes its manager", () => {
   manager.createPartition("a", "A", new PartitionLimits().compute(0.5));
   shutdown();
   assert.throws(() => manager.createPartition("b", "B", new PartitionLimits()), SchedulerError);
+  // Closed as by close(): the partitions it had are gone with the scheduler.
+  assert.deepEqual(manager.listPartitions(), []);
+  assert.equal(manager.getPartition("a"), undefined);
   initialize({ backend: "host" });
   new PartitionManager().createPartition("a", "A", new PartitionLimits().compute(0.5));
 });

@@ -185,6 +185,11 @@ export class ContextManager implements ContextHost {
     return [...this.#contexts.values()];
   }
 
+  /** Live contexts of every device of the scheduler, in creation order. */
+  allContexts(): ExecutionContext[] {
+    return [...this.#directory.names.values()];
+  }
+
   create(name: unknown, options: unknown): ExecutionContext {
     const doing = `Cannot create context ${show(name)}`;
     if (typeof name !== "string") {

@@ -48,6 +48,11 @@ export interface MemoryPoolOptions {
   stream?: Stream;
   /** Name used in error messages (default "pool"). */
   name?: string;
+  /**
+   * Index of the device the pool's memory is on (default: the device of
+   * `stream` when given, else the scheduler's `device`).
+   */
+  device?: number;
 }
 
 /**
@@ -266,7 +271,8 @@ export class MemoryPool implements Owned {
   #peakAllocated = 0;
 
   /**
-   * A pool on the initialized scheduler's device.
+   * A pool on a device of the initialized scheduler (`device`, default: the
+   * scheduler's).
    *
    * @throws {TypeError | RangeError} for bad options
    * @throws {SchedulerError} when the scheduler is not initialized
@@ -290,8 +296,16 @@ export class MemoryPool implements Owned {
     this.#scheduler = getScheduler();
     this.#staging = stagingFor(this.#scheduler);
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
-    // On the device of the stream it was given, else on the scheduler's device.
-    this.#device = opts.stream?.device ?? this.#scheduler.device.id;
+    const device = opts.device === undefined
+      ? undefined
+      : this.#scheduler.requireDevice(opts.device, CREATE);
+    if (device !== undefined && opts.stream !== undefined && opts.stream.device !== device) {
+      throw new RangeError(
+        `${CREATE}: device must be the device of stream (${opts.stream.device}), got ${device}`,
+      );
+    }
+    // On the device asked for, else that of the stream it was given, else the scheduler's.
+    this.#device = device ?? opts.stream?.device ?? this.#scheduler.device.id;
     this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler, this.#device));
     this.#ownsNativePool = internals?.nativePool === undefined;
     // No native cap: the quota and the device account are the caps (a native cap also counts
@@ -299,8 +313,8 @@ export class MemoryPool implements Owned {
     this.#nativePool = internals?.nativePool ?? createNativePool(0, this.#device);
     try {
       this.#ownsStream = opts.stream === undefined;
-      this.stream = opts.stream ?? this.#scheduler.createStream();
-      this.#orderEvent = this.#scheduler.createEvent();
+      this.stream = opts.stream ?? this.#scheduler.createStream({ device: this.#device });
+      this.#orderEvent = this.#scheduler.createEvent({ device: this.#device });
     } catch (error) {
       if (this.#ownsNativePool) destroyNativePool(this.#nativePool);
       throw error;

@@ -390,6 +390,8 @@ export class PartitionManager implements Owned {
   /** @internal Called at scheduler shutdown, which destroyed every native partition. */
   invalidate(): void {
     this.#open = false;
+    // As close() does: a shut-down manager lists nothing, not partitions that no longer exist.
+    this.#partitions.clear();
   }
 
   #assertOpen(doing: string): void {

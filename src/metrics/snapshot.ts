@@ -91,7 +91,8 @@ export interface Metrics {
  * @throws {SchedulerError} before `initialize()`
  */
 export function getMetrics(): Metrics {
-  const devices = devicesOf(getScheduler());
+  const scheduler = getScheduler();
+  const devices = devicesOf(scheduler);
   return {
     devices: devices.map(({ device, memoryLimit, manager }) => ({
       index: device.id,
@@ -99,7 +100,7 @@ export function getMetrics(): Metrics {
       memoryLimit,
       available: manager.availableVram(),
     })),
-    contexts: devices.flatMap(({ manager }) => manager.contexts()).map(contextMetrics),
+    contexts: contextManager(scheduler).allContexts().map(contextMetrics),
   };
 }
 
