@@ -171,6 +171,31 @@ backendTest(
   { hostMemory: 64 * MB },
 );
 
+backendTest(
+  "while asleep: zero-length writes, reads and copies refuse too",
+  async () => {
+    const ctx = createContext("sleeper", { maxVram: 16 * MB });
+    const buf = ctx.alloc(1 * MB);
+    const data = await fill(buf, 9);
+    const other = createContext("awake", { maxVram: 16 * MB }).alloc(1024);
+    await ctx.sleep();
+    const isAsleep = asleepError(ctx);
+    await assert.rejects(buf.write(new Uint8Array(0)), isAsleep);
+    await assert.rejects(buf.write(new ArrayBuffer(0), { offset: 16 }), isAsleep);
+    await assert.rejects(buf.read(new Uint8Array(0)), isAsleep);
+    await assert.rejects(buf.copyFrom(other, { bytes: 0 }), isAsleep);
+    await assert.rejects(other.copyFrom(buf, { bytes: 0 }), isAsleep);
+    // Bad ranges are still RangeErrors first.
+    await assert.rejects(buf.write(new Uint8Array(0), { offset: 1 * MB + 1 }), RangeError);
+    assert.equal(ctx.sleeping, true);
+    await ctx.wake();
+    await buf.write(new Uint8Array(0));
+    await buf.read(new Uint8Array(0));
+    assert.deepEqual(await readAll(buf), data);
+  },
+  { hostMemory: 64 * MB },
+);
+
 backendTest("sleep refuses while a buffer is pinned, moving nothing", async () => {
   const ctx = createContext("pinned", { maxVram: 8 * MB, qos: QoSPolicy.GUARANTEED });
   const buf = ctx.alloc(1 * MB);

@@ -994,6 +994,12 @@ export class MemoryPool implements Owned {
         }
         return memoryOf(block)?.ptr ?? this.#restore(block);
       },
+      assertUsable: (block) => {
+        this.#assertAlive("use a block");
+        if (this.#asleep !== undefined) {
+          throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
+        }
+      },
       pin: (block) => {
         const node = lruNodeOf(block);
         if (block._pins++ === 0 && node?.list) {

@@ -40,6 +40,8 @@ export interface BlockHost {
   touch(block: PoolBlock): void;
   /** Makes an evicted block resident again (stream-ordered); returns its pointer. */
   ensureResident(block: PoolBlock): Deno.PointerObject;
+  /** Throws what `ensureResident` would for a pool that cannot be used now (destroyed, asleep). */
+  assertUsable(block: PoolBlock): void;
   pin(block: PoolBlock): void;
   unpin(block: PoolBlock): void;
   /** Releases the block's memory; false when it was already released. */
@@ -188,7 +190,7 @@ export class PoolBlock {
     this.#assertLive("write to a block");
     const bytes = asBytes(data, doing, "data");
     const offset = this.#range(doing, bytes.byteLength, options);
-    if (bytes.byteLength === 0) return;
+    if (bytes.byteLength === 0) return this.#host.assertUsable(this);
     this.#host.pin(this);
     try {
       await this.#host.write(this, this.ptr, offset, bytes);
@@ -203,7 +205,7 @@ export class PoolBlock {
     this.#assertLive("read from a block");
     const bytes = asBytes(out, doing, "out");
     const offset = this.#range(doing, bytes.byteLength, options);
-    if (bytes.byteLength === 0) return;
+    if (bytes.byteLength === 0) return this.#host.assertUsable(this);
     this.#host.pin(this);
     try {
       await this.#host.read(this, this.ptr, offset, bytes);
@@ -325,7 +327,10 @@ export class PoolBlock {
         `${doing}: source [${srcOffset}, +${bytes}) and destination [${offset}, +${bytes}) overlap`,
       );
     }
-    if (bytes === 0) return;
+    if (bytes === 0) {
+      this.#host.assertUsable(this);
+      return src.#host.assertUsable(src);
+    }
     this.#host.pin(this);
     try {
       src.#host.pin(src);
