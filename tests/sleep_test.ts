@@ -196,6 +196,25 @@ backendTest(
   { hostMemory: 64 * MB },
 );
 
+backendTest(
+  "a wake whose context is destroyed before it completes rejects, naming the context",
+  async () => {
+    const ctx = createContext("doomed", { maxVram: 16 * MB });
+    ctx.alloc(4 * MB);
+    await ctx.sleep();
+    const waking = ctx.wake();
+    destroyContext(ctx);
+    await assert.rejects(waking, (e: unknown) => {
+      assert.ok(e instanceof SchedulerError);
+      assert.match(e.message, /"doomed".*destroyed/);
+      return true;
+    });
+    assert.equal(getContextUsage(createContext("next", { maxVram: 16 * MB })).used, 0);
+    assert.equal(getAvailableVram(), 64 * MB, "nothing of the destroyed context is held");
+  },
+  { hostMemory: 64 * MB },
+);
+
 backendTest("sleep refuses while a buffer is pinned, moving nothing", async () => {
   const ctx = createContext("pinned", { maxVram: 8 * MB, qos: QoSPolicy.GUARANTEED });
   const buf = ctx.alloc(1 * MB);

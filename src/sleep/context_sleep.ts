@@ -128,7 +128,7 @@ export class SleepCycle {
     if (this.#falling) await this.#falling.catch(() => {});
     if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed`);
     if (this.#state !== "asleep") {
-      await target.stream.synchronize();
+      await this.#settled(doing);
       return;
     }
     this.#ledger.resume(() => this.#state = "waking");
@@ -153,6 +153,20 @@ export class SleepCycle {
     this.#moved = [];
     this.#state = "awake";
     target.pool._setAsleep(undefined);
-    await target.stream.synchronize();
+    await this.#settled(doing);
+  }
+
+  /** Waits for the context's stream; rejects when the context was destroyed meanwhile. */
+  async #settled(doing: string): Promise<void> {
+    const target = this.#target;
+    try {
+      await target.stream.synchronize();
+    } catch (error) {
+      if (!target.alive) {
+        throw new SchedulerError(`${doing}: it was destroyed meanwhile`, { cause: error });
+      }
+      throw error;
+    }
+    if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed meanwhile`);
   }
 }
