@@ -215,6 +215,35 @@ backendTest(
   { hostMemory: 64 * MB },
 );
 
+backendTest(
+  "an allocation whose pressure handler puts its context to sleep is refused as asleep",
+  async () => {
+    const ctx = createContext("napper", { maxVram: 64 * MB });
+    const other = createContext("other", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    other.alloc(40 * MB, { evictable: true });
+    let sleeping: Promise<void> | undefined;
+    const off = onMemoryPressure((asking) => {
+      if (asking === ctx) sleeping ??= ctx.sleep();
+      return true;
+    });
+    try {
+      assert.throws(() => ctx.alloc(30 * MB), asleepError(ctx));
+    } finally {
+      off();
+    }
+    await sleeping;
+    assert.equal(ctx.sleeping, true);
+    assert.deepEqual(
+      [getContextUsage(ctx).used, getContextUsage(ctx).evicted],
+      [0, 0],
+      "the refused allocation left nothing behind",
+    );
+    await ctx.wake();
+    assert.equal(getContextUsage(ctx).used, 0);
+  },
+  { hostMemory: 64 * MB },
+);
+
 backendTest("sleep refuses while a buffer is pinned, moving nothing", async () => {
   const ctx = createContext("pinned", { maxVram: 8 * MB, qos: QoSPolicy.GUARANTEED });
   const buf = ctx.alloc(1 * MB);

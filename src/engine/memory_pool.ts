@@ -695,7 +695,11 @@ export class MemoryPool implements Owned {
           `Cannot allocate in "${this.name}": it was destroyed by a memory-pressure handler`,
         );
       }
-      stillWanted?.();
+      if (stillWanted) stillWanted();
+      else if (this.#asleep !== undefined) {
+        // A handler put this pool's context to sleep: a new allocation is refused, as while asleep.
+        throw new SchedulerError(`Cannot allocate from pool "${this.name}": ${this.#asleep}`);
+      }
       this.#makeRoom(want, deviceRefused);
     }
   }
