@@ -240,6 +240,27 @@ backendTest(
     );
     await ctx.wake();
     assert.equal(getContextUsage(ctx).used, 0);
+    // The same for a restore on use: ptr of an evicted buffer refuses once its context sleeps.
+    destroyContext(other);
+    const evictable = ctx.alloc(20 * MB, { evictable: true });
+    await fill(evictable, 3);
+    ctx.alloc(50 * MB).free(); // past its own maxVram: its evictable buffer goes out
+    assert.equal(evictable.state, "evicted");
+    const third = createContext("third", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const blocker = third.alloc(50 * MB);
+    sleeping = undefined;
+    const off2 = onMemoryPressure((asking) => {
+      if (asking === ctx) sleeping ??= ctx.sleep();
+      blocker.free();
+      return true;
+    });
+    try {
+      assert.throws(() => evictable.ptr, asleepError(ctx));
+    } finally {
+      off2();
+    }
+    await sleeping;
+    assert.equal(getContextUsage(ctx).evicted, 20 * MB);
   },
   { hostMemory: 64 * MB },
 );

@@ -996,7 +996,14 @@ export class MemoryPool implements Owned {
         if (this.#asleep !== undefined) {
           throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
         }
-        return memoryOf(block)?.ptr ?? this.#restore(block);
+        const resident = memoryOf(block)?.ptr;
+        if (resident !== undefined) return resident;
+        const ptr = this.#restore(block);
+        if (this.#asleep !== undefined) {
+          // A pressure handler of the restore put the context to sleep; its sleep moves it out again.
+          throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
+        }
+        return ptr;
       },
       assertUsable: (block) => {
         this.#assertAlive("use a block");
