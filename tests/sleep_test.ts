@@ -265,6 +265,45 @@ backendTest(
   { hostMemory: 64 * MB },
 );
 
+backendTest(
+  "a wake() called from a pressure handler of the wake itself joins it",
+  async () => {
+    const ctx = createContext("riser", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED });
+    const buf = ctx.alloc(8 * MB);
+    const data = await fill(buf, 11);
+    await ctx.sleep();
+    const be = createContext("be", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const filler = be.alloc(60 * MB, { evictable: true }); // the wake must evict it
+    let inner: Promise<void> | undefined;
+    let asked = false;
+    const off = onMemoryPressure((asking) => {
+      if (asking === ctx && !asked) {
+        asked = true;
+        inner = ctx.wake();
+      }
+      return true;
+    });
+    try {
+      await ctx.wake();
+      await inner;
+    } finally {
+      off();
+    }
+    assert.ok(asked, "the wake asked the handlers");
+    assert.equal(ctx.sleeping, false);
+    assert.equal(filler.state, "evicted");
+    assert.deepEqual(await readAll(buf), data);
+    const usage = getContextUsage(ctx);
+    assert.deepEqual([usage.used, usage.reserved], [8 * MB, 32 * MB]);
+    destroyContext(be);
+    assert.equal(getAvailableVram(), 32 * MB, "the reservation is held once");
+    await ctx.sleep();
+    assert.equal(getAvailableVram(), 64 * MB);
+    await ctx.wake();
+  },
+  { hostMemory: 64 * MB },
+);
+
 backendTest("sleep refuses while a buffer is pinned, moving nothing", async () => {
   const ctx = createContext("pinned", { maxVram: 8 * MB, qos: QoSPolicy.GUARANTEED });
   const buf = ctx.alloc(1 * MB);
