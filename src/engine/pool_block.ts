@@ -13,7 +13,6 @@ import { requireNonNegativeInteger, requireOptions, show } from "../validate.ts"
 /** Where a block's bytes are: on the device, or moved out to pinned host memory. */
 export type BlockState = "resident" | "evicted";
 
-/** Options of `write` and `read`. */
 /** Options of `copyFrom()`. */
 export interface CopyFromOptions {
   /** Byte offset in the source buffer (default 0). */
@@ -24,6 +23,7 @@ export interface CopyFromOptions {
   bytes?: number;
 }
 
+/** Options of `write` and `read`. */
 export interface TransferOptions {
   /** Byte offset into the block (default 0). */
   offset?: number;
@@ -260,7 +260,6 @@ export class PoolBlock {
     this.#host.release(this);
   }
 
-  /** Same as `free()`, for `using`. */
   /**
    * Copies `bytes` from `src` (any device buffer or pool block, on this
    * device or another) into this buffer, device to device. The copy runs
@@ -373,6 +372,7 @@ export class PoolBlock {
     }
   }
 
+  /** Same as `free()`, for `using`. */
   [Symbol.dispose](): void {
     this.free();
   }
