@@ -232,6 +232,31 @@ backendTest(
   { hostMemory: 64 * MB },
 );
 
+backendTest(
+  "another context's cached memory is available without asking the pressure handlers",
+  () => {
+    const a = createContext("a", { maxVram: 64 * MB });
+    a.alloc(40 * MB).free();
+    assert.equal(getContextUsage(a).cached, 40 * MB);
+    assert.equal(getAvailableVram(), 64 * MB, "cached memory counts as available");
+    const b = createContext("b", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const calls: number[] = [];
+    const off = onMemoryPressure((_ctx, requested) => {
+      calls.push(requested);
+      return false;
+    });
+    try {
+      const buf = b.alloc(60 * MB); // needs a's cache: released, not a pressure event
+      assert.equal(buf.size, 60 * MB);
+    } finally {
+      off();
+    }
+    assert.deepEqual(calls, []);
+    assert.equal(getContextUsage(a).cached, 0);
+  },
+  { hostMemory: 64 * MB },
+);
+
 // ---------------------------------------------------------------- item 6
 
 backendTest(

@@ -423,6 +423,11 @@ backendTest(
 Deno.test("calls before initialize and after shutdown are clear errors", () => {
   assert.throws(() => createContext("x", { maxVram: MB }), /Scheduler is not initialized/);
   assert.throws(() => getAvailableVram(), /Scheduler is not initialized/);
+  // alloc() outside a session before initialize: still NoActiveSessionError, saying why.
+  assert.throws(
+    () => alloc(1024),
+    (e: unknown) => e instanceof NoActiveSessionError && /not initialized/.test(e.message),
+  );
   initialize({ backend: "host", hostMemory: 64 * MB });
   const ctx = createContext("x", { maxVram: MB });
   const buf = ctx.alloc(1024);
@@ -432,6 +437,7 @@ Deno.test("calls before initialize and after shutdown are clear errors", () => {
   assert.throws(() => buf.ptr, SchedulerError);
   assert.throws(() => getContextUsage(ctx), /not initialized/);
   assert.throws(() => contextSession(ctx), /was destroyed/);
+  assert.throws(() => alloc(10), /not initialized/);
   destroyContext(ctx);
 });
 

@@ -171,6 +171,139 @@ backendTest(
   { hostMemory: 64 * MB },
 );
 
+backendTest(
+  "while asleep: zero-length writes, reads and copies refuse too",
+  async () => {
+    const ctx = createContext("sleeper", { maxVram: 16 * MB });
+    const buf = ctx.alloc(1 * MB);
+    const data = await fill(buf, 9);
+    const other = createContext("awake", { maxVram: 16 * MB }).alloc(1024);
+    await ctx.sleep();
+    const isAsleep = asleepError(ctx);
+    await assert.rejects(buf.write(new Uint8Array(0)), isAsleep);
+    await assert.rejects(buf.write(new ArrayBuffer(0), { offset: 16 }), isAsleep);
+    await assert.rejects(buf.read(new Uint8Array(0)), isAsleep);
+    await assert.rejects(buf.copyFrom(other, { bytes: 0 }), isAsleep);
+    await assert.rejects(other.copyFrom(buf, { bytes: 0 }), isAsleep);
+    // Bad ranges are still RangeErrors first.
+    await assert.rejects(buf.write(new Uint8Array(0), { offset: 1 * MB + 1 }), RangeError);
+    assert.equal(ctx.sleeping, true);
+    await ctx.wake();
+    await buf.write(new Uint8Array(0));
+    await buf.read(new Uint8Array(0));
+    assert.deepEqual(await readAll(buf), data);
+  },
+  { hostMemory: 64 * MB },
+);
+
+backendTest(
+  "a wake whose context is destroyed before it completes rejects, naming the context",
+  async () => {
+    const ctx = createContext("doomed", { maxVram: 16 * MB });
+    ctx.alloc(4 * MB);
+    await ctx.sleep();
+    const waking = ctx.wake();
+    destroyContext(ctx);
+    await assert.rejects(waking, (e: unknown) => {
+      assert.ok(e instanceof SchedulerError);
+      assert.match(e.message, /"doomed".*destroyed/);
+      return true;
+    });
+    assert.equal(getContextUsage(createContext("next", { maxVram: 16 * MB })).used, 0);
+    assert.equal(getAvailableVram(), 64 * MB, "nothing of the destroyed context is held");
+  },
+  { hostMemory: 64 * MB },
+);
+
+backendTest(
+  "an allocation whose pressure handler puts its context to sleep is refused as asleep",
+  async () => {
+    const ctx = createContext("napper", { maxVram: 64 * MB });
+    const other = createContext("other", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    other.alloc(40 * MB, { evictable: true });
+    let sleeping: Promise<void> | undefined;
+    const off = onMemoryPressure((asking) => {
+      if (asking === ctx) sleeping ??= ctx.sleep();
+      return true;
+    });
+    try {
+      assert.throws(() => ctx.alloc(30 * MB), asleepError(ctx));
+    } finally {
+      off();
+    }
+    await sleeping;
+    assert.equal(ctx.sleeping, true);
+    assert.deepEqual(
+      [getContextUsage(ctx).used, getContextUsage(ctx).evicted],
+      [0, 0],
+      "the refused allocation left nothing behind",
+    );
+    await ctx.wake();
+    assert.equal(getContextUsage(ctx).used, 0);
+    // The same for a restore on use: ptr of an evicted buffer refuses once its context sleeps.
+    destroyContext(other);
+    const evictable = ctx.alloc(20 * MB, { evictable: true });
+    await fill(evictable, 3);
+    ctx.alloc(50 * MB).free(); // past its own maxVram: its evictable buffer goes out
+    assert.equal(evictable.state, "evicted");
+    const third = createContext("third", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const blocker = third.alloc(50 * MB);
+    sleeping = undefined;
+    const off2 = onMemoryPressure((asking) => {
+      if (asking === ctx) sleeping ??= ctx.sleep();
+      blocker.free();
+      return true;
+    });
+    try {
+      assert.throws(() => evictable.ptr, asleepError(ctx));
+    } finally {
+      off2();
+    }
+    await sleeping;
+    assert.equal(getContextUsage(ctx).evicted, 20 * MB);
+  },
+  { hostMemory: 64 * MB },
+);
+
+backendTest(
+  "a wake() called from a pressure handler of the wake itself joins it",
+  async () => {
+    const ctx = createContext("riser", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED });
+    const buf = ctx.alloc(8 * MB);
+    const data = await fill(buf, 11);
+    await ctx.sleep();
+    const be = createContext("be", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const filler = be.alloc(60 * MB, { evictable: true }); // the wake must evict it
+    let inner: Promise<void> | undefined;
+    let asked = false;
+    const off = onMemoryPressure((asking) => {
+      if (asking === ctx && !asked) {
+        asked = true;
+        inner = ctx.wake();
+      }
+      return true;
+    });
+    try {
+      await ctx.wake();
+      await inner;
+    } finally {
+      off();
+    }
+    assert.ok(asked, "the wake asked the handlers");
+    assert.equal(ctx.sleeping, false);
+    assert.equal(filler.state, "evicted");
+    assert.deepEqual(await readAll(buf), data);
+    const usage = getContextUsage(ctx);
+    assert.deepEqual([usage.used, usage.reserved], [8 * MB, 32 * MB]);
+    destroyContext(be);
+    assert.equal(getAvailableVram(), 32 * MB, "the reservation is held once");
+    await ctx.sleep();
+    assert.equal(getAvailableVram(), 64 * MB);
+    await ctx.wake();
+  },
+  { hostMemory: 64 * MB },
+);
+
 backendTest("sleep refuses while a buffer is pinned, moving nothing", async () => {
   const ctx = createContext("pinned", { maxVram: 8 * MB, qos: QoSPolicy.GUARANTEED });
   const buf = ctx.alloc(1 * MB);

@@ -368,7 +368,12 @@ export class ContextManager implements ContextHost {
     if (!account) return false;
     const held = account.held;
     const increase = Math.max(held + bytes, ctx.reserved) - Math.max(held, ctx.reserved);
-    if (increase > 0 && !this.#owner.tryClaim(increase)) return false;
+    if (increase > 0 && !this.#owner.tryClaim(increase)) {
+      // Others' caches count as available to everyone: release them before
+      // anyone concludes there is pressure (no user code runs here).
+      this.#trimCaches(increase, ctx);
+      if (!this.#owner.tryClaim(increase)) return false;
+    }
     account.held = held + bytes;
     return true;
   }

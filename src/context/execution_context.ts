@@ -203,7 +203,8 @@ export class ExecutionContext {
 
   /**
    * Admits its reservation again and restores every buffer, bit-exact, at
-   * its address; resolves when the copies are done. Resolves at once when awake.
+   * its address; resolves when the copies are done. Resolves at once when awake;
+   * a wake() called while one is in progress (from a pressure handler too) joins it.
    *
    * @throws {AdmissionError} (rejects) when the reservation or the buffers cannot be
    *   given back now; it stays asleep with its data intact and may be woken later

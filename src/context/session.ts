@@ -17,6 +17,16 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { NoActiveSessionError, SchedulerError } from "../errors.ts";
 import { ExecutionContext } from "./execution_context.ts";
 import { show } from "../validate.ts";
+import { getScheduler } from "../scheduler.ts";
+
+function initialized(): boolean {
+  try {
+    getScheduler();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const asyncCurrent = new AsyncLocalStorage<ExecutionContext>();
 const syncStack: SyncSession[] = [];
@@ -164,7 +174,9 @@ export function requireCurrentContext(doing: string): ExecutionContext {
   const ctx = currentContext();
   if (!ctx) {
     throw new NoActiveSessionError(
-      `${doing}: no active context session, open one with contextSession(ctx)`,
+      initialized()
+        ? `${doing}: no active context session, open one with contextSession(ctx)`
+        : `${doing}: the scheduler is not initialized (call initialize() first), so no context session is active`,
     );
   }
   return ctx;

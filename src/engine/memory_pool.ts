@@ -709,7 +709,11 @@ export class MemoryPool implements Owned {
           `Cannot allocate in "${this.name}": it was destroyed by a memory-pressure handler`,
         );
       }
-      stillWanted?.();
+      if (stillWanted) stillWanted();
+      else if (this.#asleep !== undefined) {
+        // A handler put this pool's context to sleep: a new allocation is refused, as while asleep.
+        throw new SchedulerError(`Cannot allocate from pool "${this.name}": ${this.#asleep}`);
+      }
       this.#makeRoom(want, deviceRefused);
     }
   }
@@ -1006,7 +1010,20 @@ export class MemoryPool implements Owned {
         if (this.#asleep !== undefined) {
           throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
         }
-        return memoryOf(block)?.ptr ?? this.#restore(block);
+        const resident = memoryOf(block)?.ptr;
+        if (resident !== undefined) return resident;
+        const ptr = this.#restore(block);
+        if (this.#asleep !== undefined) {
+          // A pressure handler of the restore put the context to sleep; its sleep moves it out again.
+          throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
+        }
+        return ptr;
+      },
+      assertUsable: (block) => {
+        this.#assertAlive("use a block");
+        if (this.#asleep !== undefined) {
+          throw new SchedulerError(`Cannot use block ${block.id}: ${this.#asleep}`);
+        }
       },
       pin: (block) => {
         const node = lruNodeOf(block);

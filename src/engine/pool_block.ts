@@ -13,7 +13,6 @@ import { requireNonNegativeInteger, requireOptions, show } from "../validate.ts"
 /** Where a block's bytes are: on the device, or moved out to pinned host memory. */
 export type BlockState = "resident" | "evicted";
 
-/** Options of `write` and `read`. */
 /** Options of `copyFrom()`. */
 export interface CopyFromOptions {
   /** Byte offset in the source buffer (default 0). */
@@ -24,6 +23,7 @@ export interface CopyFromOptions {
   bytes?: number;
 }
 
+/** Options of `write` and `read`. */
 export interface TransferOptions {
   /** Byte offset into the block (default 0). */
   offset?: number;
@@ -40,6 +40,8 @@ export interface BlockHost {
   touch(block: PoolBlock): void;
   /** Makes an evicted block resident again (stream-ordered); returns its pointer. */
   ensureResident(block: PoolBlock): Deno.PointerObject;
+  /** Throws what `ensureResident` would for a pool that cannot be used now (destroyed, asleep). */
+  assertUsable(block: PoolBlock): void;
   pin(block: PoolBlock): void;
   unpin(block: PoolBlock): void;
   /** Releases the block's memory; false when it was already released. */
@@ -188,7 +190,7 @@ export class PoolBlock {
     this.#assertLive("write to a block");
     const bytes = asBytes(data, doing, "data");
     const offset = this.#range(doing, bytes.byteLength, options);
-    if (bytes.byteLength === 0) return;
+    if (bytes.byteLength === 0) return this.#host.assertUsable(this);
     this.#host.pin(this);
     try {
       await this.#host.write(this, this.ptr, offset, bytes);
@@ -203,7 +205,7 @@ export class PoolBlock {
     this.#assertLive("read from a block");
     const bytes = asBytes(out, doing, "out");
     const offset = this.#range(doing, bytes.byteLength, options);
-    if (bytes.byteLength === 0) return;
+    if (bytes.byteLength === 0) return this.#host.assertUsable(this);
     this.#host.pin(this);
     try {
       await this.#host.read(this, this.ptr, offset, bytes);
@@ -258,7 +260,6 @@ export class PoolBlock {
     this.#host.release(this);
   }
 
-  /** Same as `free()`, for `using`. */
   /**
    * Copies `bytes` from `src` (any device buffer or pool block, on this
    * device or another) into this buffer, device to device. The copy runs
@@ -325,7 +326,10 @@ export class PoolBlock {
         `${doing}: source [${srcOffset}, +${bytes}) and destination [${offset}, +${bytes}) overlap`,
       );
     }
-    if (bytes === 0) return;
+    if (bytes === 0) {
+      this.#host.assertUsable(this);
+      return src.#host.assertUsable(src);
+    }
     this.#host.pin(this);
     try {
       src.#host.pin(src);
@@ -368,6 +372,7 @@ export class PoolBlock {
     }
   }
 
+  /** Same as `free()`, for `using`. */
   [Symbol.dispose](): void {
     this.free();
   }

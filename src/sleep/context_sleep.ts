@@ -46,6 +46,7 @@ export class SleepCycle {
   #state: SleepState = "awake";
   #moved: PoolBlock[] = [];
   #falling: Promise<void> | undefined;
+  #waking: Promise<void> | undefined;
 
   constructor(target: SleepTarget, ledger: SleepLedger) {
     this.#target = target;
@@ -122,13 +123,39 @@ export class SleepCycle {
     vmmReap(target.device);
   }
 
-  async wake(): Promise<void> {
+  /**
+   * One wake at a time: a wake() called while one is in progress (a
+   * concurrent call, or one from a pressure handler that the wake itself
+   * called) gets that wake's promise instead of re-admitting the
+   * reservation a second time.
+   */
+  wake(): Promise<void> {
+    if (this.#waking) return this.#waking;
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#waking = promise;
+    const done = () => {
+      if (this.#waking === promise) this.#waking = undefined;
+    };
+    this.#wake().then(
+      () => {
+        done();
+        resolve();
+      },
+      (error) => {
+        done();
+        reject(error);
+      },
+    );
+    return promise;
+  }
+
+  async #wake(): Promise<void> {
     const target = this.#target;
     const doing = `Cannot wake context "${target.name}"`;
     if (this.#falling) await this.#falling.catch(() => {});
     if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed`);
     if (this.#state !== "asleep") {
-      await target.stream.synchronize();
+      await this.#settled(doing);
       return;
     }
     this.#ledger.resume(() => this.#state = "waking");
@@ -153,6 +180,20 @@ export class SleepCycle {
     this.#moved = [];
     this.#state = "awake";
     target.pool._setAsleep(undefined);
-    await target.stream.synchronize();
+    await this.#settled(doing);
+  }
+
+  /** Waits for the context's stream; rejects when the context was destroyed meanwhile. */
+  async #settled(doing: string): Promise<void> {
+    const target = this.#target;
+    try {
+      await target.stream.synchronize();
+    } catch (error) {
+      if (!target.alive) {
+        throw new SchedulerError(`${doing}: it was destroyed meanwhile`, { cause: error });
+      }
+      throw error;
+    }
+    if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed meanwhile`);
   }
 }
