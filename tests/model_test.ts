@@ -562,13 +562,22 @@ const seen = {
 const RUNS = readEnvInt("GPUSCHED_MODEL_RUNS", 40);
 const STEPS = readEnvInt("GPUSCHED_MODEL_STEPS", 60);
 
+/**
+ * The seed CI runs with. A fixed one keeps the CI run reproducible and its
+ * coverage guard below honest (with a random seed, about 1 run in 5-10 of
+ * 40 saw no eviction at all); GPUSCHED_MODEL_SEED picks another, and
+ * GPUSCHED_MODEL_SEED=random lets fast-check choose.
+ */
+const DEFAULT_SEED = 20261201;
+
 /** fast-check's replay options, from the env (a failing run prints its seed and path). */
 function replay(): { seed?: number; path?: string } {
   const read = (name: string) =>
     Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
       ? Deno.env.get(name)
       : undefined;
-  const seed = Number(read("GPUSCHED_MODEL_SEED"));
+  const chosen = read("GPUSCHED_MODEL_SEED");
+  const seed = chosen === undefined ? DEFAULT_SEED : Number(chosen);
   const path = read("GPUSCHED_MODEL_PATH");
   return { ...(Number.isSafeInteger(seed) ? { seed } : {}), ...(path ? { path } : {}) };
 }
