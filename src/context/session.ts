@@ -160,18 +160,31 @@ export function dropSessionsOf(ctx: ExecutionContext): void {
  *
  * @example
  * ```ts
- * import { currentContext } from "@gpusched/core";
- * console.log(currentContext()); // undefined outside any session
+ * import { contextSession, createContext, currentContext, initialize, MB, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const llm = createContext("llm", { maxVram: 64 * MB });
+ * assert.equal(currentContext(), undefined); // outside any session
+ * await contextSession(llm, () => assert.equal(currentContext(), llm));
+ * shutdown();
  * ```
+ * @throws {SchedulerError} before `initialize()` (like every function but
+ * `initialize`), since no context can exist then
  */
 export function currentContext(): ExecutionContext | undefined {
+  getScheduler(); // throws a clear SchedulerError when not initialized
+  return activeContext();
+}
+
+/** The innermost open session's context, without the initialized check. */
+function activeContext(): ExecutionContext | undefined {
   const top = syncStack[syncStack.length - 1];
   return top ? top.context : asyncCurrent.getStore();
 }
 
 /** The current context, or NoActiveSessionError naming what needed one. */
 export function requireCurrentContext(doing: string): ExecutionContext {
-  const ctx = currentContext();
+  const ctx = activeContext();
   if (!ctx) {
     throw new NoActiveSessionError(
       initialized()
