@@ -110,15 +110,7 @@ export class SleepCycle {
       this.#falling = undefined;
     }
     this.#ledger.suspend(() => this.#state = "asleep");
-    try {
-      await target.stream.synchronize();
-    } catch (error) {
-      if (!target.alive) {
-        throw new SchedulerError(`${doing}: it was destroyed meanwhile`, { cause: error });
-      }
-      throw error;
-    }
-    if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed meanwhile`);
+    await this.#settled(doing);
     // The copies are done: unmap their physical memory now rather than at the next allocation.
     vmmReap(target.device);
   }
