@@ -7,15 +7,16 @@
  * @module
  */
 
+import { ContextDirectory } from "./context/context_manager.ts";
+import { Device } from "./device.ts";
+import type { DeviceInfo, MemoryInfo } from "./device_info.ts";
 import {
-  type DeviceInfo,
   forgetCurrentDevice,
-  type MemoryInfo,
   readDeviceCount,
   readDeviceInfo,
   readMemoryInfo,
   useDevice,
-} from "./device.ts";
+} from "./native/devices.ts";
 import { SchedulerError } from "./errors.ts";
 import { GpuEvent } from "./event.ts";
 import type { Owned, Owner } from "./lifetime.ts";
@@ -130,6 +131,9 @@ export class Scheduler implements Owner {
   readonly memoryLimits: readonly number[];
   #live = new Set<Owned>();
   #streams = new Set<Stream>();
+  /** What it keeps per device (memory account, contexts, staging, layout), by index. */
+  readonly #units: readonly Device[];
+  /** Where each device's streams run: its compute layout, once made. */
   #partitions: (PartitionBinding | undefined)[];
   /** Streams of contexts with a compute reservation, to their reservation. */
   #reservations = new WeakMap<Stream, object>();
@@ -149,6 +153,24 @@ export class Scheduler implements Owner {
     this.memoryLimits = Object.freeze([...memoryLimits]);
     this.memoryLimit = this.memoryLimits[deviceId]!;
     this.#partitions = devices.map(() => undefined);
+    const directory = new ContextDirectory();
+    this.#units = Object.freeze(
+      this.devices.map((_, i) => new Device(this, i, this.memoryLimits[i]!, directory)),
+    );
+  }
+
+  /**
+   * @internal Device `index` (a checked index; default: the default device)
+   * and the services it owns: limit owner, contexts, staging, address
+   * space, compute layout, partitions.
+   */
+  deviceAt(index: number = this.device.id): Device {
+    return this.#units[index]!;
+  }
+
+  /** @internal Every device, by index. */
+  get units(): readonly Device[] {
+    return this.#units;
   }
 
   /**
@@ -360,6 +382,7 @@ export class Scheduler implements Owner {
     this.#live.clear();
     this.#streams.clear();
     this.#partitions.fill(undefined);
+    for (const unit of this.#units) unit.forget();
     if (active === this) active = undefined;
     unwrap(lib().sched_shutdown(), "Cannot shut down libsched");
   }

@@ -21,19 +21,12 @@ import {
   pinnedAlloc,
   pinnedFree,
 } from "./native_memory.ts";
-import { limitOwnerOf } from "./limit_owner.ts";
+import type { LimitOwner } from "./limit_owner.ts";
 import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
-import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
-import {
-  addressSpaceFor,
-  type Slot,
-  SlotAllocator,
-  vmmCommit,
-  vmmDecommit,
-  vmmReap,
-} from "./virtual_memory.ts";
+import { stagedRead, stagedWrite, type StagingArea } from "./staging.ts";
+import { type Slot, SlotAllocator, vmmCommit, vmmDecommit, vmmReap } from "./virtual_memory.ts";
 import { traceCopy, traceMemory, tracing } from "../trace/recorder.ts";
 
 /** Options of `new MemoryPool()`. */
@@ -277,7 +270,11 @@ export class MemoryPool implements Owned {
    * @throws {TypeError | RangeError} for bad options
    * @throws {SchedulerError} when the scheduler is not initialized
    */
-  constructor(options: MemoryPoolOptions, internals?: PoolInternals) {
+  constructor(
+    options: MemoryPoolOptions,
+    internals?: PoolInternals,
+    scheduler: Scheduler = getScheduler(),
+  ) {
     if (options === undefined) {
       throw new TypeError(`${CREATE}: options must be an object, got undefined`);
     }
@@ -293,8 +290,7 @@ export class MemoryPool implements Owned {
       throw new TypeError(`${CREATE}: name must be a non-empty string, got ${show(opts.name)}`);
     }
     this.name = opts.name ?? "pool";
-    this.#scheduler = getScheduler();
-    this.#staging = stagingFor(this.#scheduler);
+    this.#scheduler = scheduler;
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     const device = opts.device === undefined
       ? undefined
@@ -306,7 +302,9 @@ export class MemoryPool implements Owned {
     }
     // On the device asked for, else that of the stream it was given, else the scheduler's.
     this.#device = device ?? opts.stream?.device ?? this.#scheduler.device.id;
-    this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler, this.#device));
+    const unit = this.#scheduler.deviceAt(this.#device);
+    this.#staging = unit.staging;
+    this.#slots = new SlotAllocator(unit.addressSpace);
     this.#ownsNativePool = internals?.nativePool === undefined;
     // No native cap: the quota and the device account are the caps (a native cap also counts
     // memory the pool keeps in pieces, refusing bytes the accounts rightly call free).
@@ -322,7 +320,7 @@ export class MemoryPool implements Owned {
     this.#streams.add(this.stream);
     this.#host = this.#makeBlockHost();
     this.#budget = internals?.budget ??
-      standaloneBudget(this.#scheduler, this.#device, (bytes) => this.#evictOwn(bytes));
+      standaloneBudget(unit.limitOwner, (bytes) => this.#evictOwn(bytes));
     this.#errorContext = internals?.errorContext ?? this.name;
     this.#exact = internals?.exactSizes ?? false;
     this.#makeBlock = internals?.makeBlock ?? ((...args) => new PoolBlock(...args));
@@ -1076,12 +1074,7 @@ const RESTORED_MEANWHILE = Symbol("restored meanwhile");
  * only bytes nobody claims (others' caches are released for it), so it can
  * never take what a context reserved; it has no reservation of its own.
  */
-function standaloneBudget(
-  scheduler: Scheduler,
-  device: number,
-  evictOwn: (bytes: number) => void,
-): PoolBudget {
-  const owner = limitOwnerOf(scheduler, device);
+function standaloneBudget(owner: LimitOwner, evictOwn: (bytes: number) => void): PoolBudget {
   return {
     tryRequest: (bytes) => owner.claimReclaiming(bytes),
     returned: (bytes) => owner.release(bytes),

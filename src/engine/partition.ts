@@ -76,8 +76,9 @@ export interface PartitionLimitsInit {
 }
 
 /**
- * What a partition reserves: device memory (accounted) and a share of the
- * device's SMs (enforced on CUDA with green contexts). Immutable: each
+ * What a partition reserves: device memory (a limit on what its contexts
+ * hold together) and a share of the device's SMs (enforced on CUDA with
+ * green contexts). Immutable: each
  * builder method returns a new value. Leave a limit out to reserve none.
  *
  * @example

@@ -29,7 +29,7 @@ import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "./native_memo
 
 /** Bytes per staging chunk: large enough to run near copy-engine speed. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
-/** Pinned bytes one scheduler's transfers may hold at once. */
+/** Pinned bytes the transfers of one device may hold at once. */
 export const STAGING_CAP_BYTES = 256 * 1024 * 1024;
 /** Free chunks kept for reuse; more are freed once their copies completed. */
 const KEPT_CHUNKS = 16;
@@ -59,8 +59,10 @@ interface InFlight {
 }
 
 /**
- * The pinned staging memory of one scheduler (pinned allocation costs
- * milliseconds; sharing keeps every pool's first transfer fast).
+ * The pinned staging memory of one device of a scheduler (`Device.staging`:
+ * pinned allocation costs milliseconds; sharing keeps every pool's first
+ * transfer fast). Pinned memory is portable, but each device has its own
+ * area, so one device's transfers never wait for another's to free chunks.
  */
 export class StagingArea {
   #free: Chunk[] = [];
@@ -198,18 +200,6 @@ export class StagingArea {
       this.#held--;
     }
   }
-}
-
-const areas = new WeakMap<object, StagingArea>();
-
-/** The staging area shared by everything of one scheduler. */
-export function stagingFor(scheduler: { readonly active: boolean }): StagingArea {
-  let area = areas.get(scheduler);
-  if (!area) {
-    area = new StagingArea(scheduler);
-    areas.set(scheduler, area);
-  }
-  return area;
 }
 
 /** Waits for the transfer's copies, even after a failure, then settles it. */
