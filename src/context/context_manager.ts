@@ -101,7 +101,7 @@ interface Account {
 /** What the managers of one scheduler's devices share: context names and pressure handlers. */
 export class ContextDirectory {
   /** Live contexts by name, on every device. */
-  readonly names = new Map<string, ExecutionContext>();
+  readonly names: Map<string, ExecutionContext> = new Map();
   /** Pressure handlers, called for allocations on any device. */
   readonly handlers: MemoryPressureHandler[] = [];
 }
