@@ -156,7 +156,12 @@ Deno.test("names: empty, very long and wrong-typed names are refused or kept exa
       () => manager.createPartition("p", "n", {} as never),
       TypeError,
     );
-    expectError("memory pool name ''", () => new MemoryPool({ quota: MB, name: "" }), TypeError);
+    expectError("memory pool name ''", () => new MemoryPool({ quota: MB, name: "" }), RangeError);
+    expectError(
+      "memory pool name 7",
+      () => new MemoryPool({ quota: MB, name: 7 as never }),
+      TypeError,
+    );
   } finally {
     shutdown();
   }

@@ -42,6 +42,7 @@ import { parseComputeOption, reserveCompute } from "../engine/compute_reservatio
 import type { Scheduler } from "../scheduler.ts";
 import type { Device } from "../device.ts";
 import {
+  requireNonEmptyString,
   requireNonNegativeInteger,
   requireOneOf,
   requireOptions,
@@ -193,12 +194,9 @@ export class ContextManager implements ContextHost {
     return [...this.#directory.names.values()];
   }
 
-  create(name: unknown, options: unknown): ExecutionContext {
+  create(name: string, options: unknown): ExecutionContext {
     const doing = `Cannot create context ${show(name)}`;
-    if (typeof name !== "string") {
-      throw new TypeError(`${doing}: name must be a string, got ${show(name)}`);
-    }
-    if (name.length === 0) throw new RangeError(`${doing}: name must not be empty`);
+    requireNonEmptyString(name, "name", doing);
     if (options === undefined) throw new TypeError(`${doing}: options with maxVram are required`);
     const opts = requireOptions<ContextOptions>(options, doing);
     const maxVram = requirePositiveInteger(opts.maxVram, "maxVram", doing);

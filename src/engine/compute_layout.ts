@@ -31,7 +31,7 @@
  * @module
  */
 
-import { useDevice } from "../device.ts";
+import { useDevice } from "../native/devices.ts";
 import { AdmissionError, NativeError, SchedulerError } from "../errors.ts";
 import type { Owned } from "../lifetime.ts";
 import { lib } from "../native/loader.ts";

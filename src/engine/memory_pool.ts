@@ -11,7 +11,13 @@ import type { GpuEvent } from "../event.ts";
 import type { Owned } from "../lifetime.ts";
 import { getScheduler, type Scheduler } from "../scheduler.ts";
 import { Stream } from "../stream.ts";
-import { requireBoolean, requireOptions, requirePositiveInteger, show } from "../validate.ts";
+import {
+  requireBoolean,
+  requireNonEmptyString,
+  requireOptions,
+  requirePositiveInteger,
+  show,
+} from "../validate.ts";
 import { LinkedList, ListNode } from "./linked_list.ts";
 import {
   copyToDevice,
@@ -20,6 +26,7 @@ import {
   destroyNativePool,
   pinnedAlloc,
   pinnedFree,
+  pinnedRefused,
 } from "./native_memory.ts";
 import type { LimitOwner } from "./limit_owner.ts";
 import { type BlockHost, PoolBlock } from "./pool_block.ts";
@@ -286,10 +293,7 @@ export class MemoryPool implements Owned {
     this.#evictableByDefault = opts.evictableByDefault === undefined
       ? false
       : requireBoolean(opts.evictableByDefault, "evictableByDefault", CREATE);
-    if (opts.name !== undefined && (typeof opts.name !== "string" || opts.name.length === 0)) {
-      throw new TypeError(`${CREATE}: name must be a non-empty string, got ${show(opts.name)}`);
-    }
-    this.name = opts.name ?? "pool";
+    this.name = opts.name === undefined ? "pool" : requireNonEmptyString(opts.name, "name", CREATE);
     this.#scheduler = scheduler;
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     const device = opts.device === undefined
@@ -368,8 +372,9 @@ export class MemoryPool implements Owned {
     }
     if (!this.#alive) this.#assertAlive("allocate");
     if (this.#asleep !== undefined) throw new SchedulerError(`${doing}: ${this.#asleep}`);
+    // Past the pool's cap: refused as an allocation past a context's budget is.
     if (size > this.quota) {
-      throw new RangeError(`${doing}: size ${size} exceeds the quota of ${this.quota} bytes`);
+      throw new VramBudgetExceededError(this.#errorContext, size, this.#availableNow());
     }
     const key = this.#exact ? size : sizeClassOf(size);
     const memory = this.#reuse(key, stream) ?? this.#takeDevice(size, key, stream);
@@ -400,7 +405,9 @@ export class MemoryPool implements Owned {
    *
    * @throws {TypeError} when `block` is not a PoolBlock
    * @throws {RangeError} when it belongs to another pool
-   * @throws {SchedulerError} when it was already freed, or is pinned
+   * Idempotent, as `block.free()` is.
+   *
+   * @throws {SchedulerError} when it is pinned
    */
   free(block: PoolBlock): void {
     const doing = `Cannot free a block in pool "${this.name}"`;
@@ -410,7 +417,7 @@ export class MemoryPool implements Owned {
     if (block._owner !== this.#host) {
       throw new RangeError(`${doing}: block ${block.id} belongs to another pool`);
     }
-    if (block.freed) throw new SchedulerError(`${doing}: block ${block.id} was already freed`);
+    if (block.freed) return; // idempotent, as block.free() is
     this.#release(block);
   }
 
@@ -858,7 +865,7 @@ export class MemoryPool implements Owned {
     const ptr = pinnedAlloc(classSize);
     if (!ptr) {
       throw new VramBudgetExceededError(this.name, classSize, 0, {
-        cause: new Error(`Cannot evict: ${classSize} bytes of pinned host memory refused`),
+        cause: pinnedRefused(classSize, "Cannot evict"),
       });
     }
     return { ptr, size: classSize };

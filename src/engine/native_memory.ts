@@ -6,15 +6,14 @@
  * @module
  */
 
-import { useDevice } from "../device.ts";
+import { useDevice } from "../native/devices.ts";
 import { lib } from "../native/loader.ts";
+import { NativeError } from "../errors.ts";
 import { CopyKind, Status } from "../native/status_codes.ts";
 import { unwrap } from "../native/unwrap.ts";
 
 const ptrOut = new BigUint64Array(1);
 const handleOut = new Uint32Array(1);
-const usedOut = new BigUint64Array(1);
-const reservedOut = new BigUint64Array(1);
 
 /** A stream-ordered libsched pool on `device`, capped at maxBytes (0: no cap of ours); returns its handle. */
 export function createNativePool(maxBytes: number, device = 0): number {
@@ -33,12 +32,6 @@ export function destroyNativePool(pool: number): void {
 /** Returns the libsched pool's unused memory to the device, down to keepBytes. */
 export function trimNativePool(pool: number, keepBytes: number): void {
   unwrap(lib().sched_pool_trim(pool, BigInt(keepBytes)), "Cannot trim a memory pool");
-}
-
-/** Bytes the libsched pool holds from the device. */
-export function nativePoolReserved(pool: number): number {
-  unwrap(lib().sched_pool_usage(pool, usedOut, reservedOut), "Cannot read pool usage");
-  return Number(reservedOut[0]);
 }
 
 /** Device memory ordered on stream; null when the device or pool is out of memory. */
@@ -64,6 +57,18 @@ export function pinnedAlloc(bytes: number): Deno.PointerObject | null {
   if (status === Status.OUT_OF_MEMORY) return null;
   unwrap(status, `Cannot allocate ${bytes} bytes of pinned host memory`);
   return Deno.UnsafePointer.create(ptrOut[0]!)!;
+}
+
+/**
+ * The error for pinned host memory the host refused (`pinnedAlloc` gave
+ * null): a NativeError with libsched's OUT_OF_MEMORY status, wherever it
+ * happens (staging a transfer, evicting a block).
+ */
+export function pinnedRefused(bytes: number, doing: string): NativeError {
+  return new NativeError(
+    Status.OUT_OF_MEMORY,
+    `${doing}: ${bytes} bytes of pinned host memory refused`,
+  );
 }
 
 /** Frees pinned host memory. */

@@ -25,7 +25,13 @@
 
 import { SchedulerError } from "../errors.ts";
 import type { Stream } from "../stream.ts";
-import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "./native_memory.ts";
+import {
+  copyToDevice,
+  copyToHost,
+  pinnedAlloc,
+  pinnedFree,
+  pinnedRefused,
+} from "./native_memory.ts";
 
 /** Bytes per staging chunk: large enough to run near copy-engine speed. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -170,11 +176,7 @@ export class StagingArea {
 
   #newChunk(): Chunk {
     const ptr = pinnedAlloc(CHUNK_BYTES);
-    if (!ptr) {
-      throw new RangeError(
-        `Cannot stage a transfer: ${CHUNK_BYTES} bytes of pinned host memory refused`,
-      );
-    }
+    if (!ptr) throw pinnedRefused(CHUNK_BYTES, "Cannot stage a transfer");
     this.#held++;
     return {
       ptr,
