@@ -22,7 +22,6 @@ import type { PartitionManager } from "./engine/partition_manager.ts";
 import { StagingArea } from "./engine/staging.ts";
 import { AddressSpace } from "./engine/virtual_memory.ts";
 import type { DeviceInfo } from "./device_info.ts";
-import { SchedulerError } from "./errors.ts";
 import type { Scheduler } from "./scheduler.ts";
 
 export type { DeviceInfo, MemoryInfo } from "./device_info.ts";
@@ -100,18 +99,10 @@ export class Device {
   }
 
   /**
-   * Records `manager` as the one partition manager of this device.
-   *
-   * @throws {SchedulerError} while another one is open
+   * Records `manager` as the partition manager open on this device (its
+   * compute layout already refused a second one: `attachDirectory`).
    */
-  openPartitions(manager: PartitionManager, doing: string): void {
-    if (this.#partitions !== undefined && this.#partitions !== manager) {
-      throw new SchedulerError(
-        this.#scheduler.devices.length === 1
-          ? `${doing}: the scheduler already has a PartitionManager, close() it first`
-          : `${doing}: device ${this.index} already has a PartitionManager, close() it first`,
-      );
-    }
+  openPartitions(manager: PartitionManager): void {
     this.#partitions = manager;
   }
 

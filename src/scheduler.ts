@@ -133,8 +133,6 @@ export class Scheduler implements Owner {
   #streams = new Set<Stream>();
   /** What it keeps per device (memory account, contexts, staging, layout), by index. */
   readonly #units: readonly Device[];
-  /** Where each device's streams run: its compute layout, once made. */
-  #partitions: (PartitionBinding | undefined)[];
   /** Streams of contexts with a compute reservation, to their reservation. */
   #reservations = new WeakMap<Stream, object>();
   #nextStreamId = 1;
@@ -152,7 +150,6 @@ export class Scheduler implements Owner {
     this.device = this.devices[deviceId]!;
     this.memoryLimits = Object.freeze([...memoryLimits]);
     this.memoryLimit = this.memoryLimits[deviceId]!;
-    this.#partitions = devices.map(() => undefined);
     const directory = new ContextDirectory();
     this.#units = Object.freeze(
       this.devices.map((_, i) => new Device(this, i, this.memoryLimits[i]!, directory)),
@@ -223,30 +220,6 @@ export class Scheduler implements Owner {
     if (object instanceof Stream) this.#streams.delete(object);
   }
 
-  /**
-   * @internal Lets a partition manager place streams of one device; one
-   * manager per device at a time.
-   *
-   * @throws {SchedulerError} when another manager is bound to that device
-   */
-  bindPartitions(binding: PartitionBinding, doing: string, device = this.device.id): void {
-    const bound = this.#partitions[device];
-    if (bound !== undefined && bound !== binding) {
-      throw new SchedulerError(
-        this.devices.length === 1
-          ? `${doing}: the scheduler already has a PartitionManager, close() it first`
-          : `${doing}: device ${device} already has a PartitionManager, close() it first`,
-      );
-    }
-    this.#partitions[device] = binding;
-  }
-
-  /** @internal */
-  unbindPartitions(binding: PartitionBinding): void {
-    const device = this.#partitions.indexOf(binding);
-    if (device >= 0) this.#partitions[device] = undefined;
-  }
-
   /** @internal Live streams, in creation order. */
   liveStreams(): IterableIterator<Stream> {
     return this.#streams.values();
@@ -276,7 +249,8 @@ export class Scheduler implements Owner {
     device: number,
     reservation?: object,
   ): number {
-    const binding = this.#partitions[device];
+    // Where the device's streams run: its compute layout, once one was made.
+    const binding: PartitionBinding | undefined = this.#units[device]!.layoutIfMade;
     if (binding) return binding.nativePartition(partition, doing, reservation);
     if (partition === undefined) return 0;
     throw new RangeError(
@@ -381,7 +355,6 @@ export class Scheduler implements Owner {
     for (const object of this.#live) object.invalidate();
     this.#live.clear();
     this.#streams.clear();
-    this.#partitions.fill(undefined);
     for (const unit of this.#units) unit.forget();
     if (active === this) active = undefined;
     unwrap(lib().sched_shutdown(), "Cannot shut down libsched");

@@ -123,7 +123,6 @@ export class ComputeLayout implements Owned, PartitionBinding {
     this.granularity = info.smGranularity;
     this.groupCapacity = this.granularity > 0 ? Math.min(64, info.smGroups) : 0;
     this.#owners = new Array(this.groupCapacity).fill(undefined);
-    sched.bindPartitions(this, "Cannot lay out the SMs", device);
     sched.adopt(this);
   }
 

@@ -188,7 +188,7 @@ export class PartitionManager implements Owned {
     this.#layout = ComputeLayout.of(sched, device);
     this.#directory = { has: (id) => this.#partitions.has(id) };
     this.#layout.attachDirectory(this.#directory, CREATE);
-    unit.openPartitions(this, CREATE);
+    unit.openPartitions(this);
     sched.adopt(this);
   }
 
