@@ -26,4 +26,6 @@ await withHostDevices(2, async () => {
   await import("./abi_vmm_test.ts?devices=2");
   await import("./native_reliability_test.ts?devices=2");
   await import("./demo_kernels_test.ts?devices=2");
+  await import("./model_test.ts?devices=2");
+  await import("./model_concurrent_test.ts?devices=2");
 });

@@ -350,8 +350,9 @@ export class MemoryPool implements Owned {
   /**
    * A block of at least `size` bytes.
    *
-   * @throws {TypeError | RangeError} for a bad size or options, or a size above the quota
-   * @throws {VramBudgetExceededError} when no room can be made under the quota or on the device
+   * @throws {TypeError | RangeError} for a bad size or options
+   * @throws {VramBudgetExceededError} for a size above the quota, or when no room can be made
+   *   under the quota or on the device
    */
   allocate(size: number, options?: AllocateOptions): PoolBlock {
     const doing = `Cannot allocate from pool "${this.name}"`;
