@@ -93,6 +93,60 @@ static int driver_only(int cycles, bool primary) {
   return 0;
 }
 
+/* One green context for the whole run; a stream made, used and destroyed in it per cycle. */
+static int streams_in_one(int cycles) {
+  if (cudaFree(0) != cudaSuccess) return 1;
+  decltype(&cuDeviceGet) device_get;
+  decltype(&cuDeviceGetDevResource) get_resource;
+  decltype(&cuDevSmResourceSplitByCount) split;
+  decltype(&cuDevResourceGenerateDesc) gen_desc;
+  decltype(&cuGreenCtxCreate) gc_create;
+  decltype(&cuGreenCtxStreamCreate) gc_stream;
+  LOAD(device_get, "cuDeviceGet");
+  LOAD(get_resource, "cuDeviceGetDevResource");
+  LOAD(split, "cuDevSmResourceSplitByCount");
+  LOAD(gen_desc, "cuDevResourceGenerateDesc");
+  LOAD(gc_create, "cuGreenCtxCreate");
+  LOAD(gc_stream, "cuGreenCtxStreamCreate");
+  CUdevice dev;
+  CUdevResource sm, groups[32], rest;
+  unsigned n = 32;
+  CUdevResourceDesc desc;
+  CUgreenCtx g;
+  if (device_get(&dev, 0) || get_resource(dev, &sm, CU_DEV_RESOURCE_TYPE_SM) ||
+      split(groups, &n, &sm, &rest, CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING, 8) ||
+      gen_desc(&desc, groups, 4) || gc_create(&g, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM))
+    return 2;
+  int *buf = NULL;
+  cudaMalloc(&buf, 4096);
+  size_t free0, free1, total;
+  cudaMemGetInfo(&free0, &total);
+  long rss0 = rss_kib();
+  for (int i = 0; i < cycles; i++) {
+    CUstream s;
+    if (gc_stream(&s, g, CU_STREAM_NON_BLOCKING, 0)) return 3;
+    touch<<<1, 32, 0, (cudaStream_t)s>>>(buf);
+    cudaStreamSynchronize((cudaStream_t)s);
+    cudaStreamDestroy((cudaStream_t)s);
+  }
+  cudaMemGetInfo(&free1, &total);
+  printf("streams in one green context: %d made and destroyed: RSS %+.1f KiB each, device memory -%.1f KiB each\n",
+         cycles, (rss_kib() - rss0) / (double)cycles, ((double)free0 - (double)free1) / 1024.0 / cycles);
+  cudaStream_t plain;
+  cudaMemGetInfo(&free0, &total);
+  rss0 = rss_kib();
+  for (int i = 0; i < cycles; i++) {
+    cudaStreamCreateWithFlags(&plain, cudaStreamNonBlocking);
+    touch<<<1, 32, 0, plain>>>(buf);
+    cudaStreamSynchronize(plain);
+    cudaStreamDestroy(plain);
+  }
+  cudaMemGetInfo(&free1, &total);
+  printf("plain streams: %d made and destroyed: RSS %+.1f KiB each, device memory -%.1f KiB each\n", cycles,
+         (rss_kib() - rss0) / (double)cycles, ((double)free0 - (double)free1) / 1024.0 / cycles);
+  return 0;
+}
+
 static int live(int count) {
   if (cudaFree(0) != cudaSuccess) return 1;
   decltype(&cuDeviceGet) device_get;
@@ -142,6 +196,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "primary") == 0) return driver_only(cycles, true);
   bool same = strcmp(mode, "same") == 0;
   if (strcmp(mode, "live") == 0) return live(cycles);
+  if (strcmp(mode, "streams") == 0) return streams_in_one(cycles);
   if (cudaFree(0) != cudaSuccess) {
     printf("no CUDA device\n");
     return 1;
@@ -178,6 +233,8 @@ int main(int argc, char **argv) {
   for (int v = first; v <= last; v++) {
     long before = rss_kib();
     long mid = 0;
+    size_t free_before, free_after, total;
+    cudaMemGetInfo(&free_before, &total);
     double t0 = now_ms();
     for (int i = 0; i < cycles; i++) {
       if (i == cycles / 2) mid = rss_kib();
@@ -223,8 +280,10 @@ int main(int argc, char **argv) {
       }
     }
     long after = rss_kib();
-    printf("variant %d (%s): %d cycles in %.0f ms: RSS %ld -> %ld KiB, second half %.1f KiB/cycle\n", v,
-           variants[v], cycles, now_ms() - t0, before, after, (after - mid) / (double)(cycles - cycles / 2));
+    cudaMemGetInfo(&free_after, &total);
+    printf("variant %d (%s): %d cycles in %.0f ms: RSS %ld -> %ld KiB, second half %.1f KiB/cycle; device memory -%.1f KiB/cycle\n", v,
+           variants[v], cycles, now_ms() - t0, before, after, (after - mid) / (double)(cycles - cycles / 2),
+           ((double)free_before - (double)free_after) / 1024.0 / cycles);
     fflush(stdout);
   }
   return 0;
