@@ -24,7 +24,7 @@ import {
   shutdown,
   VramBudgetExceededError,
 } from "../mod.ts";
-import { backendTest } from "./_helpers.ts";
+import { backendTest, seededRandom } from "./_helpers.ts";
 import { multiDeviceTest } from "./_devices.ts";
 
 const LIMIT = { hostMemory: 64 * MB };
@@ -244,3 +244,84 @@ multiDeviceTest("a partition's limit holds its own device's contexts only", (sch
   assert.equal(sched.deviceAt(1).limitOwner.claimed, 20 * MB);
   assert.equal(sched.deviceAt(0).limitOwner.claimed, 16 * MB);
 });
+
+backendTest("a partition without a memory limit leaves its contexts to the device's limit", () => {
+  const manager = new PartitionManager(new PartitionConfig({ totalMemory: 32 * MB }));
+  manager.createPartition("c", "Compute only", new PartitionLimits().compute(0.25));
+  assert.equal(manager.memoryAccount("c"), undefined);
+  const ctx = createContext("inside", { maxVram: 48 * MB, partition: "c" });
+  using _big = ctx.alloc(40 * MB); // past the manager's totalMemory: no partition limit applies
+}, LIMIT);
+
+backendTest(
+  "random allocations, frees, evictions and destroys never push a partition past its limit",
+  async (sched) => {
+    const limit = 12 * MB;
+    const manager = partitioned(limit);
+    const account = manager.memoryAccount("p")!;
+    const random = seededRandom(20261201);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    const kinds = [
+      { maxVram: 6 * MB, qos: QoSPolicy.GUARANTEED },
+      { maxVram: 16 * MB, baseVram: 2 * MB, qos: QoSPolicy.BURSTABLE },
+      { maxVram: 16 * MB, qos: QoSPolicy.BEST_EFFORT },
+    ];
+    let named = 0;
+    const inside: ExecutionContext[] = [];
+    const outside = createContext("outside", { maxVram: 16 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const buffers: DeviceBuffer[] = [];
+    let refusals = 0, evictions = 0;
+    const claim = (ctx: ExecutionContext) => {
+      const u = getContextUsage(ctx);
+      return Math.max(u.used + u.cached, u.reserved);
+    };
+    for (let step = 0; step < 600; step++) {
+      const roll = random();
+      try {
+        if (roll < 0.08 || inside.length === 0) {
+          inside.push(createContext(`c${named++}`, { ...pick(kinds), partition: "p" }));
+        } else if (roll < 0.12) {
+          const ctx = pick(inside);
+          inside.splice(inside.indexOf(ctx), 1);
+          ctx.destroy();
+        } else if (roll < 0.65) {
+          const ctx = random() < 0.85 ? pick(inside) : outside;
+          const size = pick([64 * 1024, 512 * 1024, 1 * MB, 3 * MB]);
+          const buf = ctx.alloc(size, { evictable: random() < 0.5 });
+          if (random() < 0.3) await buf.write(new Uint8Array(16).fill(step & 0xff));
+          buffers.push(buf);
+        } else if (roll < 0.9 && buffers.length > 0) {
+          const buf = buffers.splice(Math.floor(random() * buffers.length), 1)[0]!;
+          if (buf.context.alive) buf.free();
+        } else if (buffers.length > 0) {
+          const buf = pick(buffers);
+          if (buf.context.alive && buf.state === "evicted") await buf.resident();
+        }
+      } catch (error) {
+        if (!(error instanceof VramBudgetExceededError || error instanceof AdmissionError)) {
+          throw error;
+        }
+        if (error instanceof VramBudgetExceededError) {
+          assert.ok(error.available < error.requested);
+        }
+        refusals++;
+      }
+      if (buffers.some((b) => !b.freed && b.state === "evicted")) evictions++;
+      const members = inside.filter((c) => c.alive);
+      const sum = members.reduce((total, ctx) => total + claim(ctx), 0);
+      assert.equal(account.claimed, sum, `step ${step}: the partition's account is its claims`);
+      assert.ok(sum <= limit, `step ${step}: the partition holds ${sum} of ${limit} bytes`);
+      const device = sched.deviceAt().limitOwner;
+      assert.ok(device.claimed <= device.limit, `step ${step}: device past its limit`);
+      assert.equal(
+        device.claimed,
+        sum + claim(outside),
+        `step ${step}: the device's account is every context's claims`,
+      );
+    }
+    assert.ok(refusals > 0, "the limit was never reached: the test would prove little");
+    assert.ok(evictions > 0, "nothing was ever evicted: the test would prove little");
+    for (const buf of buffers) buf.free();
+  },
+  LIMIT,
+);

@@ -5,9 +5,10 @@
  * would break is any per-device state that leaked across devices (each
  * device owns its limit owner, contexts, staging, address space, compute
  * layout and partitions). Suites that need two devices by nature register
- * their own `multiDeviceTest`s (multi_device_test.ts, copy_from_test.ts,
- * partition_memory_test.ts, leak_test.ts). `deno task test:devices2` runs
- * the whole suite that way.
+ * their own `multiDeviceTest`s as well (multi_device_test.ts,
+ * copy_from_test.ts, partition_memory_test.ts), and leak_test.ts has a
+ * two-device cycle. `deno task test:devices2` runs the whole suite with two
+ * devices.
  */
 import { withHostDevices } from "./_helpers.ts";
 
@@ -26,6 +27,7 @@ await withHostDevices(2, async () => {
   await import("./abi_vmm_test.ts?devices=2");
   await import("./native_reliability_test.ts?devices=2");
   await import("./demo_kernels_test.ts?devices=2");
+  await import("./partition_memory_test.ts?devices=2");
   await import("./model_test.ts?devices=2");
   await import("./model_concurrent_test.ts?devices=2");
 });
