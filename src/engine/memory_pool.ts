@@ -271,11 +271,13 @@ export class MemoryPool implements Owned {
   #peakAllocated = 0;
 
   /**
-   * A pool on a device of the initialized scheduler (`device`, default: the
-   * scheduler's).
+   * A pool on a device (`device`, default: the scheduler's) of `scheduler`.
    *
+   * @param options quota, eviction, stream, name, device
+   * @param internals @internal hooks for the pools of contexts
+   * @param scheduler whose device it allocates on (default: the initialized one)
    * @throws {TypeError | RangeError} for bad options
-   * @throws {SchedulerError} when the scheduler is not initialized
+   * @throws {SchedulerError} when the scheduler is not initialized or was shut down
    */
   constructor(
     options: MemoryPoolOptions,
@@ -294,6 +296,7 @@ export class MemoryPool implements Owned {
       ? false
       : requireBoolean(opts.evictableByDefault, "evictableByDefault", CREATE);
     this.name = opts.name === undefined ? "pool" : requireNonEmptyString(opts.name, "name", CREATE);
+    scheduler.assertActive("create a memory pool");
     this.#scheduler = scheduler;
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     const device = opts.device === undefined
