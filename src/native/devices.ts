@@ -78,14 +78,6 @@ export function readDeviceCount(backendId: number): number {
   return countOut[0]!;
 }
 
-const canOut = new Int32Array(1);
-
-/** Whether `device` reaches `peer`'s memory directly (else copies are staged through host memory). */
-export function readPeerAccess(device: number, peer: number): boolean {
-  unwrap(lib().sched_device_can_access_peer(device, peer, canOut), "Cannot read peer access");
-  return canOut[0] === 1;
-}
-
 const freeOut = new BigUint64Array(1);
 const totalOut = new BigUint64Array(1);
 
