@@ -6,8 +6,8 @@
  * its services: the limit owner (the one byte account every allocation on
  * the device claims from), the context manager (the memory rules between
  * its contexts), the pinned staging area of its transfers, the address
- * space its pools' blocks live at, its compute layout (which SMs belong to
- * whom) and the partition manager open on it. Nothing of a device hangs
+ * space its pools' blocks live at, its streams, its compute layout (which
+ * SMs belong to whom) and the partition manager open on it. Nothing of a device hangs
  * off a module-level registry: whoever needs one of them asks the
  * scheduler for the device (`sched.deviceAt(i)`), and everything goes when
  * the scheduler shuts down.
@@ -23,6 +23,7 @@ import { StagingArea } from "./engine/staging.ts";
 import { AddressSpace } from "./engine/virtual_memory.ts";
 import type { DeviceInfo } from "./device_info.ts";
 import type { Scheduler } from "./scheduler.ts";
+import type { Stream } from "./stream.ts";
 
 export type { DeviceInfo, MemoryInfo } from "./device_info.ts";
 // Where other modules have always found them.
@@ -55,6 +56,8 @@ export class Device {
   readonly staging: StagingArea;
   /** Its contexts and the memory rules between them. */
   readonly contexts: ContextManager;
+  /** Its live streams, in creation order (the scheduler adds and removes them). */
+  readonly streams: Set<Stream> = new Set();
   readonly #scheduler: Scheduler;
   #addressSpace: AddressSpace | undefined;
   #layout: ComputeLayout | undefined;
@@ -116,6 +119,7 @@ export class Device {
    * services made on first use are made afresh if ever asked again.
    */
   forget(): void {
+    this.streams.clear();
     this.#layout = undefined;
     this.#partitions = undefined;
     this.#addressSpace = undefined;

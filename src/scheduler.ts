@@ -130,7 +130,6 @@ export class Scheduler implements Owner {
   /** Bytes of device memory it manages on each device, by index. */
   readonly memoryLimits: readonly number[];
   #live = new Set<Owned>();
-  #streams = new Set<Stream>();
   /** What it keeps per device (memory account, contexts, staging, layout), by index. */
   readonly #units: readonly Device[];
   /** Streams of contexts with a compute reservation, to their reservation. */
@@ -217,12 +216,19 @@ export class Scheduler implements Owner {
   /** @internal */
   release(object: Owned): void {
     this.#live.delete(object);
-    if (object instanceof Stream) this.#streams.delete(object);
+    if (object instanceof Stream) this.#units[object.device]?.streams.delete(object);
   }
 
-  /** @internal Live streams, in creation order. */
-  liveStreams(): IterableIterator<Stream> {
-    return this.#streams.values();
+  /**
+   * @internal Live streams of one device (undefined: of every device, by
+   * device), in creation order.
+   */
+  *liveStreams(device?: number): IterableIterator<Stream> {
+    if (device !== undefined) {
+      yield* this.#units[device]!.streams;
+      return;
+    }
+    for (const unit of this.#units) yield* unit.streams;
   }
 
   /**
@@ -230,8 +236,7 @@ export class Scheduler implements Owner {
    * says it runs (after a layout change). Order on each stream is kept.
    */
   rebindStreams(device = this.device.id): void {
-    for (const stream of this.#streams) {
-      if (stream.device !== device) continue;
+    for (const stream of this.#units[device]!.streams) {
       stream.rebind(
         this.#nativePartition(
           stream.partition,
@@ -318,7 +323,7 @@ export class Scheduler implements Owner {
       : requireNonEmptyString(opts.partition, "partition", doing);
     const native = this.#nativePartition(partition, doing, device, reservation);
     const stream = new Stream(this, this.#nextStreamId++, priority, partition, native, device);
-    this.#streams.add(stream);
+    this.#units[device]!.streams.add(stream);
     if (reservation !== undefined) this.#reservations.set(stream, reservation);
     return stream;
   }
@@ -354,7 +359,6 @@ export class Scheduler implements Owner {
     this.#active = false;
     for (const object of this.#live) object.invalidate();
     this.#live.clear();
-    this.#streams.clear();
     for (const unit of this.#units) unit.forget();
     if (active === this) active = undefined;
     unwrap(lib().sched_shutdown(), "Cannot shut down libsched");

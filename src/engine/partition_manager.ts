@@ -437,8 +437,8 @@ export class PartitionManager implements Owned {
 
   #streamsIn(id: string): number {
     let n = 0;
-    for (const stream of this.#sched.liveStreams()) {
-      if (stream.device === this.device && stream.partition === id) n++;
+    for (const stream of this.#sched.liveStreams(this.device)) {
+      if (stream.partition === id) n++;
     }
     return n;
   }
