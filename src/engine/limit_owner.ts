@@ -12,6 +12,8 @@
  * @module
  */
 
+import type { Scheduler } from "../scheduler.ts";
+
 /**
  * Frees claims of others (cached bytes, never live data) so `bytes` more can
  * be claimed; runs no user code. The context manager installs one.
@@ -106,4 +108,17 @@ export class LimitOwner {
     this.#reclaimer?.(bytes - this.spare);
     return this.tryClaim(bytes);
   }
+}
+
+/**
+ * @internal The account of one device of `scheduler` (default: its
+ * device): the one that device owns, `scheduler.deviceAt(device).limitOwner`.
+ * Every allocation on that device, by a context or a standalone pool,
+ * claims there.
+ */
+export function limitOwnerOf(
+  scheduler: Scheduler,
+  device: number = scheduler.device.id,
+): LimitOwner {
+  return scheduler.deviceAt(device).limitOwner;
 }

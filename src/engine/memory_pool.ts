@@ -28,12 +28,19 @@ import {
   pinnedFree,
   pinnedRefused,
 } from "./native_memory.ts";
-import type { LimitOwner } from "./limit_owner.ts";
+import { limitOwnerOf } from "./limit_owner.ts";
 import { type BlockHost, PoolBlock } from "./pool_block.ts";
 export type { BlockHost };
 import { sizeClassOf } from "./size_classes.ts";
-import { stagedRead, stagedWrite, type StagingArea } from "./staging.ts";
-import { type Slot, SlotAllocator, vmmCommit, vmmDecommit, vmmReap } from "./virtual_memory.ts";
+import { stagedRead, stagedWrite, type StagingArea, stagingFor } from "./staging.ts";
+import {
+  addressSpaceFor,
+  type Slot,
+  SlotAllocator,
+  vmmCommit,
+  vmmDecommit,
+  vmmReap,
+} from "./virtual_memory.ts";
 import { traceCopy, traceMemory, tracing } from "../trace/recorder.ts";
 
 /** Options of `new MemoryPool()`. */
@@ -309,9 +316,8 @@ export class MemoryPool implements Owned {
     }
     // On the device asked for, else that of the stream it was given, else the scheduler's.
     this.#device = device ?? opts.stream?.device ?? this.#scheduler.device.id;
-    const unit = this.#scheduler.deviceAt(this.#device);
-    this.#staging = unit.staging;
-    this.#slots = new SlotAllocator(unit.addressSpace);
+    this.#staging = stagingFor(this.#scheduler, this.#device);
+    this.#slots = new SlotAllocator(addressSpaceFor(this.#scheduler, this.#device));
     this.#ownsNativePool = internals?.nativePool === undefined;
     // No native cap: the quota and the device account are the caps (a native cap also counts
     // memory the pool keeps in pieces, refusing bytes the accounts rightly call free).
@@ -327,7 +333,7 @@ export class MemoryPool implements Owned {
     this.#streams.add(this.stream);
     this.#host = this.#makeBlockHost();
     this.#budget = internals?.budget ??
-      standaloneBudget(unit.limitOwner, (bytes) => this.#evictOwn(bytes));
+      standaloneBudget(this.#scheduler, this.#device, (bytes) => this.#evictOwn(bytes));
     this.#errorContext = internals?.errorContext ?? this.name;
     this.#exact = internals?.exactSizes ?? false;
     this.#makeBlock = internals?.makeBlock ?? ((...args) => new PoolBlock(...args));
@@ -406,11 +412,10 @@ export class MemoryPool implements Owned {
 
   /**
    * Returns a block to the pool: its device memory is cached for reuse.
+   * Idempotent, as `block.free()` is.
    *
    * @throws {TypeError} when `block` is not a PoolBlock
    * @throws {RangeError} when it belongs to another pool
-   * Idempotent, as `block.free()` is.
-   *
    * @throws {SchedulerError} when it is pinned
    */
   free(block: PoolBlock): void {
@@ -1085,7 +1090,12 @@ const RESTORED_MEANWHILE = Symbol("restored meanwhile");
  * only bytes nobody claims (others' caches are released for it), so it can
  * never take what a context reserved; it has no reservation of its own.
  */
-function standaloneBudget(owner: LimitOwner, evictOwn: (bytes: number) => void): PoolBudget {
+function standaloneBudget(
+  scheduler: Scheduler,
+  device: number,
+  evictOwn: (bytes: number) => void,
+): PoolBudget {
+  const owner = limitOwnerOf(scheduler, device);
   return {
     tryRequest: (bytes) => owner.claimReclaiming(bytes),
     returned: (bytes) => owner.release(bytes),

@@ -204,6 +204,17 @@ export class StagingArea {
   }
 }
 
+/**
+ * The staging area of one device of `scheduler` (default: its device): the
+ * one that device owns, `scheduler.deviceAt(device).staging`.
+ */
+export function stagingFor(
+  scheduler: { deviceAt(device?: number): { readonly staging: StagingArea } },
+  device?: number,
+): StagingArea {
+  return scheduler.deviceAt(device).staging;
+}
+
 /** Waits for the transfer's copies, even after a failure, then settles it. */
 async function settle(
   area: StagingArea,

@@ -121,6 +121,19 @@ export class AddressSpace {
   }
 }
 
+/**
+ * The address space of one device of `scheduler` (default: its device):
+ * the one that device owns, `scheduler.deviceAt(device).addressSpace`,
+ * reserved on first use. Each device has its own: a granule is never
+ * shared by blocks of two devices.
+ */
+export function addressSpaceFor(
+  scheduler: { deviceAt(device?: number): { readonly addressSpace: AddressSpace } },
+  device?: number,
+): AddressSpace {
+  return scheduler.deviceAt(device).addressSpace;
+}
+
 /** One pool's slots, by size class; see the module notes for the layout. */
 export class SlotAllocator {
   readonly space: AddressSpace;
