@@ -282,3 +282,24 @@ Deno.test("launch gate: bad hooks, limits and pieces are clear errors naming the
   }
   assert.equal(gate.held, 0, "nothing was queued");
 });
+
+Deno.test("launch gate: cancel drops one submitter's held pieces and lets the next start", async () => {
+  const owner = new Owner();
+  const gate = new LaunchGate(owner.hooks, limits());
+  const p = new Pieces();
+  const a = gate.submit("a", [p.piece("a1")]);
+  const b = gate.submit("b", [p.piece("b1"), p.piece("b2")]);
+  const c = gate.submit("c", [p.piece("c1")]);
+  await a;
+  gate.cancel("b", "its handle was destroyed");
+  gate.cancel("b", "again"); // nothing left: nothing happens
+  await assert.rejects(
+    b,
+    (e) => e instanceof SchedulerError && /handle was destroyed/.test(e.message),
+  );
+  p.finish("a1");
+  await c;
+  assert.deepEqual(p.started, ["a1", "c1"]);
+  p.finish("c1");
+  await tick();
+});

@@ -220,6 +220,24 @@ export class LaunchGate {
     this.#armWake();
   }
 
+  /**
+   * Drops every held piece of `key` and rejects their submissions with a
+   * SchedulerError saying `reason` (its pieces in flight run on).
+   */
+  cancel(key: unknown, reason: string): void {
+    const mine = this.#queue.filter((h) => h.key === key);
+    if (mine.length === 0) return;
+    this.#queue = this.#queue.filter((h) => h.key !== key);
+    const error = new SchedulerError(`Cannot start held GEMM pieces: ${reason}`);
+    for (const h of mine) {
+      if (!h.submission.failed) {
+        h.submission.failed = true;
+        h.submission.reject(error);
+      }
+    }
+    this.pump();
+  }
+
   /** Whether `key` has pieces held. */
   holds(key: unknown): boolean {
     return this.#queue.some((h) => h.key === key);
