@@ -375,13 +375,15 @@ export class Cublas {
     if (this.context.qos !== QoSPolicy.BEST_EFFORT) return this.#launch(g, 0, g.n, false);
     // Owners idle: the whole GEMM on every SM (borrowing theirs); else in bounded pieces on the shared SMs.
     if (qos.borrow && ownersIdle(layout) && this.#borrowRoom()) {
-      return this.#launch(g, 0, g.n, true);
-    }
-    const pieceN = this.#pieceColumns(g, undefined);
-    for (let first = 0; first < g.n; first += pieceN) {
-      this.#launch(g, first, Math.min(pieceN, g.n - first), false);
+      this.#launch(g, 0, g.n, true);
+    } else {
+      const pieceN = this.#pieceColumns(g, undefined);
+      for (let first = 0; first < g.n; first += pieceN) {
+        this.#launch(g, first, Math.min(pieceN, g.n - first), false);
+      }
     }
     if (qos.smCountTarget) {
+      // Marks BEST_EFFORT work on the device, for reserving contexts' SM targets.
       const state = deviceQos(layout, this.#sched);
       state.lastBestEffort ??= this.#sched.createEvent();
       state.lastBestEffort.record(this.context.stream);
@@ -399,7 +401,9 @@ export class Cublas {
    * events. Resolves once every piece is queued on the device: work queued
    * on the context's stream after that runs after the GEMM (a `gemm` call
    * of the same context starts its held pieces first). Elsewhere it
-   * queues at once, as `gemm`.
+   * queues at once, as `gemm`. Keep the buffers allocated until it
+   * resolves: a piece whose buffer was freed rejects (and the rest of the
+   * GEMM with it) instead of launching.
    *
    * @throws {TypeError | RangeError} (rejects) for bad arguments, as `gemm`
    * @throws {SchedulerError} (rejects) when the handle, context or scheduler is gone before its pieces start
@@ -502,7 +506,7 @@ export class Cublas {
     const layout = ComputeLayout.peek(this.#sched, this.context.device);
     if (layout === undefined) return 0;
     const own = this.context.smCount;
-    if (own > 0) {
+    if (own > 0 && layout.reservations().some((r) => r.stream === this.context.stream)) {
       // A reserving context: its reserved SMs while BEST_EFFORT work holds the shared ones.
       const state = devices.get(layout);
       const contended = state !== undefined &&
