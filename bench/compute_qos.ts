@@ -471,10 +471,11 @@ const rows: [string, Partial<GemmQos>, number, boolean][] = [
   // the victim is active, three while idle, each piece borrowing when it is idle.
   ["gate", { pieceUs: 300, activeInFlight: 1, idleInFlight: 3, borrow: true }, 0.25, true],
   // The gate yielding: no piece starts while the victim has work queued (idleMs 0),
-  // one short piece (about 100 µs) at a time on the shared SMs while it has none.
+  // save one after 1 ms held; one short piece (about 100 µs) at a time on the shared
+  // SMs while it has none.
   [
     "yield",
-    { pieceUs: 100, activeInFlight: 0, idleInFlight: 1, idleMs: 0, borrow: false },
+    { pieceUs: 100, activeInFlight: 0, idleInFlight: 1, idleMs: 0, maxHoldMs: 1, borrow: false },
     0.25,
     true,
   ],
