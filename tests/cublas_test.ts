@@ -47,7 +47,6 @@ Deno.test("setGemmQos checks the launch gate's and piece sizing's options, namin
     [{ idleInFlight: 0 }, /idleInFlight/, RangeError],
     [{ maxHoldMs: -2 }, /maxHoldMs must be a number >= 0/, RangeError],
     [{ maxHoldMs: "1" }, /maxHoldMs/, RangeError],
-    [{ smCountTarget: 1 }, /smCountTarget/, TypeError],
   ];
   for (const [change, message, type] of bad) {
     assert.throws(
@@ -61,11 +60,9 @@ Deno.test("setGemmQos checks the launch gate's and piece sizing's options, namin
     activeInFlight: 0,
     maxHoldMs: Infinity,
     pieceUs: 150,
-    smCountTarget: true,
   });
   assert.equal(set.activeInFlight, 0);
   assert.equal(set.pieceUs, 150);
-  assert.equal(set.smCountTarget, true);
   assert.equal(set.idleInFlight, before.idleInFlight, "the others are kept");
   setGemmQos(before);
   assert.deepEqual(setGemmQos({}), before);
@@ -182,7 +179,6 @@ backendTest(
         borrow: true,
         idleMs: 60_000,
         activeInFlight: 1,
-        smCountTarget: true,
       });
       ownerWork();
       const pieces = blas.pieces;

@@ -55,13 +55,6 @@ export interface GemmQos {
   idleInFlight: number;
   /** `gemmAsync` only: a piece held this long (ms, counted from its submission or the last completion) starts even while an owner is active. */
   maxHoldMs: number;
-  /**
-   * Tell cuBLAS how many SMs a GEMM will get (`cublasSetSmCountTarget`), so
-   * that it sizes its grids for them: a partition's or the shared SMs for
-   * those streams, and for a reserving context its reserved SMs while
-   * BEST_EFFORT work is on the device (the whole device otherwise).
-   */
-  smCountTarget: boolean;
 }
 
 const qos: GemmQos = {
@@ -73,7 +66,6 @@ const qos: GemmQos = {
   activeInFlight: 1,
   idleInFlight: 3,
   maxHoldMs: Infinity,
-  smCountTarget: false,
 };
 
 /**
@@ -124,9 +116,6 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
     }
     next.pieceUs = opts.pieceUs;
   }
-  if (opts.smCountTarget !== undefined) {
-    next.smCountTarget = requireBoolean(opts.smCountTarget, "smCountTarget", doing);
-  }
   // The gate's own checks name the option.
   const limits = parseGateLimits({
     activeInFlight: opts.activeInFlight ?? next.activeInFlight,
@@ -153,13 +142,11 @@ const GEMM_DEFAULT = -1;
 
 const handles = new WeakMap<ExecutionContext, Cublas>();
 
-/** What the helper keeps per device layout: the gate, the pieces' measured speed, BEST_EFFORT work seen. */
+/** What the helper keeps per device layout: the gate and the pieces' measured speed. */
 interface DeviceQos {
   readonly gate: LaunchGate;
   /** µs per FLOP of pieces on the shared SMs, smoothed (undefined until one was measured). */
   usPerFlop: number | undefined;
-  /** After the latest BEST_EFFORT GEMM queued with `gemm` (for `smCountTarget`). */
-  lastBestEffort: GpuEvent | undefined;
 }
 const devices = new WeakMap<ComputeLayout, DeviceQos>();
 /** The states made, so that `setGemmQos` reaches their gates. */
@@ -172,7 +159,7 @@ function deviceQos(layout: ComputeLayout, sched: Scheduler): DeviceQos {
       ownerActive: () => !ownersIdle(layout),
       ownerSettled: () => ownersSettled(layout),
     }, gateLimits());
-    state = { gate, usPerFlop: undefined, lastBestEffort: undefined };
+    state = { gate, usPerFlop: undefined };
     devices.set(layout, state);
     for (const ref of liveDevices) if (ref.deref() === undefined) liveDevices.delete(ref);
     liveDevices.add(new WeakRef(state));
@@ -230,7 +217,6 @@ class BoundHandle {
   readonly #lib: CublasLibrary;
   readonly handle: Deno.PointerObject;
   #stream: bigint = -1n;
-  #smTarget = 0;
 
   constructor(lib: CublasLibrary) {
     this.#lib = lib;
@@ -250,15 +236,6 @@ class BoundHandle {
       "cublasSetWorkspace",
     );
     this.#stream = value;
-  }
-
-  /** Sets cuBLAS's SM count target (0: the device's); cheap when unchanged or unsupported. */
-  smTarget(count: number): void {
-    if (count === this.#smTarget) return;
-    const set = this.#lib.cublasSetSmCountTarget;
-    if (set === null || set === undefined) return;
-    check(set(this.handle, count), "cublasSetSmCountTarget");
-    this.#smTarget = count;
   }
 
   destroy(): void {
@@ -382,12 +359,6 @@ export class Cublas {
         this.#launch(g, first, Math.min(pieceN, g.n - first), false);
       }
     }
-    if (qos.smCountTarget) {
-      // Marks BEST_EFFORT work on the device, for reserving contexts' SM targets.
-      const state = deviceQos(layout, this.#sched);
-      state.lastBestEffort ??= this.#sched.createEvent();
-      state.lastBestEffort.record(this.context.stream);
-    }
   }
 
   /**
@@ -445,9 +416,7 @@ export class Cublas {
     }
     if (!(flops > 0)) return g.n;
     const fit = Math.floor(flops / perColumn);
-    // Whole tiles of cuBLAS's large kernels (256 columns), at least one.
-    const step = g.n >= 256 ? 256 : 128;
-    return Math.min(g.n, Math.max(step, fit - (fit % step)));
+    return Math.min(g.n, Math.max(128, fit - (fit % 128)));
   }
 
   /** One piece started by the gate: borrowing chosen now; resolves when it completes. */
@@ -498,25 +467,6 @@ export class Cublas {
     for (const r of layout.reservations()) {
       if (r.stream === this.context.stream) ownerActiveAt.set(r, performance.now());
     }
-  }
-
-  /** The SM count cuBLAS should size this launch for (0: the device's). */
-  #smTargetFor(stream: Stream, borrowed: boolean): number {
-    if (!qos.smCountTarget || borrowed) return 0;
-    const layout = ComputeLayout.peek(this.#sched, this.context.device);
-    if (layout === undefined) return 0;
-    const own = this.context.smCount;
-    if (own > 0 && layout.reservations().some((r) => r.stream === this.context.stream)) {
-      // A reserving context: its reserved SMs while BEST_EFFORT work holds the shared ones.
-      const state = devices.get(layout);
-      const contended = state !== undefined &&
-        (state.gate.inFlight > 0 ||
-          (state.lastBestEffort !== undefined && !state.lastBestEffort.destroyed &&
-            !state.lastBestEffort.query()));
-      return contended ? own : 0;
-    }
-    const sms = layout.smCountOf(stream.nativePartition);
-    return sms >= this.#sched.devices[this.context.device]!.smCount ? 0 : sms;
   }
 
   /** Destroys the handle and frees its workspace; `Cublas.for()` makes a new one. Idempotent. */
@@ -594,7 +544,6 @@ export class Cublas {
     // Other libsched calls may have moved the CUDA device; launches go to the current one.
     if (this.#sched.devices.length > 1) makeDeviceCurrent(this.context.device);
     handle.bind(stream, this.#workspace);
-    handle.smTarget(this.#smTargetFor(stream, b !== undefined));
     const bOffset = (g.transB ? first : first * g.ldb) * g.elementBytes;
     const cOffset = first * g.ldc * g.elementBytes;
     alphaBuf[0] = g.alpha;

@@ -15,9 +15,6 @@ export const CUBLAS_SYMBOLS = {
   cublasSetStream_v2: { parameters: ["pointer", "pointer"], result: "i32" },
   cublasSetWorkspace_v2: { parameters: ["pointer", "pointer", "usize"], result: "i32" },
   cublasGetVersion_v2: { parameters: ["pointer", "buffer"], result: "i32" },
-  // Sizes cuBLAS's grids for this many SMs (0: the device's); optional, so a
-  // library without it still loads.
-  cublasSetSmCountTarget: { parameters: ["pointer", "i32"], result: "i32", optional: true },
   cublasGemmEx: {
     parameters: [
       "pointer", // cublasHandle_t

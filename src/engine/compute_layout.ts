@@ -192,16 +192,6 @@ export class ComputeLayout implements Owned, PartitionBinding {
     return this.groupCapacity - reserved - (reserved > 0 ? 1 : 0);
   }
 
-  /**
-   * @internal SMs of the libsched partition `nativePartition` (a handle
-   * `nativePartition()` gave): the set's SMs, or the device's for 0 or a
-   * handle no longer in the layout.
-   */
-  smCountOf(nativePartition: number): number {
-    for (const set of this.#sets.values()) if (set.handle === nativePartition) return set.smCount;
-    return this.#sched.devices[this.device]!.smCount;
-  }
-
   /** SMs of partition `id` (0 without groups). */
   partitionSmCount(id: string): number {
     return this.#owners.filter((o) => o === id).length * this.granularity;
