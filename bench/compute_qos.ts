@@ -14,18 +14,28 @@
  * - borrow: whole GEMMs, borrowing every SM while the victim is idle;
  * - qos: sliced while the victim is active, borrowing while it is idle (the
  *   defaults).
+ * - gate: the flood through `gemmAsync` (the launch gate): one piece of about
+ *   300 µs (sized from measured durations) in flight while the victim is
+ *   active, three while it is idle, each piece borrowing when it is idle;
+ * - yield: through the gate, no piece starts while the victim has work queued
+ *   (save one held 1 ms), pieces of about 100 µs one at a time on the shared
+ *   SMs. The victim waits without blocking in these two rows, so that the
+ *   gate can start pieces meanwhile.
  *
  * For each: victim step latency (CUDA events around the 8 GEMMs, the
  * launches queued behind a 300 us one-block spin so that host launch time
  * is not counted; `aloneHost`/`underFloodHost` without that gate) alone and
  * under the flood (p50/p99), flood throughput (GEMMs/s) with the victim
  * idle and with the victim stepping back to back. Ratios are against the
- * plain arrangement's victim alone and flood alone (the whole GPU).
+ * plain arrangement's victim alone and flood alone (the whole GPU); the
+ * ungated ratio compares the steps timed without the spin in front.
  *
  * Run: `deno run --allow-ffi --allow-env=GPUSCHED_LIB,GPUSCHED_BACKEND,GPUSCHED_CUBLAS bench/compute_qos.ts`
  * (CUDA only; prints a table and a `json:` line for bench/gpu.ts). `--only=static,qos` runs
  * some arrangements (plain always runs, as the baseline); `--shares=0.375,0.5` adds the defaults
- * at larger reservations.
+ * at larger reservations; `--sweep=16,64` adds static partitions with the victim on that many SMs
+ * (the flood on the other groups); `--probe` only launches one GEMM of each kind in each place,
+ * separated by short spin kernels, for `ncu`. An arrangement that fails is reported and skipped.
  *
  * @module
  */
