@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { SchedulerError } from "../mod.ts";
 import { type GateLimits, LaunchGate, parseGateLimits } from "../src/cublas/launch_gate.ts";
 
@@ -302,4 +303,122 @@ Deno.test("launch gate: cancel drops one submitter's held pieces and lets the ne
   assert.deepEqual(p.started, ["a1", "c1"]);
   p.finish("c1");
   await tick();
+});
+
+Deno.test("launch gate (model, fast-check): limits hold at every start, per-submitter order, nothing is left held", async () => {
+  type Op =
+    | { kind: "submit"; key: number; pieces: number }
+    | { kind: "complete"; which: number }
+    | { kind: "owner"; active: boolean }
+    | { kind: "settle" }
+    | { kind: "flush"; key: number }
+    | { kind: "cancel"; key: number }
+    | { kind: "limits"; active: number; idle: number; hold: number }
+    | { kind: "time"; ms: number };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({
+      kind: fc.constant("submit" as const),
+      key: fc.integer({ min: 0, max: 2 }),
+      pieces: fc.integer({ min: 1, max: 3 }),
+    }),
+    fc.record({ kind: fc.constant("complete" as const), which: fc.nat(10) }),
+    fc.record({ kind: fc.constant("owner" as const), active: fc.boolean() }),
+    fc.record({ kind: fc.constant("settle" as const) }),
+    fc.record({ kind: fc.constant("flush" as const), key: fc.integer({ min: 0, max: 2 }) }),
+    fc.record({ kind: fc.constant("cancel" as const), key: fc.integer({ min: 0, max: 2 }) }),
+    fc.record({
+      kind: fc.constant("limits" as const),
+      active: fc.integer({ min: 0, max: 2 }),
+      idle: fc.integer({ min: 1, max: 3 }),
+      hold: fc.constantFrom(Infinity, 5),
+    }),
+    fc.record({ kind: fc.constant("time" as const), ms: fc.integer({ min: 1, max: 10 }) }),
+  );
+  const flushMicrotasks = async () => {
+    for (let i = 0; i < 8; i++) await Promise.resolve();
+  };
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+      const owner = new Owner();
+      let now = 0;
+      let current = limits({ activeInFlight: 1, idleInFlight: 2 });
+      const gate = new LaunchGate(owner.hooks, current, () => now);
+      const running: (() => void)[] = [];
+      const startedPerKey = new Map<number, number[]>();
+      const outcomes: Promise<string>[] = [];
+      let seq = 0;
+      let flushing = false;
+      let lastCompleted = -Infinity;
+      for (const o of ops) {
+        if (o.kind === "submit") {
+          const submittedAt = now;
+          const pieces = Array.from({ length: o.pieces }, () => {
+            const id = seq++;
+            return () => {
+              // A start outside flush respects the limit in force (or is the one overdue piece).
+              const before = gate.inFlight - 1;
+              const room = owner.active ? current.activeInFlight : current.idleInFlight;
+              const overdue = now - Math.max(submittedAt, lastCompleted) >= current.maxHoldMs;
+              if (!flushing) {
+                assert.ok(
+                  before < room || (before === 0 && overdue),
+                  `started with ${before} in flight, room ${room}, not held long enough`,
+                );
+              }
+              const list = startedPerKey.get(o.key) ?? [];
+              assert.ok(list.every((earlier) => earlier < id), "per-submitter order");
+              list.push(id);
+              startedPerKey.set(o.key, list);
+              const { promise, resolve } = Promise.withResolvers<void>();
+              running.push(resolve);
+              return promise;
+            };
+          });
+          outcomes.push(
+            gate.submit(o.key, pieces).then(() => "resolved", (e) => {
+              assert.ok(e instanceof SchedulerError, String(e));
+              return "rejected";
+            }),
+          );
+        } else if (o.kind === "complete") {
+          if (running.length > 0) {
+            running.splice(o.which % running.length, 1)[0]!();
+            lastCompleted = now;
+          }
+        } else if (o.kind === "owner") {
+          owner.active = o.active;
+          gate.pump();
+        } else if (o.kind === "settle") {
+          owner.settle();
+        } else if (o.kind === "flush") {
+          flushing = true;
+          gate.flush(o.key);
+          flushing = false;
+        } else if (o.kind === "cancel") {
+          gate.cancel(o.key, "cancelled by the model");
+        } else if (o.kind === "limits") {
+          current = { activeInFlight: o.active, idleInFlight: o.idle, maxHoldMs: o.hold };
+          gate.setLimits(current);
+        } else {
+          now += o.ms;
+          gate.pump();
+        }
+        await flushMicrotasks();
+      }
+      // Liveness: the owner goes idle and everything running completes: nothing stays held.
+      owner.settle();
+      for (let round = 0; round < 200 && (gate.held > 0 || running.length > 0); round++) {
+        while (running.length > 0) running.shift()!();
+        await flushMicrotasks();
+        owner.settle();
+        await flushMicrotasks();
+      }
+      assert.equal(gate.held, 0, "nothing left held");
+      assert.equal(gate.inFlight, 0, "every slot given back");
+      const settled = await Promise.all(outcomes);
+      assert.equal(settled.length, outcomes.length);
+      gate.close();
+    }),
+    { numRuns: 150, seed: 20261201 },
+  );
 });
