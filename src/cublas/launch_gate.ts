@@ -105,14 +105,14 @@ interface Held {
  *   { activeInFlight: 1, idleInFlight: 2, maxHoldMs: Infinity },
  * );
  * const started: number[] = [];
- * let finish!: () => void;
+ * const first = Promise.withResolvers<void>();
  * const done = gate.submit("flood", [
- *   () => (started.push(1), new Promise<void>((r) => (finish = r))),
+ *   () => (started.push(1), first.promise),
  *   () => (started.push(2), Promise.resolve()),
  * ]);
  * console.assert(started.length === 1 && gate.held === 1); // one in flight while active
  * active = false;
- * finish();
+ * first.resolve();
  * await done;
  * console.assert(started.join() === "1,2");
  * ```
