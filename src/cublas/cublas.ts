@@ -21,6 +21,7 @@ import { requireBoolean, requireOptions, requirePositiveInteger, show } from "..
 import { type GemmOptions, type ParsedGemm, parseGemm } from "./gemm_args.ts";
 import { type CublasLibrary, loadCublas } from "./library.ts";
 import { type GateLimits, LaunchGate, parseGateLimits } from "./launch_gate.ts";
+import { pieceColumns, PieceSpeed } from "./piece_sizing.ts";
 
 export type { GemmOptions, GemmType } from "./gemm_args.ts";
 
@@ -145,8 +146,8 @@ const handles = new WeakMap<ExecutionContext, Cublas>();
 /** What the helper keeps per device layout: the gate and the pieces' measured speed. */
 interface DeviceQos {
   readonly gate: LaunchGate;
-  /** µs per FLOP of pieces on the shared SMs, smoothed (undefined until one was measured). */
-  usPerFlop: number | undefined;
+  /** Speed of pieces on the shared SMs. */
+  readonly speed: PieceSpeed;
 }
 const devices = new WeakMap<ComputeLayout, DeviceQos>();
 /** The states made, so that `setGemmQos` reaches their gates. */
@@ -159,7 +160,7 @@ function deviceQos(layout: ComputeLayout, sched: Scheduler): DeviceQos {
       ownerActive: () => !ownersIdle(layout),
       ownerSettled: () => ownersSettled(layout),
     }, gateLimits());
-    state = { gate, usPerFlop: undefined };
+    state = { gate, speed: new PieceSpeed() };
     devices.set(layout, state);
     for (const ref of liveDevices) if (ref.deref() === undefined) liveDevices.delete(ref);
     liveDevices.add(new WeakRef(state));
@@ -409,14 +410,7 @@ export class Cublas {
 
   /** Columns per piece of a BEST_EFFORT GEMM: by measured speed (`pieceUs`) or by `maxPieceFlops`. */
   #pieceColumns(g: ParsedGemm, state: DeviceQos | undefined): number {
-    const perColumn = 2 * g.m * g.k;
-    let flops = qos.maxPieceFlops;
-    if (state !== undefined && qos.pieceUs > 0 && state.usPerFlop !== undefined) {
-      flops = qos.pieceUs / state.usPerFlop;
-    }
-    if (!(flops > 0)) return g.n;
-    const fit = Math.floor(flops / perColumn);
-    return Math.min(g.n, Math.max(128, fit - (fit % 128)));
+    return pieceColumns(g.n, 2 * g.m * g.k, qos.maxPieceFlops, qos.pieceUs, state?.speed.usPerFlop);
   }
 
   /** One piece started by the gate: borrowing chosen now; resolves when it completes. */
@@ -449,12 +443,8 @@ export class Cublas {
     const flops = 2 * g.m * n * g.k;
     return end.synchronize().then(() => {
       const ms = start.elapsedMs(end);
-      if (!borrow && ms !== undefined && ms > 0) {
-        const sample = (ms * 1000) / flops;
-        state.usPerFlop = state.usPerFlop === undefined
-          ? sample
-          : 0.7 * state.usPerFlop + 0.3 * sample;
-      }
+      // Borrowed pieces ran on more SMs: only the shared SMs' speed sizes pieces.
+      if (!borrow && ms !== undefined) state.speed.add(ms * 1000, flops);
     }).finally(() => {
       start.destroy();
       end.destroy();
