@@ -21,6 +21,7 @@ import {
   PartitionLimits,
   PartitionManager,
   QoSPolicy,
+  SchedulerError,
   shutdown,
   VramBudgetExceededError,
 } from "../mod.ts";
@@ -322,6 +323,60 @@ backendTest(
     assert.ok(refusals > 0, "the limit was never reached: the test would prove little");
     assert.ok(evictions > 0, "nothing was ever evicted: the test would prove little");
     for (const buf of buffers) buf.free();
+  },
+  LIMIT,
+);
+
+backendTest(
+  "re-entrant handlers under a partition's limit: freeing makes room, destroying refuses cleanly",
+  (sched) => {
+    const manager = partitioned(4 * MB);
+    const a = createContext("a", { maxVram: 32 * MB, partition: "p" });
+    const b = createContext("b", { maxVram: 32 * MB, partition: "p" });
+    let held: DeviceBuffer | undefined = a.alloc(3 * MB);
+    // The handler frees a's buffer (and drops a's cache): the allocation of b then fits.
+    let off = onMemoryPressure((ctx) => {
+      if (ctx === b && held) {
+        held.free();
+        held = undefined;
+        a.pool.trim();
+      }
+      return true;
+    });
+    using got = b.alloc(2 * MB);
+    off();
+    assert.equal(got.size, 2 * MB);
+    // The handler destroys the asking context: refused with SchedulerError, nothing leaked.
+    const c = createContext("c", { maxVram: 32 * MB, partition: "p" });
+    off = onMemoryPressure((ctx) => {
+      ctx.destroy();
+      return true;
+    });
+    assert.throws(() => c.alloc(3 * MB), SchedulerError);
+    off();
+    assert.equal(c.alive, false);
+    const account = manager.memoryAccount("p")!;
+    assert.equal(account.claimed, getContextUsage(b).used + getContextUsage(b).cached);
+    assert.ok(sched.deviceAt().limitOwner.claimed >= account.claimed);
+    // A handler that allocates in the partition itself cannot push it past its limit.
+    const d = createContext("d", { maxVram: 32 * MB, partition: "p" });
+    off = onMemoryPressure((ctx) => {
+      if (ctx === d) {
+        try {
+          a.alloc(1 * MB); // takes what d wanted
+        } catch {
+          // refused: fine too
+        }
+      }
+      return true;
+    });
+    try {
+      d.alloc(2 * MB);
+    } catch (error) {
+      assert.ok(error instanceof VramBudgetExceededError);
+    }
+    off();
+    assert.ok(account.claimed <= 4 * MB, `the partition holds ${account.claimed} bytes`);
   },
   LIMIT,
 );
