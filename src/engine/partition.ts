@@ -125,6 +125,8 @@ export class PartitionLimits {
    * @throws {TypeError | RangeError} when `bytes` is not a positive integer
    */
   memory(bytes: number): PartitionLimits {
+    // Checked here too: `undefined` would otherwise read as "no limit" and drop one set before.
+    requirePositiveInteger(bytes, "memory", LIMITS);
     return new PartitionLimits({ ...this.#init(), memory: bytes });
   }
 
@@ -141,6 +143,7 @@ export class PartitionLimits {
    * @throws {TypeError | RangeError} when `share` is not in (0, 1]
    */
   compute(share: number): PartitionLimits {
+    requireFraction(share, "compute", LIMITS);
     return new PartitionLimits({ ...this.#init(), compute: share });
   }
 
