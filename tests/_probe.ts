@@ -99,3 +99,13 @@ export const BAD_VALUES: readonly [string, unknown][] = [
   ["bigint", 1n],
   ["[]", []],
 ];
+
+/** Runs `fn`; returns what it threw, or undefined when it returned. */
+export function attempt(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}

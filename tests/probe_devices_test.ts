@@ -24,7 +24,14 @@ import {
   shutdown,
   waitEvent,
 } from "../mod.ts";
-import { assertArgError, assertBudgetRefusal, BAD_VALUES, caught, probe, rejected } from "./_probe.ts";
+import {
+  assertArgError,
+  assertBudgetRefusal,
+  BAD_VALUES,
+  caught,
+  probe,
+  rejected,
+} from "./_probe.ts";
 
 const TWO = { hostDevices: 2 };
 
@@ -171,42 +178,46 @@ probe("copyFrom across devices is bit-exact, with offsets and the default length
   assert.deepEqual(tail, data.subarray(src.size - 3));
 }, TWO);
 
-probe("copyFrom refuses ranges outside either buffer and bad options, copying nothing", async () => {
-  const a = createContext("a", { maxVram: 64 * MB, device: 0 });
-  const b = createContext("b", { maxVram: 64 * MB, device: 1 });
-  const src = a.alloc(4096);
-  const dst = b.alloc(1024);
-  await dst.write(new Uint8Array(1024).fill(9));
-  await src.write(new Uint8Array(4096).fill(1));
-  const outOfRange: Record<string, number>[] = [
-    {}, // 4096 bytes into 1024
-    { srcOffset: 4097 },
-    { srcOffset: 0, bytes: 1025 },
-    { offset: 1, bytes: 1024 },
-    { offset: 1025, bytes: 0 },
-    { srcOffset: 4000, bytes: 97 },
-    { srcOffset: 2 ** 53, bytes: 1 },
-  ];
-  for (const options of outOfRange) {
-    const e = await rejected(() => dst.copyFrom(src, options));
-    assert.ok(e instanceof RangeError, `${JSON.stringify(options)}: got ${e}`);
-  }
-  for (const [label, value] of BAD_VALUES) {
-    if (value === undefined) continue;
-    for (const option of ["srcOffset", "offset", "bytes"]) {
-      if (option === "bytes" && value === 2 ** 53) continue; // out of range, tested above
-      const e = await rejected(() => dst.copyFrom(src, { bytes: 16, [option]: value }));
-      assertArgError(e, option, `${option}: ${label}`);
+probe(
+  "copyFrom refuses ranges outside either buffer and bad options, copying nothing",
+  async () => {
+    const a = createContext("a", { maxVram: 64 * MB, device: 0 });
+    const b = createContext("b", { maxVram: 64 * MB, device: 1 });
+    const src = a.alloc(4096);
+    const dst = b.alloc(1024);
+    await dst.write(new Uint8Array(1024).fill(9));
+    await src.write(new Uint8Array(4096).fill(1));
+    const outOfRange: Record<string, number>[] = [
+      {}, // 4096 bytes into 1024
+      { srcOffset: 4097 },
+      { srcOffset: 0, bytes: 1025 },
+      { offset: 1, bytes: 1024 },
+      { offset: 1025, bytes: 0 },
+      { srcOffset: 4000, bytes: 97 },
+      { srcOffset: 2 ** 53, bytes: 1 },
+    ];
+    for (const options of outOfRange) {
+      const e = await rejected(() => dst.copyFrom(src, options));
+      assert.ok(e instanceof RangeError, `${JSON.stringify(options)}: got ${e}`);
     }
-  }
-  for (const bad of [undefined, null, {}, 1, "buf"]) {
-    const e = await rejected(() => dst.copyFrom(bad as typeof src));
-    assert.ok(e instanceof TypeError, `src ${String(bad)}: got ${e}`);
-  }
-  const out = new Uint8Array(1024);
-  await dst.read(out);
-  assert.ok(out.every((v) => v === 9), "a refused copy wrote nothing");
-}, TWO);
+    for (const [label, value] of BAD_VALUES) {
+      if (value === undefined) continue;
+      for (const option of ["srcOffset", "offset", "bytes"]) {
+        if (option === "bytes" && value === 2 ** 53) continue; // out of range, tested above
+        const e = await rejected(() => dst.copyFrom(src, { bytes: 16, [option]: value }));
+        assertArgError(e, option, `${option}: ${label}`);
+      }
+    }
+    for (const bad of [undefined, null, {}, 1, "buf"]) {
+      const e = await rejected(() => dst.copyFrom(bad as typeof src));
+      assert.ok(e instanceof TypeError, `src ${String(bad)}: got ${e}`);
+    }
+    const out = new Uint8Array(1024);
+    await dst.read(out);
+    assert.ok(out.every((v) => v === 9), "a refused copy wrote nothing");
+  },
+  TWO,
+);
 
 probe("copyFrom within one buffer: overlapping ranges refused, disjoint ones copied", async () => {
   const a = createContext("a", { maxVram: 64 * MB });
@@ -392,21 +403,29 @@ probe("a MemoryPool on device 1 takes from device 1's budget only", () => {
   assertArgError(caught(() => new MemoryPool({ quota: 1 * MB, device: 2 })), "device", "2");
 }, { ...TWO, hostMemory: 64 * MB });
 
-probe("shutdown with copies in flight across devices, then initialize with one device", async () => {
-  const a = createContext("a", { maxVram: 64 * MB, device: 0 });
-  const b = createContext("b", { maxVram: 64 * MB, device: 1 });
-  const src = a.alloc(16 * MB), dst = b.alloc(16 * MB);
-  const pending = [src.write(pattern(16 * MB, 1)), dst.copyFrom(src), dst.read(new Uint8Array(16 * MB))];
-  for (const p of pending) p.catch(() => {});
-  shutdown();
-  const results = await Promise.allSettled(pending);
-  for (const r of results) {
-    if (r.status === "rejected") assert.ok(r.reason instanceof Error, `${r.reason}`);
-  }
-  initialize({ backend: "host", hostMemory: 64 * MB });
-  assert.ok(caught(() => src.ptr) instanceof SchedulerError);
-  assert.ok((await rejected(() => dst.copyFrom(src))) instanceof SchedulerError);
-  assertArgError(caught(() => createContext("c", { maxVram: 1 * MB, device: 1 })), "device");
-  const c = createContext("a", { maxVram: 64 * MB }); // names are free again
-  using _x = c.alloc(64 * MB);
-}, TWO);
+probe(
+  "shutdown with copies in flight across devices, then initialize with one device",
+  async () => {
+    const a = createContext("a", { maxVram: 64 * MB, device: 0 });
+    const b = createContext("b", { maxVram: 64 * MB, device: 1 });
+    const src = a.alloc(16 * MB), dst = b.alloc(16 * MB);
+    const pending = [
+      src.write(pattern(16 * MB, 1)),
+      dst.copyFrom(src),
+      dst.read(new Uint8Array(16 * MB)),
+    ];
+    for (const p of pending) p.catch(() => {});
+    shutdown();
+    const results = await Promise.allSettled(pending);
+    for (const r of results) {
+      if (r.status === "rejected") assert.ok(r.reason instanceof Error, `${r.reason}`);
+    }
+    initialize({ backend: "host", hostMemory: 64 * MB });
+    assert.ok(caught(() => src.ptr) instanceof SchedulerError);
+    assert.ok((await rejected(() => dst.copyFrom(src))) instanceof SchedulerError);
+    assertArgError(caught(() => createContext("c", { maxVram: 1 * MB, device: 1 })), "device");
+    const c = createContext("a", { maxVram: 64 * MB }); // names are free again
+    using _x = c.alloc(64 * MB);
+  },
+  TWO,
+);

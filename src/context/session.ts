@@ -125,7 +125,7 @@ export function contextSession<T>(
   }
   if (typeof fn !== "function") {
     return Promise.reject(
-      new TypeError(`Cannot open a context session: fn must be a function, got ${typeof fn}`),
+      new TypeError(`Cannot open a context session: fn must be a function, got ${show(fn)}`),
     );
   }
   // A sync session open around this call must not shadow the async one inside it.

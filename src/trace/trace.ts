@@ -59,6 +59,7 @@ const MAX_CAPACITY = 10_000_000;
  * assert.ok(trace.traceEvents.some((e) => e.ph === "C" && e.name === "llm memory"));
  * shutdown();
  * ```
+ * @throws {TypeError} for a capacity that is not a number
  * @throws {RangeError} for a capacity that is not an integer in [1, 10,000,000]
  * @throws {SchedulerError} when a trace is already recording
  */
@@ -67,6 +68,9 @@ export function startTrace(options?: TraceOptions): void {
   const opts = requireOptions<TraceOptions>(options, doing);
   let capacity = DEFAULT_CAPACITY;
   if (opts.capacity !== undefined) {
+    if (typeof opts.capacity !== "number") {
+      throw new TypeError(`${doing}: capacity must be a number, got ${show(opts.capacity)}`);
+    }
     if (
       typeof opts.capacity !== "number" || !Number.isSafeInteger(opts.capacity) ||
       opts.capacity < 1 || opts.capacity > MAX_CAPACITY
