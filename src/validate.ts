@@ -21,6 +21,14 @@ export function show(value: unknown): string {
   return String(value);
 }
 
+/** A number of any value (NaN and infinities too): the type check alone, before a range check. */
+export function requireNumber(value: unknown, option: string, doing: string): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${doing}: ${option} must be a number, got ${show(value)}`);
+  }
+  return value;
+}
+
 /** A byte count or index: a non-negative safe integer. */
 export function requireNonNegativeInteger(value: unknown, option: string, doing: string): number {
   if (typeof value !== "number") {

@@ -46,7 +46,7 @@ Deno.test("setGemmQos checks the launch gate's and piece sizing's options, namin
     [{ activeInFlight: 0.5 }, /activeInFlight/, RangeError],
     [{ idleInFlight: 0 }, /idleInFlight/, RangeError],
     [{ maxHoldMs: -2 }, /maxHoldMs must be a number >= 0/, RangeError],
-    [{ maxHoldMs: "1" }, /maxHoldMs/, RangeError],
+    [{ maxHoldMs: "1" }, /maxHoldMs must be a number, got "1"/, TypeError], // the wrong type
   ];
   for (const [change, message, type] of bad) {
     assert.throws(

@@ -17,7 +17,13 @@ import type { GpuEvent } from "../event.ts";
 import { getScheduler, type Scheduler } from "../scheduler.ts";
 import { Stream } from "../stream.ts";
 import { MB } from "../units.ts";
-import { requireBoolean, requireOptions, requirePositiveInteger, show } from "../validate.ts";
+import {
+  requireBoolean,
+  requireNumber,
+  requireOptions,
+  requirePositiveInteger,
+  show,
+} from "../validate.ts";
 import { type GemmOptions, type ParsedGemm, parseGemm } from "./gemm_args.ts";
 import { type CublasLibrary, loadCublas } from "./library.ts";
 import { type GateLimits, LaunchGate, parseGateLimits } from "./launch_gate.ts";
@@ -86,6 +92,7 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
   const opts = requireOptions<Partial<GemmQos>>(changes, doing);
   const next = { ...qos };
   if (opts.maxPieceFlops !== undefined) {
+    requireNumber(opts.maxPieceFlops, "maxPieceFlops", doing);
     if (typeof opts.maxPieceFlops !== "number" || !(opts.maxPieceFlops >= 0)) {
       throw new RangeError(
         `${doing}: maxPieceFlops must be a number >= 0, got ${show(opts.maxPieceFlops)}`,
@@ -95,6 +102,7 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
   }
   if (opts.borrow !== undefined) next.borrow = requireBoolean(opts.borrow, "borrow", doing);
   if (opts.idleMs !== undefined) {
+    requireNumber(opts.idleMs, "idleMs", doing);
     if (typeof opts.idleMs !== "number" || !(opts.idleMs >= 0)) {
       throw new RangeError(`${doing}: idleMs must be a number >= 0, got ${show(opts.idleMs)}`);
     }
@@ -108,6 +116,7 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
     );
   }
   if (opts.pieceUs !== undefined) {
+    requireNumber(opts.pieceUs, "pieceUs", doing);
     if (
       typeof opts.pieceUs !== "number" || !(opts.pieceUs >= 0) || !Number.isFinite(opts.pieceUs)
     ) {
@@ -118,10 +127,11 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
     next.pieceUs = opts.pieceUs;
   }
   // The gate's own checks name the option.
+  // `=== undefined`, not `??`: a null is a mistake to report, not "unchanged".
   const limits = parseGateLimits({
-    activeInFlight: opts.activeInFlight ?? next.activeInFlight,
-    idleInFlight: opts.idleInFlight ?? next.idleInFlight,
-    maxHoldMs: opts.maxHoldMs ?? next.maxHoldMs,
+    activeInFlight: opts.activeInFlight === undefined ? next.activeInFlight : opts.activeInFlight,
+    idleInFlight: opts.idleInFlight === undefined ? next.idleInFlight : opts.idleInFlight,
+    maxHoldMs: opts.maxHoldMs === undefined ? next.maxHoldMs : opts.maxHoldMs,
   }, doing);
   Object.assign(next, limits);
   Object.assign(qos, next);

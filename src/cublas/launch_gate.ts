@@ -27,7 +27,12 @@
  */
 
 import { SchedulerError } from "../errors.ts";
-import { requireNonNegativeInteger, requirePositiveInteger, show } from "../validate.ts";
+import {
+  requireNonNegativeInteger,
+  requireNumber,
+  requirePositiveInteger,
+  show,
+} from "../validate.ts";
 
 /** How many pieces may be in flight at once. */
 export interface GateLimits {
@@ -71,8 +76,8 @@ export function parseGateLimits(value: unknown, doing: string): GateLimits {
   const v = value as Partial<Record<keyof GateLimits, unknown>>;
   const activeInFlight = requireNonNegativeInteger(v.activeInFlight, "activeInFlight", doing);
   const idleInFlight = requirePositiveInteger(v.idleInFlight, "idleInFlight", doing);
-  const maxHoldMs = v.maxHoldMs;
-  if (typeof maxHoldMs !== "number" || !(maxHoldMs >= 0)) {
+  const maxHoldMs = requireNumber(v.maxHoldMs, "maxHoldMs", doing);
+  if (!(maxHoldMs >= 0)) {
     throw new RangeError(`${doing}: maxHoldMs must be a number >= 0, got ${show(maxHoldMs)}`);
   }
   return { activeInFlight, idleInFlight, maxHoldMs };
