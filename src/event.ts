@@ -244,11 +244,21 @@ export class GpuEvent {
    *
    * @returns undefined while either record is still pending
    * @throws {TypeError} when `end` is not a GpuEvent
+   * @throws {RangeError} when either event was created without `{ timing: true }`
    */
   elapsedMs(end: GpuEvent): number | undefined {
     requireEvent(end, "end", "Cannot measure elapsed time");
     this.#current("measure elapsed time");
     end.#current("measure elapsed time");
+    // A wrong kind of event is an argument mistake, caught here rather than as a NativeError.
+    for (const [event, which] of [[this, "this event"], [end, "end"]] as const) {
+      if (!event.timing) {
+        throw new RangeError(
+          `Cannot measure elapsed time: ${which} must be created with { timing: true } ` +
+            `(SCHED_EVENT_TIMING), got one without`,
+        );
+      }
+    }
     const status = lib().sched_event_elapsed_ms(this.#native, end.#native, msOut);
     if (status === Status.NOT_READY) return undefined;
     unwrap(status, "Cannot measure elapsed time");

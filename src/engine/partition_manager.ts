@@ -285,8 +285,12 @@ export class PartitionManager implements Owned {
    * console.assert(new PartitionManager().getPartition("nope") === undefined);
    * shutdown();
    * ```
+   * @throws {TypeError} when `id` is not a string
    */
   getPartition(id: string): PartitionInfo | undefined {
+    if (typeof id !== "string") {
+      throw new TypeError(`Cannot look up a partition: id must be a string, got ${show(id)}`);
+    }
     const partition = this.#partitions.get(id);
     return partition === undefined ? undefined : this.#info(partition);
   }
