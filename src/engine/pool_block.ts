@@ -7,7 +7,8 @@
 import { SchedulerError } from "../errors.ts";
 import { getScheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
-import { copyDeviceToDevice } from "./native_memory.ts";
+import { copyDeviceToDevice } from "../native/memory.ts";
+import { BlockRecord } from "../memory/block_record.ts";
 import { requireNonNegativeInteger, requireOptions, show } from "../validate.ts";
 
 /** Where a block's bytes are: on the device, or moved out to pinned host memory. */
@@ -48,6 +49,16 @@ export interface BlockHost {
   release(block: PoolBlock): boolean;
   write(block: PoolBlock, ptr: Deno.PointerObject, offset: number, data: Uint8Array): Promise<void>;
   read(block: PoolBlock, ptr: Deno.PointerObject, offset: number, out: Uint8Array): Promise<void>;
+}
+
+let readRecord: (block: PoolBlock) => BlockRecord;
+
+/**
+ * @internal The pool-side record of `block`, for the memory layers only:
+ * mod.ts does not export it, so it is not public API.
+ */
+export function recordOf(block: PoolBlock): BlockRecord {
+  return readRecord(block);
 }
 
 /** A pin: while held, the block is never evicted. Release with `using` or `unpin()`. */
@@ -100,24 +111,11 @@ export class PoolBlock {
   /** The stream its copies, eviction and restore are ordered on. */
   readonly stream: Stream;
   #host: BlockHost;
-  /** @internal Current state; "freed" once released. */
-  _state: BlockState | "freed" = "resident";
-  /** @internal Pin count. */
-  _pins = 0;
-  /** @internal Pins held through `pin()` (a sleeping context refuses them); transfers pin too. */
-  _userPins = 0;
-  /** @internal Device memory while resident (the pool's record; opaque here). */
-  _memory: unknown = undefined;
-  /** @internal Pinned host copy while evicted (opaque here). */
-  _hostCopy: unknown = undefined;
-  /** @internal Node in the pool's LRU of evictable resident blocks. */
-  _lruNode: unknown = undefined;
-  /** @internal Position in the pool's array of live blocks. */
-  _index = -1;
+  /** The pool's side of the block, reached only by the memory layers (`recordOf`). */
+  #record: BlockRecord;
 
-  /** @internal The pool-side interface; identifies the owning pool. */
-  get _owner(): BlockHost {
-    return this.#host;
+  static {
+    readRecord = (block) => block.#record;
   }
 
   /** @internal Use `MemoryPool.allocate()`. */
@@ -130,6 +128,7 @@ export class PoolBlock {
     stream: Stream,
   ) {
     this.#host = host;
+    this.#record = new BlockRecord(host);
     this.id = id;
     this.size = size;
     this.classSize = classSize;
@@ -138,7 +137,7 @@ export class PoolBlock {
   }
 
   #assertLive(doing: string): void {
-    if (this._state === "freed") {
+    if (this.#record.state === "freed") {
       throw new SchedulerError(
         `Cannot ${doing}: block ${this.id} of pool "${this.#host.name}" was freed`,
       );
@@ -148,12 +147,12 @@ export class PoolBlock {
   /** `"resident"` or `"evicted"`; throws once freed. */
   get state(): BlockState {
     this.#assertLive("read the state of a block");
-    return this._state as BlockState;
+    return this.#record.state as BlockState;
   }
 
   /** True once freed. */
   get freed(): boolean {
-    return this._state === "freed";
+    return this.#record.state === "freed";
   }
 
   /**
@@ -242,21 +241,22 @@ export class PoolBlock {
     this.#assertLive("pin a block");
     this.#host.ensureResident(this);
     this.#host.pin(this);
-    this._userPins++;
+    const record = this.#record;
+    record.userPins++;
     let held = true;
     const host = this.#host;
     const unpin = () => {
       if (!held) return;
       held = false;
-      this._userPins--;
-      if (this._state !== "freed") host.unpin(this);
+      record.userPins--;
+      if (record.state !== "freed") host.unpin(this);
     };
     return { unpin, [Symbol.dispose]: unpin };
   }
 
   /** Returns the block to its pool. Idempotent; throws while it is pinned. */
   free(): void {
-    if (this._state === "freed") return;
+    if (this.#record.state === "freed") return;
     this.#host.release(this);
   }
 
@@ -336,10 +336,10 @@ export class PoolBlock {
       try {
         await this.#copy(src, srcOffset, offset, bytes);
       } finally {
-        if (src._state !== "freed") src.#host.unpin(src);
+        if (src.#record.state !== "freed") src.#host.unpin(src);
       }
     } finally {
-      if (this._state !== "freed") this.#host.unpin(this);
+      if (this.#record.state !== "freed") this.#host.unpin(this);
     }
   }
 

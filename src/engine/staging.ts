@@ -25,7 +25,7 @@
 
 import { SchedulerError } from "../errors.ts";
 import type { Stream } from "../stream.ts";
-import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "./native_memory.ts";
+import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "../native/memory.ts";
 
 /** Bytes per staging chunk: large enough to run near copy-engine speed. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;

@@ -17,7 +17,7 @@
 import { AdmissionError, SchedulerError, VramBudgetExceededError } from "../errors.ts";
 import type { MemoryPool } from "../engine/memory_pool.ts";
 import type { PoolBlock } from "../engine/pool_block.ts";
-import { vmmReap } from "../engine/virtual_memory.ts";
+import { vmmReap } from "../native/vmm.ts";
 import type { Stream } from "../stream.ts";
 
 /** What a sleeping context is to the cycle. @internal */

@@ -7,9 +7,9 @@
  */
 
 import { useDevice } from "../device.ts";
-import { lib } from "../native/loader.ts";
-import { CopyKind, Status } from "../native/status_codes.ts";
-import { unwrap } from "../native/unwrap.ts";
+import { lib } from "./loader.ts";
+import { CopyKind, Status } from "./status_codes.ts";
+import { unwrap } from "./unwrap.ts";
 
 const ptrOut = new BigUint64Array(1);
 const handleOut = new Uint32Array(1);
