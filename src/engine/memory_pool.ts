@@ -295,11 +295,12 @@ export class MemoryPool implements Owned {
     if (!(block instanceof PoolBlock)) {
       throw new TypeError(`${doing}: expected a PoolBlock, got ${show(block)}`);
     }
-    if (recordOf(block).host !== this.#host) {
+    const record = recordOf(block);
+    if (record.host !== this.#host) {
       throw new RangeError(`${doing}: block ${block.id} belongs to another pool`);
     }
     if (block.freed) throw new SchedulerError(`${doing}: block ${block.id} was already freed`);
-    this.#release(block);
+    this.#release(block, record);
   }
 
   /** Releases every cached byte back to the device. */
@@ -476,8 +477,7 @@ export class MemoryPool implements Owned {
     return this.#evictor.copyBack(block, record);
   }
 
-  #release(block: PoolBlock): boolean {
-    const record = recordOf(block);
+  #release(block: PoolBlock, record: BlockRecord): boolean {
     if (record.state === "freed") return false;
     if (record.pins > 0) {
       throw new SchedulerError(
@@ -492,18 +492,17 @@ export class MemoryPool implements Owned {
     }
     const resident = record.state === "resident";
     record.state = "freed";
-    let hostBytes = 0;
     if (resident) {
       const memory = record.memory!;
-      this.#evictor.untrack(block, record);
+      if (record.lruNode) this.#evictor.untrack(block, record);
       memory.stream = block.stream;
       this.#cache.put(memory);
+      this.#stats.freed(block.size, block.classSize);
     } else {
-      hostBytes = record.hostCopy!.size;
+      this.#stats.freedEvicted(block.size, record.hostCopy!.size);
       this.#evictor.forget(block, record);
     }
     record.memory = undefined;
-    this.#stats.freed(block.size, block.classSize, resident, hostBytes);
     return true;
   }
 
@@ -526,10 +525,9 @@ export class MemoryPool implements Owned {
   #makeBlockHost(): BlockHost {
     return {
       name: this.name,
-      touch: (block) => this.#evictor.touch(recordOf(block)),
-      ensureResident: (block) => {
+      touch: (_block, record) => this.#evictor.touch(record),
+      ensureResident: (block, record) => {
         this.#assertUsable(block);
-        const record = recordOf(block);
         if (record.state === "resident") return record.memory!.ptr;
         const ptr = this.#restore(block, record);
         if (this.#state.asleep !== undefined) {
@@ -539,9 +537,9 @@ export class MemoryPool implements Owned {
         return ptr;
       },
       assertUsable: (block) => this.#assertUsable(block),
-      pin: (block) => this.#evictor.pin(block, recordOf(block)),
-      unpin: (block) => this.#evictor.unpin(block, recordOf(block)),
-      release: (block) => this.#release(block),
+      pin: (block, record) => this.#evictor.pin(block, record),
+      unpin: (block, record) => this.#evictor.unpin(block, record),
+      release: (block, record) => this.#release(block, record),
       write: (block, ptr, offset, data) => {
         const done = this.#track(stagedWrite(
           this.#staging,

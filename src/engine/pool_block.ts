@@ -32,21 +32,22 @@ export interface TransferOptions {
 
 /**
  * What a block asks of its pool. Implemented privately by MemoryPool so a
- * block can reach exactly these operations and nothing else of it.
+ * block can reach exactly these operations and nothing else of it. A block
+ * hands its own record along, so its pool needs no lookup.
  * @internal
  */
 export interface BlockHost {
   readonly name: string;
   /** Marks the block most recently used. */
-  touch(block: PoolBlock): void;
+  touch(block: PoolBlock, record: BlockRecord): void;
   /** Makes an evicted block resident again (stream-ordered); returns its pointer. */
-  ensureResident(block: PoolBlock): Deno.PointerObject;
+  ensureResident(block: PoolBlock, record: BlockRecord): Deno.PointerObject;
   /** Throws what `ensureResident` would for a pool that cannot be used now (destroyed, asleep). */
   assertUsable(block: PoolBlock): void;
-  pin(block: PoolBlock): void;
-  unpin(block: PoolBlock): void;
+  pin(block: PoolBlock, record: BlockRecord): void;
+  unpin(block: PoolBlock, record: BlockRecord): void;
   /** Releases the block's memory; false when it was already released. */
-  release(block: PoolBlock): boolean;
+  release(block: PoolBlock, record: BlockRecord): boolean;
   write(block: PoolBlock, ptr: Deno.PointerObject, offset: number, data: Uint8Array): Promise<void>;
   read(block: PoolBlock, ptr: Deno.PointerObject, offset: number, out: Uint8Array): Promise<void>;
 }
@@ -162,8 +163,8 @@ export class PoolBlock {
    */
   get ptr(): Deno.PointerObject {
     this.#assertLive("use a block's pointer");
-    const ptr = this.#host.ensureResident(this);
-    this.#host.touch(this);
+    const ptr = this.#host.ensureResident(this, this.#record);
+    this.#host.touch(this, this.#record);
     return ptr;
   }
 
@@ -190,11 +191,11 @@ export class PoolBlock {
     const bytes = asBytes(data, doing, "data");
     const offset = this.#range(doing, bytes.byteLength, options);
     if (bytes.byteLength === 0) return this.#host.assertUsable(this);
-    this.#host.pin(this);
+    this.#host.pin(this, this.#record);
     try {
       await this.#host.write(this, this.ptr, offset, bytes);
     } finally {
-      this.#host.unpin(this);
+      this.#host.unpin(this, this.#record);
     }
   }
 
@@ -205,19 +206,19 @@ export class PoolBlock {
     const bytes = asBytes(out, doing, "out");
     const offset = this.#range(doing, bytes.byteLength, options);
     if (bytes.byteLength === 0) return this.#host.assertUsable(this);
-    this.#host.pin(this);
+    this.#host.pin(this, this.#record);
     try {
       await this.#host.read(this, this.ptr, offset, bytes);
     } finally {
-      this.#host.unpin(this);
+      this.#host.unpin(this, this.#record);
     }
   }
 
   /** Makes the block resident (if evicted) and resolves once its bytes are back on the device. */
   async resident(): Promise<void> {
     this.#assertLive("make a block resident");
-    this.#host.ensureResident(this);
-    this.#host.touch(this);
+    this.#host.ensureResident(this, this.#record);
+    this.#host.touch(this, this.#record);
     await this.stream.synchronize();
   }
 
@@ -239,8 +240,8 @@ export class PoolBlock {
    */
   pin(): BlockPin {
     this.#assertLive("pin a block");
-    this.#host.ensureResident(this);
-    this.#host.pin(this);
+    this.#host.ensureResident(this, this.#record);
+    this.#host.pin(this, this.#record);
     const record = this.#record;
     record.userPins++;
     let held = true;
@@ -249,7 +250,7 @@ export class PoolBlock {
       if (!held) return;
       held = false;
       record.userPins--;
-      if (record.state !== "freed") host.unpin(this);
+      if (record.state !== "freed") host.unpin(this, record);
     };
     return { unpin, [Symbol.dispose]: unpin };
   }
@@ -257,7 +258,7 @@ export class PoolBlock {
   /** Returns the block to its pool. Idempotent; throws while it is pinned. */
   free(): void {
     if (this.#record.state === "freed") return;
-    this.#host.release(this);
+    this.#host.release(this, this.#record);
   }
 
   /**
@@ -330,16 +331,16 @@ export class PoolBlock {
       this.#host.assertUsable(this);
       return src.#host.assertUsable(src);
     }
-    this.#host.pin(this);
+    this.#host.pin(this, this.#record);
     try {
-      src.#host.pin(src);
+      src.#host.pin(src, src.#record);
       try {
         await this.#copy(src, srcOffset, offset, bytes);
       } finally {
-        if (src.#record.state !== "freed") src.#host.unpin(src);
+        if (src.#record.state !== "freed") src.#host.unpin(src, src.#record);
       }
     } finally {
-      if (this.#record.state !== "freed") this.#host.unpin(this);
+      if (this.#record.state !== "freed") this.#host.unpin(this, this.#record);
     }
   }
 

@@ -69,7 +69,7 @@ export interface PoolShape {
  * import assert from "node:assert/strict";
  * const stats = new PoolStatistics({ name: "pool" } as never);
  * stats.allocated(1000, 1024, false);
- * stats.freed(1000, 1024, true, 0);
+ * stats.freed(1000, 1024);
  * stats.allocated(1000, 1024, true); // from the cache
  * assert.equal(stats.reuseCount, 1);
  * assert.equal(stats.allocatedBytes, 1024);
@@ -113,32 +113,36 @@ export class PoolStatistics {
 
   /** A block of `size` bytes got `classSize` bytes of device memory, `fromCache` or new. */
   allocated(size: number, classSize: number, fromCache: boolean): void {
-    if (fromCache) {
-      this.cachedBytes -= classSize;
-      this.reuseCount++;
-    }
-    this.allocatedBytes += classSize;
+    // Kept small and branch-light: it is on the hot path, and small enough to be inlined there.
+    this.allocationCount++;
     this.requestedBytes += size;
     this.residentRequestedBytes += size;
-    this.allocationCount++;
-    this.#peaks();
+    const allocated = this.allocatedBytes += classSize;
+    if (allocated > this.peakAllocatedBytes) this.peakAllocatedBytes = allocated;
+    if (fromCache) {
+      // Cache to block: what the pool holds is unchanged, so peakBytes cannot move.
+      this.cachedBytes -= classSize;
+      this.reuseCount++;
+    } else if (allocated + this.cachedBytes > this.peakBytes) {
+      this.peakBytes = allocated + this.cachedBytes;
+    }
     if (tracing.on) this.#trace("alloc", size);
   }
 
-  /**
-   * A block was freed: its `classSize` bytes were cached when `resident`;
-   * else its `hostBytes` host copy goes.
-   */
-  freed(size: number, classSize: number, resident: boolean, hostBytes: number): void {
+  /** A resident block was freed: its `classSize` bytes were cached. */
+  freed(size: number, classSize: number): void {
     this.requestedBytes -= size;
-    if (resident) {
-      this.allocatedBytes -= classSize;
-      this.residentRequestedBytes -= size;
-      this.cachedBytes += classSize;
-    } else {
-      this.evictedBlocks--;
-      this.evictedHostBytes -= hostBytes;
-    }
+    this.residentRequestedBytes -= size;
+    this.allocatedBytes -= classSize;
+    this.cachedBytes += classSize;
+    if (tracing.on) this.#trace("free", size);
+  }
+
+  /** An evicted block was freed: its host copy of `hostBytes` goes. */
+  freedEvicted(size: number, hostBytes: number): void {
+    this.requestedBytes -= size;
+    this.evictedBlocks--;
+    this.evictedHostBytes -= hostBytes;
     if (tracing.on) this.#trace("free", size);
   }
 
