@@ -6,16 +6,20 @@
  *
  * Run: deno run --allow-ffi --allow-env=GPUSCHED_LIB,GPUSCHED_BACKEND bench/rss_cycles.ts
  *   [--cycles N] (add --v8-flags=--expose-gc to collect garbage before each reading)
- *   [--features none,buffers,pool,evict,partition,events,all]
+ *   [--features none,buffers,pool,evict,partition,layouts,reserve,events,all]
+ * (layouts: a partition of a different share each cycle, deleted again; reserve: a context with a
+ * compute reservation, made and destroyed)
  */
 import {
   createContext,
+  destroyContext,
   initialize,
   KB,
   MB,
   MemoryPool,
   PartitionLimits,
   PartitionManager,
+  QoSPolicy,
   recordEvent,
   shutdown,
   waitEvent,
@@ -31,7 +35,9 @@ const envState = Deno.permissions.querySync({ name: "env", variable: "GPUSCHED_B
 const chosen = envState === "granted" ? Deno.env.get("GPUSCHED_BACKEND") : undefined;
 const backend = chosen === "cuda" || chosen === "host" ? chosen : "auto";
 
+let cycleIndex = 0;
 async function cycle(feature: string): Promise<void> {
+  cycleIndex++;
   const sched = initialize({ backend, hostMemory: 512 * MB, memoryLimit: 512 * MB });
   const all = feature === "all";
   if (feature === "buffers" || all) {
@@ -60,6 +66,20 @@ async function cycle(feature: string): Promise<void> {
     manager.createPartition("p", "P", new PartitionLimits().compute(0.25));
     const s = sched.createStream({ partition: "p" });
     await s.synchronize();
+  }
+  if (feature === "layouts") {
+    const manager = new PartitionManager();
+    const share = [0.125, 0.25, 0.375][cycleIndex % 3]!;
+    manager.createPartition("p", "P", new PartitionLimits().compute(share));
+    const s = sched.createStream({ partition: "p" });
+    await s.synchronize();
+    s.destroy();
+    manager.deletePartition("p");
+  }
+  if (feature === "reserve") {
+    const ctx = createContext("r", { maxVram: 4 * MB, qos: QoSPolicy.GUARANTEED, compute: 0.125 });
+    await ctx.stream.synchronize();
+    destroyContext(ctx);
   }
   if (feature === "events" || all) {
     const a = createContext("x", { maxVram: 4 * MB }), b = createContext("y", { maxVram: 4 * MB });

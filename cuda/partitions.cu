@@ -22,6 +22,16 @@
  * H200: 300 ms behind a 300 ms kernel), so every new layout costs a drain of
  * the device; cuGreenCtxDestroy does not wait.
  *
+ * Green contexts are therefore made once per SM set and kept for the life of
+ * the process, across layouts and across shutdown and initialize: driver
+ * 580 keeps about 1.7 MiB of host memory for every green context created and
+ * destroyed while the primary context is retained (H200, 2026-12-01,
+ * bench/native/green_ctx_runtime_probe.cu: the same with no CUDA runtime
+ * call at all; 0.6 KiB without a primary context), so a create/destroy per
+ * layout change grew RSS without bound. Every green context libsched uses
+ * comes from the set cache below; only a cache overflow (more distinct sets
+ * than SET_CACHE_SIZE on one device) still destroys one.
+ *
  * Lifetime: a partition is referenced by its owner (the dispatch layer's
  * handle) and by each native stream made in it. A green context must
  * outlive its streams and the work they queued, so when the last reference
@@ -90,12 +100,12 @@ static cuda_partition *retiring;
  * does (a wait for the device to drain), so sets are cached below. */
 #define MAX_SET_GROUPS 64
 
-/* The most recently used SM sets, each holding one reference on its green
- * context, so that a layout change back to a set seen before (a
- * reservation made again, a partition deleted and re-created) makes no new
- * green context. Touched only by calls of the dispatch layer (one JS
- * thread) and at shutdown. */
-#define SET_CACHE_SIZE 8
+/* The SM sets made so far, each holding one reference on its green context,
+ * so that a layout change back to a set seen before (a reservation made
+ * again, a partition deleted and re-created, the next initialize) makes no
+ * new green context. The cache outlives shutdown (see the top of the file).
+ * Touched only by calls of the dispatch layer (one JS thread at a time). */
+#define SET_CACHE_SIZE 48
 struct cached_set {
   uint64_t mask;
   bool with_remainder;
@@ -116,6 +126,10 @@ struct device_layout {
   bool split_has_remainder;
   cached_set set_cache[SET_CACHE_SIZE];
   uint64_t set_clock;
+  /* The split the cached sets come from; unlike the fields above, these
+   * survive partitions_init. */
+  int granularity_cached;
+  int groups_cached;
 };
 static device_layout layouts[SCHED_MAX_DEVICES];
 
@@ -171,6 +185,19 @@ static bool load(const char *name, void **fn) {
 
 #define LOAD(field, name) load(name, (void **)&drv.field)
 
+static void partition_release(cuda_partition *p);
+
+/* Drops the cache's references; each green context goes once its streams
+ * and their work are gone. */
+static void release_set_cache(device_layout *layout) {
+  for (int i = 0; i < SET_CACHE_SIZE; i++) {
+    cuda_partition *p = layout->set_cache[i].partition;
+    memset(&layout->set_cache[i], 0, sizeof layout->set_cache[i]);
+    if (p != NULL) partition_release(p);
+  }
+  layout->set_clock = 0;
+}
+
 void partitions_init(void) {
   here()->available = false;
   here()->granularity = 0;
@@ -219,12 +246,18 @@ void partitions_init(void) {
              r != CUDA_SUCCESS && text != NULL ? text : "no SM group");
     return;
   }
+  int groups_kept = (int)(groups > MAX_SET_GROUPS ? MAX_SET_GROUPS : groups);
+  /* The split is the same on every initialize of a device, so sets cached
+   * by an earlier one stay valid; should it ever differ, they go. */
+  if (here()->granularity_cached != (int)first.sm.smCount || here()->groups_cached != groups_kept) {
+    release_set_cache(here());
+    here()->granularity_cached = (int)first.sm.smCount;
+    here()->groups_cached = groups_kept;
+  }
   here()->granularity = (int)first.sm.smCount;
-  here()->groups_total = (int)(groups > MAX_SET_GROUPS ? MAX_SET_GROUPS : groups);
+  here()->groups_total = groups_kept;
   memset(here()->split_groups, 0, sizeof here()->split_groups);
   memset(&here()->split_remainder, 0, sizeof here()->split_remainder);
-  memset(here()->set_cache, 0, sizeof here()->set_cache);
-  here()->set_clock = 0;
   unsigned int made = (unsigned int)here()->groups_total;
   CUdevResource *all_groups = (CUdevResource *)calloc(groups, sizeof *all_groups);
   if (all_groups == NULL) {
@@ -278,16 +311,7 @@ static bool drop_completed_tails(cuda_partition *p, bool wait) {
 }
 
 void partitions_reap(bool wait) {
-  if (wait) {
-    /* Shutdown: the caches' references are the last ones, on every device. */
-    for (int d = 0; d < SCHED_MAX_DEVICES; d++) {
-      for (int i = 0; i < SET_CACHE_SIZE; i++) {
-        cuda_partition *p = layouts[d].set_cache[i].partition;
-        layouts[d].set_cache[i].partition = NULL;
-        if (p != NULL) partition_release(p);
-      }
-    }
-  }
+  /* At shutdown (wait) the cached sets stay: see the top of the file. */
   pthread_mutex_lock(&lock);
   for (cuda_partition **link = &retiring; *link != NULL;) {
     cuda_partition *p = *link;
@@ -390,94 +414,16 @@ static int32_t make_partition(CUdevResource *resources, unsigned int count, cuda
   return SCHED_OK;
 }
 
-/* The rest: groups left over plus the remainder. A descriptor may refuse
- * to mix the remainder with groups (CUDA 13.1 documents that resources must
- * share their co-scheduling alignment), so without it as a second try; the
- * SM count written back says what the rest really got. */
-static int32_t make_rest(CUdevResource *left, unsigned int n_left, bool with_remainder, cuda_partition **out,
-                         uint32_t *out_sms) {
-  *out = NULL;
-  *out_sms = 0;
-  unsigned int count = n_left + (with_remainder ? 1u : 0u);
-  if (count == 0) return SCHED_OK;
-  int32_t status = make_partition(left, count, out, out_sms);
-  if (status == SCHED_OK || !with_remainder) return status;
-  if (n_left > 0) return make_partition(left, n_left, out, out_sms);
-  /* A remainder alone that makes no green context: nothing remains. */
-  return SCHED_OK;
+/* The groups [first, first + count) of the split, as a set mask. */
+static uint64_t group_run(unsigned int first, unsigned int count) {
+  if (count == 0) return 0;
+  uint64_t run = count >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
+  return run << first;
 }
 
-static void destroy_now(cuda_partition *p) {
-  (void)drv.green_ctx_destroy(p->ctx);
-  free(p);
-}
-
-int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
-                              uint32_t *out_sm_given) {
-  BIND_DEVICE();
-  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
-  partitions_reap(false);
-
-  CUdevResource all;
-  memset(&all, 0, sizeof all);
-  CUresult r = drv.device_get_dev_resource(here()->device, &all, CU_DEV_RESOURCE_TYPE_SM);
-  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDeviceGetDevResource");
-  unsigned int groups = 0;
-  r = drv.sm_resource_split_by_count(NULL, &groups, &all, NULL, SPLIT_FLAGS, (unsigned int)here()->granularity);
-  if (r != CUDA_SUCCESS) return cu_fail(r, "cuDevSmResourceSplitByCount (counting groups of %d SMs)", here()->granularity);
-
-  /* One slot more, so the remainder can follow the last group and the rest's
-   * descriptor takes one contiguous run. */
-  CUdevResource *res = (CUdevResource *)calloc((size_t)groups + 1, sizeof *res);
-  uint32_t *units = (uint32_t *)calloc(n, sizeof *units);
-  cuda_partition **made = (cuda_partition **)calloc((size_t)n + 1, sizeof *made);
-  int32_t status = SCHED_OK;
-  if (res == NULL || units == NULL || made == NULL) {
-    status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory planning partitions");
-  }
-  CUdevResource remainder;
-  memset(&remainder, 0, sizeof remainder);
-  if (status == SCHED_OK) {
-    r = drv.sm_resource_split_by_count(res, &groups, &all, &remainder, SPLIT_FLAGS, (unsigned int)here()->granularity);
-    if (r != CUDA_SUCCESS) status = cu_fail(r, "cuDevSmResourceSplitByCount into groups of %d SMs", here()->granularity);
-  }
-  uint32_t unit = groups > 0 && res != NULL ? res[0].sm.smCount : (uint32_t)here()->granularity;
-  if (status == SCHED_OK) status = partition_plan(sm_counts, n, unit, groups, units);
-
-  unsigned int next = 0;
-  for (uint32_t i = 0; i < n && status == SCHED_OK; i++) {
-    status = make_partition(res + next, units[i], &made[i], &out_sm_given[i]);
-    next += units[i];
-  }
-  if (status == SCHED_OK) {
-    bool has_remainder = remainder.type == CU_DEV_RESOURCE_TYPE_SM && remainder.sm.smCount > 0;
-    if (has_remainder) res[groups] = remainder;
-    status = make_rest(res + next, groups - next, has_remainder, &made[n], &out_sm_given[n]);
-  }
-  if (status == SCHED_OK) {
-    for (uint32_t i = 0; i <= n; i++) out_partitions[i] = made[i];
-  } else if (made != NULL) {
-    for (uint32_t i = 0; i <= n; i++) {
-      if (made[i] != NULL) destroy_now(made[i]);
-    }
-  }
-  free(res);
-  free(units);
-  free(made);
-  return status;
-}
-
-int32_t cuda_partition_destroy(void *partition) {
-  BIND_DEVICE();
-  partition_release((cuda_partition *)partition);
-  partitions_reap(false);
-  return SCHED_OK;
-}
-
-int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out_partition, uint32_t *out_sm_given) {
-  BIND_DEVICE();
-  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
-  partitions_reap(false);
+/* The green context of one SM set, from the cache or made and cached; the
+ * caller gets a reference of its own. */
+static int32_t set_acquire(uint64_t mask, bool with_remainder, cuda_partition **out_partition, uint32_t *out_sm_given) {
   bool remainder = with_remainder && here()->split_has_remainder;
   here()->set_clock++;
   for (int i = 0; i < SET_CACHE_SIZE; i++) {
@@ -502,12 +448,16 @@ int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out
     res[count] = here()->split_remainder;
     status = make_partition(res, count + 1, &p, &sms);
   }
-  /* A descriptor may refuse the remainder next to groups (see make_rest). */
+  /* A descriptor may refuse to mix the remainder with groups (CUDA 13.1
+   * documents that resources must share their co-scheduling alignment), so
+   * without it as a second try; the SM count read back says what the set
+   * really got. */
   if (status != SCHED_OK && count > 0) status = make_partition(res, count, &p, &sms);
   if (status != SCHED_OK) {
     return count > 0 ? status : sched_fail(SCHED_ERR_INVALID_ARGUMENT, "The SMs left over make no green context");
   }
-  /* The cache keeps the reference make_partition gave; the caller gets one more. */
+  /* The cache keeps the reference make_partition gave; the caller gets one
+   * more. A full cache gives up its least recently used set. */
   int slot = 0;
   for (int i = 0; i < SET_CACHE_SIZE; i++) {
     if (here()->set_cache[i].partition == NULL) {
@@ -523,4 +473,64 @@ int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out
   *out_partition = p;
   *out_sm_given = sms;
   return SCHED_OK;
+}
+
+int32_t cuda_partition_create(const uint32_t *sm_counts, uint32_t n, void **out_partitions,
+                              uint32_t *out_sm_given) {
+  BIND_DEVICE();
+  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
+  partitions_reap(false);
+  unsigned int groups = (unsigned int)here()->groups_total;
+  uint32_t *units = (uint32_t *)calloc(n > 0 ? n : 1, sizeof *units);
+  cuda_partition **made = (cuda_partition **)calloc((size_t)n + 1, sizeof *made);
+  int32_t status = SCHED_OK;
+  if (units == NULL || made == NULL) status = sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory planning partitions");
+  if (status == SCHED_OK) status = partition_plan(sm_counts, n, (uint32_t)here()->granularity, groups, units);
+  /* Each partition takes consecutive groups of the split taken at init;
+   * the rest takes the groups left over plus the remainder. Every set
+   * comes from the cache, so deleting and re-creating a layout makes no
+   * green context. */
+  unsigned int next = 0;
+  for (uint32_t i = 0; i < n && status == SCHED_OK; i++) {
+    status = set_acquire(group_run(next, units[i]), false, &made[i], &out_sm_given[i]);
+    next += units[i];
+  }
+  if (status == SCHED_OK) {
+    uint64_t rest = group_run(next, groups - next);
+    out_sm_given[n] = 0;
+    if (rest != 0) {
+      status = set_acquire(rest, true, &made[n], &out_sm_given[n]);
+    } else if (here()->split_has_remainder && set_acquire(0, true, &made[n], &out_sm_given[n]) != SCHED_OK) {
+      /* A remainder alone that makes no green context: nothing remains. */
+      made[n] = NULL;
+      out_sm_given[n] = 0;
+    }
+  }
+  if (status == SCHED_OK) {
+    for (uint32_t i = 0; i <= n; i++) out_partitions[i] = made[i];
+  } else if (made != NULL) {
+    for (uint32_t i = 0; i <= n; i++) {
+      if (made[i] != NULL) partition_release(made[i]);
+    }
+  }
+  free(units);
+  free(made);
+  return status;
+}
+
+int32_t cuda_partition_destroy(void *partition) {
+  BIND_DEVICE();
+  partition_release((cuda_partition *)partition);
+  partitions_reap(false);
+  return SCHED_OK;
+}
+
+int32_t cuda_partition_create_set(uint64_t mask, bool with_remainder, void **out_partition, uint32_t *out_sm_given) {
+  BIND_DEVICE();
+  if (!here()->available) return sched_fail(SCHED_ERR_UNSUPPORTED, "SM partitions are unsupported here: %s", here()->unavailable_reason);
+  partitions_reap(false);
+  cuda_partition *p = NULL;
+  int32_t status = set_acquire(mask, with_remainder, &p, out_sm_given);
+  if (status == SCHED_OK) *out_partition = p;
+  return status;
 }
