@@ -483,17 +483,57 @@ contractTest(
       assert.throws(() => layer.allocateUnchecked!(bad), TypeError, `size ${String(bad)}`);
     }
     // Past the limit: a RangeError for a pool (above its quota), VramBudgetExceededError for a
-  // context (above its maxVram, as API.md says).
-  assert.throws(
-    () => layer.allocateUnchecked!(layer.limit + 1),
-    (e) => e instanceof RangeError || e instanceof VramBudgetExceededError,
-  );
-  assert.equal(agreed(layer, "after the refusals"), before);
-  layer.free(a);
-  const freed = agreed(layer, "freed");
-  layer.free(a); // idempotent
-  assert.equal(agreed(layer, "freed twice"), freed);
-});
+    // context (above its maxVram, as API.md says).
+    assert.throws(
+      () => layer.allocateUnchecked!(layer.limit + 1),
+      (e) => e instanceof RangeError || e instanceof VramBudgetExceededError,
+    );
+    assert.equal(agreed(layer, "after the refusals"), before);
+    layer.free(a);
+    const freed = agreed(layer, "freed");
+    layer.free(a); // idempotent
+    assert.equal(agreed(layer, "freed twice"), freed);
+  },
+);
+
+/** One step of a random sequence. */
+type Step =
+  | { op: "allocate"; size: number }
+  | { op: "free"; pick: number }
+  | { op: "trim" };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      op: fc.constant("allocate" as const),
+      size: fc.oneof(
+        fc.integer({ min: STAMP, max: 4096 }),
+        fc.integer({ min: 4097, max: 512 * 1024 }),
+        fc.integer({ min: 512 * 1024, max: 3 * MB }),
+      ),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant("free" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("trim" as const) }) },
+);
+
+for (const fixture of FIXTURES) {
+  backendTest(
+    `${fixture.name}: random sequences keep every account equal, under the limit, and every allocation's data`,
+    async (sched) => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(step, { minLength: 20, maxLength: 60 }), async (steps) => {
+          const layer = fixture.make(sched);
+          const live: { allocation: Allocation; id: number }[] = [];
+          let refusals = 0;
+          try {
+            for (const [id, s] of steps.entries()) {
+              if (s.op === "allocate") {
+                const allocation = layer.allocate(s.size);
+                if (allocation) {
+                  await layer.write(allocation, stampOf(id));
+                  live.push({ allocation, id });
                 } else refusals++;
               } else if (s.op === "free" && live.length > 0) {
                 const [gone] = live.splice(s.pick % live.length, 1);
