@@ -75,6 +75,38 @@ export interface AllocateOptions {
 const CREATE = "Cannot create a memory pool";
 
 /**
+ * @internal What a sleeping context does with its pool (src/sleep/), reached
+ * through `sleepAccessOf`, which mod.ts does not export.
+ */
+export interface PoolSleepAccess {
+  /** Refuses every use of its blocks with `reason` (a sleeping context), or allows them again. */
+  setAsleep(reason: string | undefined): void;
+  /** True while a block is pinned by `pin()` (not by a transfer). */
+  userPinned(): boolean;
+  /** Resolves once no write or read of its blocks is in flight. */
+  transfersSettled(): Promise<void>;
+  /**
+   * Moves every resident block, evictable or not, to pinned host memory and
+   * releases the cache (a context falling asleep). Returns the blocks moved;
+   * blocks already evicted stay as they are.
+   */
+  evictAll(): PoolBlock[];
+  /**
+   * Restores `blocks` at their addresses (a context waking), each as an
+   * allocation would (quota, budget, pressure, eviction); throws at the
+   * first that cannot be given memory, leaving the ones before it resident.
+   */
+  restoreAll(blocks: PoolBlock[]): void;
+}
+
+let readSleepAccess: (pool: MemoryPool) => PoolSleepAccess;
+
+/** @internal The sleep side of `pool`, for src/sleep/ only. */
+export function sleepAccessOf(pool: MemoryPool): PoolSleepAccess {
+  return readSleepAccess(pool);
+}
+
+/**
  * Device memory for one owner (a model, a context), in size classes with
  * free lists, so a freed block is handed out again without crossing FFI.
  *
@@ -129,6 +161,7 @@ export class MemoryPool implements Owned {
   /** Alive, asleep and names: what the layers read of the pool. */
   #state: { -readonly [K in keyof PoolState]: PoolState[K] };
   #inflight = new Set<Promise<void>>();
+  #sleepAccess: PoolSleepAccess | undefined;
   // The layers.
   #order: StreamOrder;
   #source: DeviceSource;
@@ -404,27 +437,22 @@ export class MemoryPool implements Owned {
     this.#copies.clear();
   }
 
-  /** @internal Refuses every use of its blocks with `reason` (a sleeping context), or allows them again. */
-  _setAsleep(reason: string | undefined): void {
-    this.#state.asleep = reason;
+  static {
+    readSleepAccess = (pool) =>
+      pool.#sleepAccess ??= {
+        setAsleep: (reason) => pool.#state.asleep = reason,
+        userPinned: () => pool.#live.some((block) => recordOf(block).userPins > 0),
+        transfersSettled: () => pool.#transfersSettled(),
+        evictAll: () => pool.#evictAll(),
+        restoreAll: (blocks) => pool.#restoreAll(blocks),
+      };
   }
 
-  /** @internal True while a block is pinned by `pin()` (not by a transfer). */
-  _userPinned(): boolean {
-    return this.#live.some((block) => recordOf(block).userPins > 0);
-  }
-
-  /** @internal Resolves once no write or read of its blocks is in flight. */
-  async _transfersSettled(): Promise<void> {
+  async #transfersSettled(): Promise<void> {
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
   }
 
-  /**
-   * @internal Moves every resident block, evictable or not, to pinned host
-   * memory and releases the cache (a context falling asleep). Returns the
-   * blocks moved; blocks already evicted stay as they are.
-   */
-  _evictAll(): PoolBlock[] {
+  #evictAll(): PoolBlock[] {
     this.#assertAlive("evict a pool");
     const moved: PoolBlock[] = [];
     for (const block of [...this.#live]) {
@@ -436,12 +464,7 @@ export class MemoryPool implements Owned {
     return moved;
   }
 
-  /**
-   * @internal Restores `blocks` at their addresses (a context waking), each
-   * as an allocation would (quota, budget, pressure, eviction); throws at the
-   * first that cannot be given memory, leaving the ones before it resident.
-   */
-  _restoreAll(blocks: PoolBlock[]): void {
+  #restoreAll(blocks: PoolBlock[]): void {
     for (const block of blocks) {
       this.#assertAlive("restore a pool");
       const record = recordOf(block);
