@@ -25,6 +25,7 @@ import type { Stream } from "../stream.ts";
  * const a = sched.createStream(), b = sched.createStream();
  * const order = new StreamOrder(sched.createEvent(), a);
  * order.after(a, b); // work queued on b next runs after what a holds now
+ * order.uses(b);
  * assert.deepEqual([...order.streams], [a, b]);
  * order.destroy();
  * shutdown();
