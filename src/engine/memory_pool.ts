@@ -1,6 +1,17 @@
 /**
  * MemoryPool: device memory in size classes with free lists, LRU order and
- * real eviction to pinned host memory.
+ * real eviction to pinned host memory, as a thin composition of the layers
+ * in `src/memory/` (docs/memory_layers.md has the picture):
+ *
+ * - `SizeClassCache` serves a cached size without crossing FFI (the hot path);
+ * - `RoomMaker` is the slow path: claim from `PoolLimit` (quota, then the
+ *   budget: a context's account or the device's `LimitOwner`), ask the
+ *   pressure handlers, release cache and evict (`Evictor`), retry;
+ * - `DeviceSource` commits and decommits VMM slots, so addresses are stable;
+ * - `PoolStatistics` observes it all for `stats()`, usage and the trace.
+ *
+ * This file keeps what is the pool's own: argument checks, the live blocks,
+ * the block facade (`BlockHost`), destroy/invalidate and the sleep access.
  *
  * @module
  */
