@@ -112,7 +112,23 @@ export interface PoolSleepAccess {
 
 let readSleepAccess: (pool: MemoryPool) => PoolSleepAccess;
 
-/** @internal The sleep side of `pool`, for src/sleep/ only. */
+/**
+ * @internal The sleep side of `pool`, for src/sleep/ only.
+ *
+ * @example
+ * ```ts
+ * import { initialize, MemoryPool, SchedulerError, shutdown } from "@gpusched/core";
+ * import { sleepAccessOf } from "./memory_pool.ts";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const pool = new MemoryPool({ quota: 1 << 20 });
+ * sleepAccessOf(pool).setAsleep("it is asleep");
+ * assert.throws(() => pool.allocate(4096), SchedulerError);
+ * sleepAccessOf(pool).setAsleep(undefined);
+ * pool.allocate(4096).free();
+ * shutdown();
+ * ```
+ */
 export function sleepAccessOf(pool: MemoryPool): PoolSleepAccess {
   return readSleepAccess(pool);
 }
@@ -219,12 +235,18 @@ export class MemoryPool implements Owned {
     }
     // On the device asked for, else that of the stream it was given, else the scheduler's.
     this.#device = device ?? opts.stream?.device ?? this.#scheduler.device.id;
+    const space = addressSpaceFor(this.#scheduler, this.#device);
     this.#ownsStream = opts.stream === undefined;
     this.stream = opts.stream ?? this.#scheduler.createStream({ device: this.#device });
-    this.#order = new StreamOrder(
-      this.#scheduler.createEvent({ device: this.#device }),
-      this.stream,
-    );
+    try {
+      this.#order = new StreamOrder(
+        this.#scheduler.createEvent({ device: this.#device }),
+        this.stream,
+      );
+    } catch (error) {
+      if (this.#ownsStream) this.stream.destroy();
+      throw error;
+    }
     this.#host = this.#makeBlockHost();
     const budget = internals?.budget ??
       limitOwnerBudget(
@@ -241,11 +263,7 @@ export class MemoryPool implements Owned {
     this.#exact = internals?.exactSizes ?? false;
     this.#makeBlock = internals?.makeBlock ?? ((...args) => new PoolBlock(...args));
     // The layers, bottom up (see the module notes).
-    this.#source = new DeviceSource(
-      addressSpaceFor(this.#scheduler, this.#device),
-      this.#order,
-      () => this.#letFreesLand(),
-    );
+    this.#source = new DeviceSource(space, this.#order, () => this.#letFreesLand());
     this.#limit = new PoolLimit(this.quota, budget);
     this.#cache = new SizeClassCache(this.#order, (memory) => this.#releaseCached(memory));
     this.#stats = new PoolStatistics(this);

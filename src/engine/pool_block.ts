@@ -57,6 +57,19 @@ let readRecord: (block: PoolBlock) => BlockRecord;
 /**
  * @internal The pool-side record of `block`, for the memory layers only:
  * mod.ts does not export it, so it is not public API.
+ *
+ * @example
+ * ```ts
+ * import { initialize, MemoryPool, shutdown } from "@gpusched/core";
+ * import { recordOf } from "./pool_block.ts";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const block = new MemoryPool({ quota: 1 << 20 }).allocate(4096);
+ * assert.equal(recordOf(block).state, "resident");
+ * block.free();
+ * assert.equal(recordOf(block).state, "freed");
+ * shutdown();
+ * ```
  */
 export function recordOf(block: PoolBlock): BlockRecord {
   return readRecord(block);

@@ -103,6 +103,17 @@ export class PoolLimit {
  * only bytes nobody claims (others' caches are released for it), so it can
  * never take what a context reserved; it has no reservation of its own.
  * `evictOwn` evicts the pool's own blocks when the owner is short.
+ *
+ * @example
+ * ```ts
+ * import { LimitOwner } from "../engine/limit_owner.ts";
+ * import { limitOwnerBudget } from "./pool_limit.ts";
+ * import assert from "node:assert/strict";
+ * const owner = new LimitOwner(100);
+ * const budget = limitOwnerBudget(owner, () => {});
+ * assert.ok(budget.tryRequest(80) && !budget.tryRequest(30));
+ * assert.equal(budget.available(), 20);
+ * ```
  */
 export function limitOwnerBudget(owner: LimitOwner, evictOwn: (bytes: number) => void): PoolBudget {
   return {
