@@ -33,7 +33,7 @@ import { SizeClassCache } from "../src/memory/size_class_cache.ts";
 import { StreamOrder } from "../src/memory/stream_order.ts";
 import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "../src/native/memory.ts";
 import { vmmReap, vmmUsage } from "../src/native/vmm.ts";
-import { backendTest } from "./_helpers.ts";
+import { backendTest, lib } from "./_helpers.ts";
 
 /** The managed memory of every test's device: the device source's limit. */
 const DEVICE = 32 * MB;
@@ -570,3 +570,45 @@ for (const fixture of FIXTURES) {
     { hostMemory: DEVICE },
   );
 }
+
+/** Counts every libsched call made while `fn` runs (each writable symbol wrapped, then restored). */
+function libschedCalls(fn: () => void): number {
+  const symbols = lib() as unknown as Record<string, unknown>;
+  const saved = new Map<string, unknown>();
+  let calls = 0;
+  try {
+    for (const [name, original] of Object.entries(symbols)) {
+      if (typeof original !== "function") continue;
+      if (!Object.getOwnPropertyDescriptor(symbols, name)?.writable) continue;
+      saved.set(name, original);
+      symbols[name] = (...args: unknown[]) => {
+        calls++;
+        return (original as (...args: unknown[]) => unknown)(...args);
+      };
+    }
+    fn();
+  } finally {
+    for (const [name, original] of saved) symbols[name] = original;
+  }
+  return calls;
+}
+
+backendTest(
+  "allocate + free of a cached size makes no libsched call, in a pool and in a context",
+  () => {
+    const pool = new MemoryPool({ quota: LIMIT });
+    const ctx = createContext("hot", { maxVram: LIMIT, qos: QoSPolicy.GUARANTEED });
+    // The first allocation of a size maps memory: the counter sees the native calls.
+    assert.ok(libschedCalls(() => pool.allocate(4096).free()) > 0);
+    assert.ok(libschedCalls(() => ctx.alloc(64 * 1024).free()) > 0);
+    const hot = libschedCalls(() => {
+      for (let i = 0; i < 100; i++) {
+        pool.allocate(4096).free();
+        ctx.alloc(64 * 1024).free();
+        ctx.alloc(64 * 1024, { evictable: true }).free();
+      }
+    });
+    assert.equal(hot, 0);
+    pool.destroy();
+  },
+);
