@@ -116,7 +116,7 @@ export class RoomMaker {
         if (!memory) this.#limit.release(want);
       }
       if (memory) return memory;
-      if (attempt === 1) throw this.refusal(size, true);
+      if (attempt === 1) throw this.#refusal(size, true);
     }
   }
 
@@ -153,7 +153,7 @@ export class RoomMaker {
         if (!committed) this.#limit.release(block.classSize);
       }
       if (committed) return true;
-      if (attempt === 1) throw this.refusal(block.classSize, true);
+      if (attempt === 1) throw this.#refusal(block.classSize, true);
     }
   }
 
@@ -171,7 +171,7 @@ export class RoomMaker {
   }
 
   /** The error of a refused allocation of `size` bytes. */
-  refusal(size: number, deviceRefused: boolean): VramBudgetExceededError {
+  #refusal(size: number, deviceRefused: boolean): VramBudgetExceededError {
     const pool = this.#pool;
     let available = pool.alive && this.#scheduler.active ? this.availableNow() : 0;
     if (deviceRefused && this.#scheduler.active) {
@@ -220,7 +220,7 @@ export class RoomMaker {
           }
           if (claimed) return want;
         }
-        if (asked) throw this.refusal(size, deviceRefused);
+        if (asked) throw this.#refusal(size, deviceRefused);
       }
       asked = true;
       // The one call into user code: on return, nothing read above is trusted.

@@ -102,11 +102,6 @@ export class SizeClassCache {
     return true;
   }
 
-  /** Releases cached memory, oldest first, until at most `keep` bytes are cached. */
-  releaseDownTo(keep: number): void {
-    while (this.#bytes > keep && this.releaseOldest());
-  }
-
   /** Releases every cached byte. */
   releaseAll(): void {
     while (this.releaseOldest());

@@ -26,7 +26,8 @@ import type { Stream } from "../stream.ts";
  * const order = new StreamOrder(sched.createEvent(), a);
  * order.after(a, b); // work queued on b next runs after what a holds now
  * order.uses(b);
- * assert.deepEqual([...order.streams], [a, b]);
+ * order.synchronize(); // waits for a and b
+ * assert.ok(a.query() && b.query());
  * order.destroy();
  * shutdown();
  * ```
@@ -39,11 +40,6 @@ export class StreamOrder {
   constructor(event: GpuEvent, first: Stream) {
     this.#event = event;
     this.#streams.add(first);
-  }
-
-  /** Every stream the pool's memory was used on. */
-  get streams(): ReadonlySet<Stream> {
-    return this.#streams;
   }
 
   /** Work queued next on `next` runs after all work queued so far on `last`. */

@@ -1,7 +1,9 @@
 /**
- * Thin, checked wrappers over libsched's memory calls, shared by the pool,
- * staging and eviction code. Out-of-memory is a value (null), because the
- * pool reacts to it by making room; every other failure throws.
+ * Thin, checked wrappers over libsched's memory calls (pinned host memory,
+ * copies, the stream-ordered pools the benchmarks compare against), shared
+ * by staging, eviction and device-to-device copies. Out-of-memory is a
+ * value (null), because the callers react to it by making room; every
+ * other failure throws.
  *
  * @module
  */
@@ -13,8 +15,6 @@ import { unwrap } from "./unwrap.ts";
 
 const ptrOut = new BigUint64Array(1);
 const handleOut = new Uint32Array(1);
-const usedOut = new BigUint64Array(1);
-const reservedOut = new BigUint64Array(1);
 
 /** A stream-ordered libsched pool on `device`, capped at maxBytes (0: no cap of ours); returns its handle. */
 export function createNativePool(maxBytes: number, device = 0): number {
@@ -23,22 +23,6 @@ export function createNativePool(maxBytes: number, device = 0): number {
   // for everyone; the TypeScript pool does its own caching.
   unwrap(lib().sched_pool_create(BigInt(maxBytes), 0n, handleOut), "Cannot create a memory pool");
   return handleOut[0]!;
-}
-
-/** Destroys a libsched pool (it must hold no live allocations). */
-export function destroyNativePool(pool: number): void {
-  unwrap(lib().sched_pool_destroy(pool), "Cannot destroy a memory pool");
-}
-
-/** Returns the libsched pool's unused memory to the device, down to keepBytes. */
-export function trimNativePool(pool: number, keepBytes: number): void {
-  unwrap(lib().sched_pool_trim(pool, BigInt(keepBytes)), "Cannot trim a memory pool");
-}
-
-/** Bytes the libsched pool holds from the device. */
-export function nativePoolReserved(pool: number): number {
-  unwrap(lib().sched_pool_usage(pool, usedOut, reservedOut), "Cannot read pool usage");
-  return Number(reservedOut[0]);
 }
 
 /** Device memory ordered on stream; null when the device or pool is out of memory. */
@@ -94,7 +78,6 @@ export function copyToHost(
   );
 }
 
-/** Pinned host to device, in stream order. */
 /**
  * Queues a device-to-device copy on `stream`: within one device, or between
  * two (peer copy where possible, else staged through host memory by the
@@ -123,6 +106,7 @@ export function copyDeviceToDevice(
   );
 }
 
+/** Pinned host to device, in stream order. */
 export function copyToDevice(
   device: Deno.PointerObject,
   deviceOffset: number,
