@@ -37,6 +37,37 @@ Deno.test("setGemmQos checks its options and keeps the others", () => {
   setGemmQos(before);
 });
 
+Deno.test("setGemmQos checks the launch gate's and piece sizing's options, naming them", () => {
+  const before = setGemmQos({});
+  const bad: [Record<string, unknown>, RegExp, ErrorConstructor][] = [
+    [{ pieceUs: -1 }, /pieceUs must be a finite number >= 0, got -1/, RangeError],
+    [{ pieceUs: Infinity }, /pieceUs/, RangeError],
+    [{ activeInFlight: -1 }, /activeInFlight/, RangeError],
+    [{ activeInFlight: 0.5 }, /activeInFlight/, RangeError],
+    [{ idleInFlight: 0 }, /idleInFlight/, RangeError],
+    [{ maxHoldMs: -2 }, /maxHoldMs must be a number >= 0/, RangeError],
+    [{ maxHoldMs: "1" }, /maxHoldMs/, RangeError],
+  ];
+  for (const [change, message, type] of bad) {
+    assert.throws(
+      () => setGemmQos(change),
+      (e: unknown) => e instanceof type && message.test((e as Error).message),
+      JSON.stringify(change),
+    );
+    assert.deepEqual(setGemmQos({}), before, "a refused change changes nothing");
+  }
+  const set = setGemmQos({
+    activeInFlight: 0,
+    maxHoldMs: Infinity,
+    pieceUs: 150,
+  });
+  assert.equal(set.activeInFlight, 0);
+  assert.equal(set.pieceUs, 150);
+  assert.equal(set.idleInFlight, before.idleInFlight, "the others are kept");
+  setGemmQos(before);
+  assert.deepEqual(setGemmQos({}), before);
+});
+
 /** Column-major fp32 reference. */
 function reference(m: number, n: number, k: number, a: Float32Array, b: Float32Array) {
   const c = new Float32Array(m * n);
@@ -108,5 +139,84 @@ backendTest(
     again.destroy();
     blas.destroy();
     assert.throws(() => blas.gemm({ m, n, k, a: da, b: db, c: dc, type: "fp32" }), SchedulerError);
+  },
+);
+
+backendTest(
+  "on CUDA, gemmAsync through the launch gate keeps stream order with gemm, and destroy rejects held pieces",
+  async (sched) => {
+    if (sched.backend !== "cuda") return;
+    const ctx = createContext("be", { maxVram: 256 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const owner = createContext("owner", {
+      maxVram: 64 * MB,
+      qos: QoSPolicy.GUARANTEED,
+      compute: 0.25,
+    });
+    const [m, n, k] = [64, 512, 96];
+    const a = Float32Array.from({ length: m * k }, (_, i) => ((i * 3) % 17) / 17 - 0.5);
+    const b = Float32Array.from({ length: k * n }, (_, i) => ((i * 5) % 11) / 11 - 0.5);
+    const want = reference(m, n, k, a, b);
+    const da = ctx.alloc(a.byteLength), db = ctx.alloc(b.byteLength), dc = ctx.alloc(m * n * 4);
+    const oa = owner.alloc(a.byteLength), oc = owner.alloc(m * m * 4);
+    await da.write(a);
+    await db.write(b);
+    const blas = Cublas.for(ctx);
+    const ownerBlas = Cublas.for(owner);
+    const ownerWork = () =>
+      ownerBlas.gemm({ m, n: m, k, a: oa, b: oa, c: oc, type: "fp32", transB: true });
+    const worst = async (scale: number) => {
+      const got = new Float32Array(m * n);
+      await dc.read(got);
+      let w = 0;
+      for (let i = 0; i < got.length; i++) w = Math.max(w, Math.abs(got[i]! - scale * want[i]!));
+      return w;
+    };
+    const before = setGemmQos({});
+    try {
+      // The owner active (its own GEMM, a long idle window): one piece of 128 columns at a time.
+      setGemmQos({
+        maxPieceFlops: 2 * m * k * 128,
+        borrow: true,
+        idleMs: 60_000,
+        activeInFlight: 1,
+      });
+      ownerWork();
+      const pieces = blas.pieces;
+      await blas.gemmAsync({ m, n, k, a: da, b: db, c: dc, type: "fp32" });
+      assert.equal(blas.pieces - pieces, n / 128);
+      assert.ok(await worst(1) < 1e-3);
+      // None may start while the owner is active: held; a later gemm starts them first.
+      setGemmQos({ activeInFlight: 0, maxHoldMs: Infinity });
+      ownerWork();
+      const held = blas.gemmAsync({ m, n, k, a: da, b: db, c: dc, type: "fp32" });
+      assert.equal(blas.pieces, pieces + n / 128, "held while the owner is active");
+      blas.gemm({ m, n, k, a: da, b: db, c: dc, type: "fp32", beta: 1 }); // C = AB + C
+      await held;
+      assert.ok(await worst(2) < 1e-3, "the held pieces ran before the later gemm");
+      // Held pieces of a destroyed handle reject, and the next handle works.
+      ownerWork();
+      const dropped = blas.gemmAsync({ m, n, k, a: da, b: db, c: dc, type: "fp32" });
+      blas.destroy();
+      await assert.rejects(dropped, SchedulerError);
+      await assert.rejects(
+        blas.gemmAsync({ m, n, k, a: da, b: db, c: dc, type: "fp32" }),
+        SchedulerError,
+      );
+      await assert.rejects(
+        Cublas.for(ctx).gemmAsync({ m, n, k: k + 1, a: da, b: db, c: dc, type: "fp32" }),
+        RangeError,
+      );
+      // Owners idle: pieces borrow every SM.
+      setGemmQos({ idleMs: 0, activeInFlight: 1 });
+      await owner.stream.synchronize();
+      const fresh = Cublas.for(ctx);
+      await fresh.gemmAsync({ m, n, k, a: da, b: db, c: dc, type: "fp32" });
+      assert.ok(fresh.borrowedPieces > 0);
+      assert.ok(await worst(1) < 1e-3);
+    } finally {
+      setGemmQos(before);
+    }
+    owner.destroy();
+    ctx.destroy();
   },
 );

@@ -20,6 +20,8 @@ import { MB } from "../units.ts";
 import { requireBoolean, requireOptions, requirePositiveInteger, show } from "../validate.ts";
 import { type GemmOptions, type ParsedGemm, parseGemm } from "./gemm_args.ts";
 import { type CublasLibrary, loadCublas } from "./library.ts";
+import { type GateLimits, LaunchGate, parseGateLimits } from "./launch_gate.ts";
+import { pieceColumns, PieceSpeed } from "./piece_sizing.ts";
 
 export type { GemmOptions, GemmType } from "./gemm_args.ts";
 
@@ -42,9 +44,30 @@ export interface GemmQos {
   idleMs: number;
   /** Borrowed GEMMs queued at most at once (bounds what an owner waits for when it wakes). */
   maxBorrowedQueued: number;
+  /**
+   * `gemmAsync` only: size pieces to take about this long (µs), from the
+   * duration measured of earlier pieces on the device's shared SMs
+   * (0: by `maxPieceFlops`; also until a first piece was measured).
+   */
+  pieceUs: number;
+  /** `gemmAsync` only: pieces in flight at most on the device while a reservation's owner is active (0: none start, save after `maxHoldMs`). */
+  activeInFlight: number;
+  /** `gemmAsync` only: pieces in flight at most while every owner is idle. */
+  idleInFlight: number;
+  /** `gemmAsync` only: a piece held this long (ms, counted from its submission or the last completion) starts even while an owner is active. */
+  maxHoldMs: number;
 }
 
-const qos: GemmQos = { maxPieceFlops: 2.8e11, borrow: true, idleMs: 2, maxBorrowedQueued: 3 };
+const qos: GemmQos = {
+  maxPieceFlops: 2.8e11,
+  borrow: true,
+  idleMs: 2,
+  maxBorrowedQueued: 3,
+  pieceUs: 0,
+  activeInFlight: 1,
+  idleInFlight: 3,
+  maxHoldMs: Infinity,
+};
 
 /**
  * Changes how BEST_EFFORT GEMMs yield to compute reservations; returns the
@@ -84,8 +107,34 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
       doing,
     );
   }
+  if (opts.pieceUs !== undefined) {
+    if (
+      typeof opts.pieceUs !== "number" || !(opts.pieceUs >= 0) || !Number.isFinite(opts.pieceUs)
+    ) {
+      throw new RangeError(
+        `${doing}: pieceUs must be a finite number >= 0, got ${show(opts.pieceUs)}`,
+      );
+    }
+    next.pieceUs = opts.pieceUs;
+  }
+  // The gate's own checks name the option.
+  const limits = parseGateLimits({
+    activeInFlight: opts.activeInFlight ?? next.activeInFlight,
+    idleInFlight: opts.idleInFlight ?? next.idleInFlight,
+    maxHoldMs: opts.maxHoldMs ?? next.maxHoldMs,
+  }, doing);
+  Object.assign(next, limits);
   Object.assign(qos, next);
+  for (const state of liveDevices) state.deref()?.gate.setLimits(gateLimits());
   return { ...qos };
+}
+
+function gateLimits(): GateLimits {
+  return {
+    activeInFlight: qos.activeInFlight,
+    idleInFlight: qos.idleInFlight,
+    maxHoldMs: qos.maxHoldMs,
+  };
 }
 
 // cublasComputeType_t and cublasGemmAlgo_t values (cublas_api.h).
@@ -93,6 +142,65 @@ const COMPUTE_32F = 68;
 const GEMM_DEFAULT = -1;
 
 const handles = new WeakMap<ExecutionContext, Cublas>();
+
+/** What the helper keeps per device layout: the gate and the pieces' measured speed. */
+interface DeviceQos {
+  readonly gate: LaunchGate;
+  /** Speed of pieces on the shared SMs. */
+  readonly speed: PieceSpeed;
+}
+const devices = new WeakMap<ComputeLayout, DeviceQos>();
+/** The states made, so that `setGemmQos` reaches their gates. */
+const liveDevices = new Set<WeakRef<DeviceQos>>();
+
+function deviceQos(layout: ComputeLayout, sched: Scheduler): DeviceQos {
+  let state = devices.get(layout);
+  if (state === undefined) {
+    const gate = new LaunchGate({
+      ownerActive: () => !ownersIdle(layout),
+      ownerSettled: () => ownersSettled(layout),
+    }, gateLimits());
+    state = { gate, speed: new PieceSpeed() };
+    devices.set(layout, state);
+    for (const ref of liveDevices) if (ref.deref() === undefined) liveDevices.delete(ref);
+    liveDevices.add(new WeakRef(state));
+    // Held pieces would launch into a dead scheduler: they reject instead.
+    sched.adopt({ invalidate: () => gate.close("the scheduler shut down") });
+  }
+  return state;
+}
+
+/** Whether every reservation's owner has been idle (no work queued, none launched) for `idleMs`. */
+function ownersIdle(layout: ComputeLayout): boolean {
+  const now = performance.now();
+  for (const r of layout.reservations()) {
+    const stream = r.stream;
+    if (stream === undefined || stream.destroyed) continue;
+    if (!stream.query()) {
+      ownerActiveAt.set(r, now);
+      return false;
+    }
+    const activeAt = ownerActiveAt.get(r);
+    if (activeAt !== undefined && now - activeAt < qos.idleMs) return false;
+  }
+  return true;
+}
+
+/** Resolves once every owner's queued work is done and `idleMs` has passed since. */
+async function ownersSettled(layout: ComputeLayout): Promise<void> {
+  let latest = -Infinity;
+  for (const r of layout.reservations()) {
+    const stream = r.stream;
+    if (stream === undefined || stream.destroyed) continue;
+    if (!stream.query()) {
+      await stream.synchronize();
+      ownerActiveAt.set(r, performance.now());
+    }
+    latest = Math.max(latest, ownerActiveAt.get(r) ?? -Infinity);
+  }
+  const left = latest + qos.idleMs - performance.now();
+  if (left > 0) await new Promise((r) => setTimeout(r, left));
+}
 /** When each reservation's owner was last seen active (launching, or its stream busy). */
 const ownerActiveAt = new WeakMap<object, number>();
 const handleOut = new BigUint64Array(1);
@@ -238,26 +346,116 @@ export class Cublas {
     this.#assertAlive(doing);
     const g = parseGemm(options, doing);
     const layout = ComputeLayout.peek(this.#sched, this.context.device);
+    // Pieces of earlier gemmAsync calls still held go first: stream order.
+    if (layout !== undefined) devices.get(layout)?.gate.flush(this);
     if (layout === undefined || !layout.hasReservations) return this.#launch(g, 0, g.n, false);
-    if (this.context.smCount > 0) {
-      // An owner's own GEMMs say it is active, sooner than sampling its stream would.
-      for (const r of layout.reservations()) {
-        if (r.stream === this.context.stream) ownerActiveAt.set(r, performance.now());
-      }
-    }
+    this.#markOwnerActive(layout);
     if (this.context.qos !== QoSPolicy.BEST_EFFORT) return this.#launch(g, 0, g.n, false);
     // Owners idle: the whole GEMM on every SM (borrowing theirs); else in bounded pieces on the shared SMs.
-    if (qos.borrow && this.#ownersIdle(layout) && this.#borrowRoom()) {
-      return this.#launch(g, 0, g.n, true);
+    if (qos.borrow && ownersIdle(layout) && this.#borrowRoom()) {
+      this.#launch(g, 0, g.n, true);
+    } else {
+      const pieceN = this.#pieceColumns(g, undefined);
+      for (let first = 0; first < g.n; first += pieceN) {
+        this.#launch(g, first, Math.min(pieceN, g.n - first), false);
+      }
     }
-    let pieceN = g.n;
-    if (qos.maxPieceFlops > 0) {
-      const perColumn = 2 * g.m * g.k;
-      const fit = Math.floor(qos.maxPieceFlops / perColumn);
-      pieceN = Math.min(g.n, Math.max(128, fit - (fit % 128)));
+  }
+
+  /**
+   * Like `gemm`, but for a BEST_EFFORT context while a reservation exists
+   * the GEMM goes through the device's launch gate: its pieces (sized by
+   * `pieceUs` from measured durations, or by `maxPieceFlops`) start in
+   * order, at most `activeInFlight` at once on the device while an owner
+   * is active and `idleInFlight` while every owner is idle; each piece
+   * runs on every SM (borrowing) when the owners are idle at its start,
+   * on the shared SMs otherwise, ordered with the context's stream by
+   * events. Resolves once every piece is queued on the device: work queued
+   * on the context's stream after that runs after the GEMM (a `gemm` call
+   * of the same context starts its held pieces first). Elsewhere it
+   * queues at once, as `gemm`. Keep the buffers allocated until it
+   * resolves: a piece whose buffer was freed rejects (and the rest of the
+   * GEMM with it) instead of launching.
+   *
+   * @throws {TypeError | RangeError} (rejects) for bad arguments, as `gemm`
+   * @throws {SchedulerError} (rejects) when the handle, context or scheduler is gone before its pieces start
+   */
+  gemmAsync(options: GemmOptions): Promise<void> {
+    let g: ParsedGemm;
+    let layout: ComputeLayout | undefined;
+    try {
+      const doing = `Cannot queue a GEMM on context ${show(this.context.name)}`;
+      this.#assertAlive(doing);
+      g = parseGemm(options, doing);
+      layout = ComputeLayout.peek(this.#sched, this.context.device);
+      if (
+        layout === undefined || !layout.hasReservations ||
+        this.context.qos !== QoSPolicy.BEST_EFFORT
+      ) {
+        this.gemm(options);
+        return Promise.resolve();
+      }
+    } catch (error) {
+      return Promise.reject(error);
     }
+    const state = deviceQos(layout, this.#sched);
+    const pieceN = this.#pieceColumns(g, state);
+    const pieces = [];
     for (let first = 0; first < g.n; first += pieceN) {
-      this.#launch(g, first, Math.min(pieceN, g.n - first), false);
+      const n = Math.min(pieceN, g.n - first);
+      pieces.push(() => this.#gatedPiece(g, first, n, layout, state));
+    }
+    return state.gate.submit(this, pieces);
+  }
+
+  /** Columns per piece of a BEST_EFFORT GEMM: by measured speed (`pieceUs`) or by `maxPieceFlops`. */
+  #pieceColumns(g: ParsedGemm, state: DeviceQos | undefined): number {
+    return pieceColumns(g.n, 2 * g.m * g.k, qos.maxPieceFlops, qos.pieceUs, state?.speed.usPerFlop);
+  }
+
+  /** One piece started by the gate: borrowing chosen now; resolves when it completes. */
+  #gatedPiece(
+    g: ParsedGemm,
+    first: number,
+    n: number,
+    layout: ComputeLayout,
+    state: DeviceQos,
+  ): Promise<unknown> {
+    this.#assertAlive(`Cannot start a held GEMM piece of context ${show(this.context.name)}`);
+    const borrow = qos.borrow && ownersIdle(layout) && this.#borrowRoom();
+    const stream = borrow ? this.#borrowing().stream : this.context.stream;
+    const start = this.#sched.createEvent({ timing: true });
+    const end = this.#sched.createEvent({ timing: true });
+    try {
+      if (borrow) {
+        // The borrowing stream waits for the context's work first (in #launch); time from there.
+        this.#launch(g, first, n, true, start, end);
+      } else {
+        start.record(stream);
+        this.#launch(g, first, n, false);
+        end.record(stream);
+      }
+    } catch (error) {
+      start.destroy();
+      end.destroy();
+      throw error;
+    }
+    const flops = 2 * g.m * n * g.k;
+    return end.synchronize().then(() => {
+      const ms = start.elapsedMs(end);
+      // Borrowed pieces ran on more SMs: only the shared SMs' speed sizes pieces.
+      if (!borrow && ms !== undefined) state.speed.add(ms * 1000, flops);
+    }).finally(() => {
+      start.destroy();
+      end.destroy();
+    });
+  }
+
+  /** An owner's own GEMMs say it is active, sooner than sampling its stream would. */
+  #markOwnerActive(layout: ComputeLayout): void {
+    if (this.context.smCount <= 0) return;
+    for (const r of layout.reservations()) {
+      if (r.stream === this.context.stream) ownerActiveAt.set(r, performance.now());
     }
   }
 
@@ -266,6 +464,12 @@ export class Cublas {
     if (!this.#alive) return;
     this.#alive = false;
     handles.delete(this.context);
+    for (const ref of liveDevices) {
+      ref.deref()?.gate.cancel(
+        this,
+        `the cuBLAS handle of context ${show(this.context.name)} was destroyed`,
+      );
+    }
     if (this.#sched.active) {
       this.#main.destroy();
       if (this.#borrow) {
@@ -284,22 +488,6 @@ export class Cublas {
         `${doing}: its cuBLAS handle was destroyed (or its context or scheduler)`,
       );
     }
-  }
-
-  /** Whether every reservation's owner has been idle (no work queued, none launched) for `idleMs`. */
-  #ownersIdle(layout: ComputeLayout): boolean {
-    const now = performance.now();
-    for (const r of layout.reservations()) {
-      const stream = r.stream;
-      if (stream === undefined || stream.destroyed) continue;
-      if (!stream.query()) {
-        ownerActiveAt.set(r, now);
-        return false;
-      }
-      const activeAt = ownerActiveAt.get(r);
-      if (activeAt !== undefined && now - activeAt < qos.idleMs) return false;
-    }
-    return true;
   }
 
   /** Whether fewer than `maxBorrowedQueued` borrowed GEMMs are still queued. */
@@ -323,7 +511,14 @@ export class Cublas {
     return this.#borrow;
   }
 
-  #launch(g: ParsedGemm, first: number, n: number, borrow: boolean): void {
+  #launch(
+    g: ParsedGemm,
+    first: number,
+    n: number,
+    borrow: boolean,
+    start?: GpuEvent,
+    end?: GpuEvent,
+  ): void {
     const main = this.context.stream;
     let stream = main;
     let handle = this.#main;
@@ -335,6 +530,7 @@ export class Cublas {
       stream = b.stream;
       handle = b.handle;
     }
+    start?.record(stream);
     // Other libsched calls may have moved the CUDA device; launches go to the current one.
     if (this.#sched.devices.length > 1) makeDeviceCurrent(this.context.device);
     handle.bind(stream, this.#workspace);
@@ -368,6 +564,7 @@ export class Cublas {
     );
     this.pieces++;
     if (b !== undefined) {
+      end?.record(b.stream);
       const done = this.#sched.createEvent().record(b.stream);
       done.wait(main); // later work of the context runs after the borrowed piece
       b.queued.push(done);
