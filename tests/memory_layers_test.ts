@@ -72,6 +72,8 @@ interface LayerFixture {
   live(): number;
   /** Allocations served from cached memory, by the layer's statistics (layers that count them). */
   reuses?(): number;
+  /** Blocks moved out so far, by the layer's statistics (layers that move blocks). */
+  evictions?(): number;
   /** The layer's public allocate, unchecked (public layers only: they validate their input). */
   allocateUnchecked?(bytes: unknown): unknown;
   write(allocation: Allocation, data: Uint8Array): Promise<void>;
@@ -281,6 +283,7 @@ function poolFixture(sched: Scheduler, evicting: boolean): LayerFixture {
     },
     live: () => pool.allocatedBytes,
     reuses: () => pool.stats().reuseCount,
+    evictions: () => pool.stats().evictionCount,
     destroy: () => pool.destroy(),
   });
 }
@@ -319,6 +322,7 @@ function blockFixture(layer: {
   accounts(): Record<string, number>;
   live(): number;
   reuses(): number;
+  evictions?(): number;
   destroy(): void;
 }): LayerFixture {
   type Block = ReturnType<typeof layer.allocate>;
@@ -346,6 +350,7 @@ function blockFixture(layer: {
     accounts: () => layer.accounts(),
     live: () => layer.live(),
     reuses: () => layer.reuses(),
+    ...(layer.evictions ? { evictions: layer.evictions } : {}),
     allocateUnchecked: (bytes) => layer.allocate(bytes as number),
     write: (a, data) => blockOf(a).write(data),
     read: (a, out) => blockOf(a).read(out),
@@ -529,6 +534,7 @@ for (const fixture of FIXTURES) {
   backendTest(
     `${fixture.name}: random sequences keep every account equal, under the limit, and every allocation's data`,
     async (sched) => {
+      let evictions = 0, evicting = false;
       await fc.assert(
         fc.asyncProperty(fc.array(step, { minLength: 20, maxLength: 60 }), async (steps) => {
           const layer = fixture.make(sched);
@@ -561,11 +567,15 @@ for (const fixture of FIXTURES) {
             // An evicting layer makes room instead of refusing while its blocks can move.
             if (layer.evicts) assert.equal(refusals, 0, "the evictor made room every time");
           } finally {
+            evictions += layer.evictions?.() ?? 0;
+            evicting = layer.evicts;
             layer.destroy();
           }
         }),
         { numRuns: 25, seed: 11 },
       );
+      // The sequences must really exercise the evictor, or its data checks prove nothing.
+      if (evicting) assert.ok(evictions > 0, "no sequence evicted anything");
     },
     { hostMemory: DEVICE },
   );
