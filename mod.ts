@@ -52,7 +52,7 @@ export {
   shutdown,
   type StreamOptions,
 } from "./src/scheduler.ts";
-export type { DeviceInfo, MemoryInfo } from "./src/device.ts";
+export type { DeviceInfo, MemoryInfo } from "./src/device_info.ts";
 export { Stream } from "./src/stream.ts";
 export { GpuEvent } from "./src/event.ts";
 export { QoSPolicy } from "./src/engine/qos_policy.ts";

@@ -28,7 +28,6 @@ import {
   shutdown,
   waitEvent,
 } from "../mod.ts";
-import { stagingFor } from "../src/engine/staging.ts";
 import { type NativeCounts, nativeCounts } from "../src/native/debug_counts.ts";
 
 function flag(name: string, fallback: number): number {
@@ -60,7 +59,7 @@ const llm = createContext("llm", { maxVram: 96 * MB, qos: QoSPolicy.GUARANTEED }
 const tts = createContext("tts", { maxVram: 64 * MB, baseVram: 16 * MB, qos: QoSPolicy.BURSTABLE });
 const bg = createContext("bg", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
 const contexts = [llm, tts, bg];
-const staging = stagingFor(sched);
+const staging = sched.deviceAt().staging;
 
 let seed = SEED >>> 0 || 1;
 function random(): number {

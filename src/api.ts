@@ -5,11 +5,10 @@
  * @module
  */
 
-import {
-  ContextDirectory,
+import type {
   ContextManager,
-  type ContextOptions,
-  type MemoryPressureHandler,
+  ContextOptions,
+  MemoryPressureHandler,
 } from "./context/context_manager.ts";
 import { placeContext } from "./context/placement.ts";
 import type { DeviceBuffer } from "./context/device_buffer.ts";
@@ -24,25 +23,15 @@ import { getScheduler, type Scheduler } from "./scheduler.ts";
 import type { Stream } from "./stream.ts";
 import { show } from "./validate.ts";
 
-const managers = new WeakMap<Scheduler, ContextManager[]>();
-
-/** @internal The context managers of a scheduler, one per device, created on first use. */
-export function contextManagers(scheduler: Scheduler = getScheduler()): ContextManager[] {
-  let list = managers.get(scheduler);
-  if (!list) {
-    const directory = new ContextDirectory();
-    list = scheduler.devices.map((_, device) => new ContextManager(scheduler, device, directory));
-    managers.set(scheduler, list);
-  }
-  return list;
-}
-
-/** @internal The context manager of one device (default: the scheduler's device). */
+/**
+ * @internal The context manager of one device (default: the scheduler's
+ * device): the one that device owns.
+ */
 export function contextManager(
   scheduler: Scheduler = getScheduler(),
   device: number = scheduler.device.id,
 ): ContextManager {
-  return contextManagers(scheduler)[device]!;
+  return scheduler.deviceAt(device).contexts;
 }
 
 function requireContext(ctx: unknown, doing: string): ExecutionContext {
@@ -87,8 +76,8 @@ function requireContext(ctx: unknown, doing: string): ExecutionContext {
  */
 export function createContext(name: string, options: ContextOptions): ExecutionContext {
   const scheduler = getScheduler();
-  const list = contextManagers(scheduler);
-  return list[placeContext(scheduler, list, name, options)]!.create(name, options);
+  const managers = scheduler.units.map((device) => device.contexts);
+  return managers[placeContext(scheduler, managers, name, options)]!.create(name, options);
 }
 
 /**

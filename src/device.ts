@@ -1,132 +1,127 @@
 /**
- * What the scheduler knows about its device.
+ * One managed device and everything the scheduler keeps for it.
+ *
+ * A `Scheduler` owns one `Device` per GPU it manages (CUDA: every visible
+ * device; host backend: `hostDevices` simulated ones), and each device owns
+ * its services: the limit owner (the one byte account every allocation on
+ * the device claims from), the context manager (the memory rules between
+ * its contexts), the pinned staging area of its transfers, the address
+ * space its pools' blocks live at, its streams, its compute layout (which
+ * SMs belong to whom) and the partition manager open on it. Nothing of a device hangs
+ * off a module-level registry: whoever needs one of them asks the
+ * scheduler for the device (`sched.deviceAt(i)`), and everything goes when
+ * the scheduler shuts down.
  *
  * @module
  */
 
-import { lib } from "./native/loader.ts";
-import { unwrap } from "./native/unwrap.ts";
+import { type ContextDirectory, ContextManager } from "./context/context_manager.ts";
+import { ComputeLayout } from "./engine/compute_layout.ts";
+import { LimitOwner } from "./engine/limit_owner.ts";
+import type { PartitionManager } from "./engine/partition_manager.ts";
+import { StagingArea } from "./engine/staging.ts";
+import { AddressSpace } from "./engine/virtual_memory.ts";
+import type { DeviceInfo } from "./device_info.ts";
+import type { Scheduler } from "./scheduler.ts";
+import type { Stream } from "./stream.ts";
 
-/** A description of one device a scheduler manages (`sched.devices[id]`). */
-export interface DeviceInfo {
-  /** Device index within its backend. */
-  readonly id: number;
-  /** e.g. `"NVIDIA H100 80GB HBM3"` or `"Host CPU (simulated device)"`. */
-  readonly name: string;
-  /** Bytes of device memory. */
-  readonly totalMemory: number;
-  /**
-   * Streaming multiprocessors. The host backend simulates 132 (in groups of
-   * 8, as an H100 or H200 has) so that SM partitions get the same sizes there.
-   */
-  readonly smCount: number;
-  /** Stream priorities: `least` is the lowest (numerically largest), `greatest` the highest. */
-  readonly priorityRange: { readonly least: number; readonly greatest: number };
-  /** Compute capability `[major, minor]`; `[0, 0]` on the host backend. */
-  readonly computeCapability: readonly [number, number];
-  /**
-   * SMs per partition group (green contexts: 8 on H100/H200; host: 8); 0
-   * when SMs cannot be partitioned (CUDA before compute capability 9.0).
-   */
-  readonly smGranularity: number;
-  /**
-   * Groups of `smGranularity` SMs that partitions can take: fewer than
-   * `smCount / smGranularity` where the device's SM clusters leave SMs over
-   * (those stay with work outside partitions). 0 when unsupported.
-   */
-  readonly smGroups: number;
-}
-
-/** Free and total bytes of a device at one moment. */
-export interface MemoryInfo {
-  /** Bytes the device could still allocate. */
-  readonly free: number;
-  /** Bytes of device memory. */
-  readonly total: number;
-}
-
-// Layout of sched_device_info (sched.h): char name[256]; uint64 total, free;
-// int32 sm_count, priority_least, priority_greatest, major, minor, granularity,
-// groups; padded to 8 bytes.
-const INFO_SIZE = 304;
-const decoder = new TextDecoder();
+export type { DeviceInfo, MemoryInfo } from "./device_info.ts";
+// Where other modules have always found them.
+export { makeDeviceCurrent, useDevice } from "./native/devices.ts";
 
 /**
- * Makes `device` libsched's current device on this thread: streams, events,
- * pools and partitions created next live there (calls on existing handles
- * act on their own device whatever the current one is).
+ * @internal One device of a scheduler and the services it owns.
+ *
+ * @example
+ * ```ts
+ * import { initialize, shutdown } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * const sched = initialize({ backend: "host", hostDevices: 2, memoryLimit: [1024, 2048] });
+ * const device = sched.deviceAt(1);
+ * assert.equal(device.limitOwner.limit, 2048);
+ * assert.equal(device.contexts.device, 1);
+ * shutdown();
+ * ```
  */
-export function useDevice(device: number): void {
-  if (device === current) return;
-  unwrap(lib().sched_set_device(device), `Cannot use device ${device}`);
-  current = device;
-}
+export class Device {
+  /** Its index in `sched.devices`. */
+  readonly index: number;
+  /** Its description, `sched.devices[index]`. */
+  readonly info: DeviceInfo;
+  /** Bytes the scheduler manages on it. */
+  readonly memoryLimit: number;
+  /** The account of every byte handed out on it (contexts, standalone pools, partitions). */
+  readonly limitOwner: LimitOwner;
+  /** Pinned memory that `write`/`read` of buffers on this device stage through. */
+  readonly staging: StagingArea;
+  /** Its contexts and the memory rules between them. */
+  readonly contexts: ContextManager;
+  /** Its live streams, in creation order (the scheduler adds and removes them). */
+  readonly streams: Set<Stream> = new Set();
+  readonly #scheduler: Scheduler;
+  #addressSpace: AddressSpace | undefined;
+  #layout: ComputeLayout | undefined;
+  #partitions: PartitionManager | undefined;
 
-/**
- * libsched's current device on this thread as last set here (each
- * JavaScript thread has its own copy of this module and its own libsched
- * current device), so that creating objects on one device costs no FFI
- * call per object; -1 when unknown.
- */
-let current = -1;
+  /**
+   * @param directory context names and pressure handlers, shared by every device of `scheduler`
+   */
+  constructor(
+    scheduler: Scheduler,
+    index: number,
+    memoryLimit: number,
+    directory: ContextDirectory,
+  ) {
+    this.#scheduler = scheduler;
+    this.index = index;
+    this.info = scheduler.devices[index]!;
+    this.memoryLimit = memoryLimit;
+    this.limitOwner = new LimitOwner(memoryLimit);
+    this.staging = new StagingArea(scheduler);
+    this.contexts = new ContextManager(scheduler, this, directory);
+  }
 
-/**
- * Makes `device` current for code outside libsched on this thread (CUDA:
- * `cudaSetDevice`), always crossing FFI: libsched calls on handles of other
- * devices move the CUDA runtime's current device, so call it right before
- * launching your own kernels or cuBLAS on a context's stream.
- */
-export function makeDeviceCurrent(device: number): void {
-  unwrap(lib().sched_set_device(device), `Cannot make device ${device} current`);
-  current = device;
-}
+  /** The address space its pools take block addresses from, reserved on first use. */
+  get addressSpace(): AddressSpace {
+    return this.#addressSpace ??= new AddressSpace(this.index, this.memoryLimit);
+  }
 
-/** Forgets the cached current device: `sched_init` resets it to the default device. */
-export function forgetCurrentDevice(): void {
-  current = -1;
-}
+  /** Its SM layout, made (and bound as where its streams run) on first use. */
+  get computeLayout(): ComputeLayout {
+    return this.#layout ??= new ComputeLayout(this.#scheduler, this.index);
+  }
 
-/** Reads sched_device_info for device `id` of the initialized backend. */
-export function readDeviceInfo(id: number): DeviceInfo {
-  useDevice(id);
-  const raw = new Uint8Array(INFO_SIZE);
-  unwrap(lib().sched_device_info_get(raw), "Cannot describe the device");
-  const view = new DataView(raw.buffer);
-  const nul = raw.indexOf(0);
-  return {
-    id,
-    name: decoder.decode(raw.subarray(0, nul < 0 ? 256 : Math.min(nul, 256))),
-    totalMemory: Number(view.getBigUint64(256, true)),
-    smCount: view.getInt32(272, true),
-    priorityRange: { least: view.getInt32(276, true), greatest: view.getInt32(280, true) },
-    computeCapability: [view.getInt32(284, true), view.getInt32(288, true)],
-    smGranularity: view.getInt32(292, true),
-    smGroups: view.getInt32(296, true),
-  };
-}
+  /** Its SM layout if one was made (no side effects). */
+  get layoutIfMade(): ComputeLayout | undefined {
+    return this.#layout;
+  }
 
-const countOut = new Int32Array(1);
+  /** The partition manager open on it, if any. */
+  get partitions(): PartitionManager | undefined {
+    return this.#partitions;
+  }
 
-/** How many devices the initialized backend manages. */
-export function readDeviceCount(backendId: number): number {
-  unwrap(lib().sched_device_count(backendId, countOut), "Cannot count devices");
-  return countOut[0]!;
-}
+  /**
+   * Records `manager` as the partition manager open on this device (its
+   * compute layout already refused a second one: `attachDirectory`).
+   */
+  openPartitions(manager: PartitionManager): void {
+    this.#partitions = manager;
+  }
 
-const canOut = new Int32Array(1);
+  /** `manager` closed (or its scheduler shut down). */
+  closePartitions(manager: PartitionManager): void {
+    if (this.#partitions === manager) this.#partitions = undefined;
+  }
 
-/** Whether `device` reaches `peer`'s memory directly (else copies are staged through host memory). */
-export function readPeerAccess(device: number, peer: number): boolean {
-  unwrap(lib().sched_device_can_access_peer(device, peer, canOut), "Cannot read peer access");
-  return canOut[0] === 1;
-}
-
-const freeOut = new BigUint64Array(1);
-const totalOut = new BigUint64Array(1);
-
-/** Free and total bytes of device `id` of the initialized backend. */
-export function readMemoryInfo(id: number): MemoryInfo {
-  useDevice(id);
-  unwrap(lib().sched_mem_info(freeOut, totalOut), "Cannot read device memory");
-  return { free: Number(freeOut[0]), total: Number(totalOut[0]) };
+  /**
+   * The scheduler shut down: libsched freed every native object, so the
+   * services made on first use are made afresh if ever asked again.
+   */
+  forget(): void {
+    this.streams.clear();
+    this.#layout = undefined;
+    this.#partitions = undefined;
+    this.#addressSpace = undefined;
+  }
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { useDevice } from "./device.ts";
+import { useDevice } from "./native/devices.ts";
 import type { EventRing, RingSlot } from "./event_ring.ts";
 import { destroyedError, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { useDevice } from "./device.ts";
+import { useDevice } from "./native/devices.ts";
 import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
 import { unwrap } from "./native/unwrap.ts";

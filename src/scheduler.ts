@@ -7,15 +7,16 @@
  * @module
  */
 
+import { ContextDirectory } from "./context/context_manager.ts";
+import { Device } from "./device.ts";
+import type { DeviceInfo, MemoryInfo } from "./device_info.ts";
 import {
-  type DeviceInfo,
   forgetCurrentDevice,
-  type MemoryInfo,
   readDeviceCount,
   readDeviceInfo,
   readMemoryInfo,
   useDevice,
-} from "./device.ts";
+} from "./native/devices.ts";
 import { SchedulerError } from "./errors.ts";
 import { GpuEvent } from "./event.ts";
 import type { Owned, Owner } from "./lifetime.ts";
@@ -129,8 +130,8 @@ export class Scheduler implements Owner {
   /** Bytes of device memory it manages on each device, by index. */
   readonly memoryLimits: readonly number[];
   #live = new Set<Owned>();
-  #streams = new Set<Stream>();
-  #partitions: (PartitionBinding | undefined)[];
+  /** What it keeps per device (memory account, contexts, staging, layout), by index. */
+  readonly #units: readonly Device[];
   /** Streams of contexts with a compute reservation, to their reservation. */
   #reservations = new WeakMap<Stream, object>();
   #nextStreamId = 1;
@@ -148,7 +149,24 @@ export class Scheduler implements Owner {
     this.device = this.devices[deviceId]!;
     this.memoryLimits = Object.freeze([...memoryLimits]);
     this.memoryLimit = this.memoryLimits[deviceId]!;
-    this.#partitions = devices.map(() => undefined);
+    const directory = new ContextDirectory();
+    this.#units = Object.freeze(
+      this.devices.map((_, i) => new Device(this, i, this.memoryLimits[i]!, directory)),
+    );
+  }
+
+  /**
+   * @internal Device `index` (a checked index; default: the default device)
+   * and the services it owns: limit owner, contexts, staging, address
+   * space, compute layout, partitions.
+   */
+  deviceAt(index: number = this.device.id): Device {
+    return this.#units[index]!;
+  }
+
+  /** @internal Every device, by index. */
+  get units(): readonly Device[] {
+    return this.#units;
   }
 
   /**
@@ -198,36 +216,19 @@ export class Scheduler implements Owner {
   /** @internal */
   release(object: Owned): void {
     this.#live.delete(object);
-    if (object instanceof Stream) this.#streams.delete(object);
+    if (object instanceof Stream) this.#units[object.device]?.streams.delete(object);
   }
 
   /**
-   * @internal Lets a partition manager place streams of one device; one
-   * manager per device at a time.
-   *
-   * @throws {SchedulerError} when another manager is bound to that device
+   * @internal Live streams of one device (undefined: of every device, by
+   * device), in creation order.
    */
-  bindPartitions(binding: PartitionBinding, doing: string, device = this.device.id): void {
-    const bound = this.#partitions[device];
-    if (bound !== undefined && bound !== binding) {
-      throw new SchedulerError(
-        this.devices.length === 1
-          ? `${doing}: the scheduler already has a PartitionManager, close() it first`
-          : `${doing}: device ${device} already has a PartitionManager, close() it first`,
-      );
+  *liveStreams(device?: number): IterableIterator<Stream> {
+    if (device !== undefined) {
+      yield* this.#units[device]!.streams;
+      return;
     }
-    this.#partitions[device] = binding;
-  }
-
-  /** @internal */
-  unbindPartitions(binding: PartitionBinding): void {
-    const device = this.#partitions.indexOf(binding);
-    if (device >= 0) this.#partitions[device] = undefined;
-  }
-
-  /** @internal Live streams, in creation order. */
-  liveStreams(): IterableIterator<Stream> {
-    return this.#streams.values();
+    for (const unit of this.#units) yield* unit.streams;
   }
 
   /**
@@ -235,8 +236,7 @@ export class Scheduler implements Owner {
    * says it runs (after a layout change). Order on each stream is kept.
    */
   rebindStreams(device = this.device.id): void {
-    for (const stream of this.#streams) {
-      if (stream.device !== device) continue;
+    for (const stream of this.#units[device]!.streams) {
       stream.rebind(
         this.#nativePartition(
           stream.partition,
@@ -254,7 +254,8 @@ export class Scheduler implements Owner {
     device: number,
     reservation?: object,
   ): number {
-    const binding = this.#partitions[device];
+    // Where the device's streams run: its compute layout, once one was made.
+    const binding: PartitionBinding | undefined = this.#units[device]!.layoutIfMade;
     if (binding) return binding.nativePartition(partition, doing, reservation);
     if (partition === undefined) return 0;
     throw new RangeError(
@@ -322,7 +323,7 @@ export class Scheduler implements Owner {
       : requireNonEmptyString(opts.partition, "partition", doing);
     const native = this.#nativePartition(partition, doing, device, reservation);
     const stream = new Stream(this, this.#nextStreamId++, priority, partition, native, device);
-    this.#streams.add(stream);
+    this.#units[device]!.streams.add(stream);
     if (reservation !== undefined) this.#reservations.set(stream, reservation);
     return stream;
   }
@@ -358,8 +359,7 @@ export class Scheduler implements Owner {
     this.#active = false;
     for (const object of this.#live) object.invalidate();
     this.#live.clear();
-    this.#streams.clear();
-    this.#partitions.fill(undefined);
+    for (const unit of this.#units) unit.forget();
     if (active === this) active = undefined;
     unwrap(lib().sched_shutdown(), "Cannot shut down libsched");
   }

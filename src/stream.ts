@@ -4,7 +4,7 @@
  * @module
  */
 
-import { useDevice } from "./device.ts";
+import { useDevice } from "./native/devices.ts";
 import { EventRing } from "./event_ring.ts";
 import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";

@@ -33,6 +33,26 @@ let hostDevices = readEnvInt("GPUSCHED_TEST_HOST_DEVICES", 1);
 let variant = false;
 
 /**
+ * For test files that initialize schedulers themselves: the backends to
+ * register on now (the host alone inside `withHostDevices`), each with the
+ * `initialize` options that pick the simulated device count and a label
+ * for test names ("host", "host, 2 devices", "cuda").
+ */
+export function variantBackends(): {
+  name: BackendName;
+  skip: string | undefined;
+  label: string;
+  devices: { hostDevices?: number };
+}[] {
+  const devices = hostDevices;
+  return (variant ? BACKENDS.filter((b) => b.name === "host") : BACKENDS).map((b) => ({
+    ...b,
+    label: b.name === "host" && devices > 1 ? `host, ${devices} devices` : b.name,
+    devices: b.name === "host" ? { hostDevices: devices } : {},
+  }));
+}
+
+/**
  * Runs `register` (which imports test files) so that the `backendTest`s it
  * registers run on the host backend only, with `devices` simulated devices
  * and "[host, N devices]" in their names: a second variant of a file.

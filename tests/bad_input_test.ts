@@ -156,25 +156,40 @@ Deno.test("names: empty, very long and wrong-typed names are refused or kept exa
       () => manager.createPartition("p", "n", {} as never),
       TypeError,
     );
-    expectError("memory pool name ''", () => new MemoryPool({ quota: MB, name: "" }), TypeError);
+    expectError("memory pool name ''", () => new MemoryPool({ quota: MB, name: "" }), RangeError);
+    expectError(
+      "memory pool name 7",
+      () => new MemoryPool({ quota: MB, name: 7 as never }),
+      TypeError,
+    );
   } finally {
     shutdown();
   }
 });
 
-Deno.test("objects of a shut-down scheduler are refused by the next one, which stays intact", async () => {
-  const first = initialize({ backend: "host", hostMemory: 64 * MB });
-  const oldCtx = createContext("model", { maxVram: 8 * MB });
-  const oldStream = first.createStream();
-  const oldEvent = first.createEvent();
-  const oldPool = new MemoryPool({ quota: MB });
+for (const hostDevices of [1, 2]) {
+  Deno.test(
+    `${
+      hostDevices === 1 ? "" : "[host, 2 devices] "
+    }objects of a shut-down scheduler are refused by the next one, which stays intact`,
+    () => staleObjectsAreRefused(hostDevices),
+  );
+}
+
+async function staleObjectsAreRefused(hostDevices: number): Promise<void> {
+  const first = initialize({ backend: "host", hostDevices, hostMemory: 64 * MB });
+  const last = hostDevices - 1; // on two devices, the old objects live on the second
+  const oldCtx = createContext("model", { maxVram: 8 * MB, device: last });
+  const oldStream = first.createStream({ device: last });
+  const oldEvent = first.createEvent({ device: last });
+  const oldPool = new MemoryPool({ quota: MB, device: last });
   const oldBlock = oldPool.allocate(64);
   const oldBuf = oldCtx.alloc(64);
   shutdown();
 
-  initialize({ backend: "host", hostMemory: 64 * MB });
+  initialize({ backend: "host", hostDevices, hostMemory: 64 * MB });
   try {
-    const ctx = createContext("model", { maxVram: 8 * MB }); // the old name is free again
+    const ctx = createContext("model", { maxVram: 8 * MB, device: last }); // the old name is free again
     const buf = ctx.alloc(1024);
     const data = new Uint8Array(1024).fill(9);
     await buf.write(data);
@@ -207,7 +222,7 @@ Deno.test("objects of a shut-down scheduler are refused by the next one, which s
   } finally {
     shutdown();
   }
-});
+}
 
 Deno.test("every module-level function after shutdown throws SchedulerError", () => {
   initialize({ backend: "host", hostMemory: 64 * MB });

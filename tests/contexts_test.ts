@@ -65,7 +65,7 @@ backendTest("bad context options are refused, naming the option and the value", 
   createContext("taken", { maxVram: MB });
   const cases: [unknown, unknown, ErrorConstructor, RegExp][] = [
     [42, { maxVram: MB }, TypeError, /name must be a string, got 42/],
-    ["", { maxVram: MB }, RangeError, /name must not be empty/],
+    ["", { maxVram: MB }, RangeError, /name must be a non-empty string, got ""/],
     ["taken", { maxVram: MB }, RangeError, /the name is already in use/],
     ["x", undefined, TypeError, /options with maxVram are required/],
     ["x", null, TypeError, /options must be an object, got null/],

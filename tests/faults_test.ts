@@ -36,15 +36,18 @@ async function assertHolds(buf: DeviceBuffer, data: Uint8Array): Promise<void> {
   assert.deepEqual(out, data);
 }
 
+/** Registers `fn` on the host backend with one simulated device, and again with two. */
 function withHost(name: string, fn: () => Promise<void>): void {
-  Deno.test(name, async () => {
-    initialize({ backend: "host", hostMemory: 64 * MB });
-    try {
-      await fn();
-    } finally {
-      shutdown();
-    }
-  });
+  for (const hostDevices of [1, 2]) {
+    Deno.test(`${hostDevices === 1 ? "" : "[host, 2 devices] "}${name}`, async () => {
+      initialize({ backend: "host", hostDevices, hostMemory: 64 * MB });
+      try {
+        await fn();
+      } finally {
+        shutdown();
+      }
+    });
+  }
 }
 
 withHost("a failed device allocation is a clear error and loses nothing", async () => {

@@ -29,6 +29,7 @@ import {
   KB,
   MB,
   MemoryPool,
+  PartitionConfig,
   PartitionLimits,
   PartitionManager,
   QoSPolicy,
@@ -168,3 +169,51 @@ for (const backend of BACKENDS) {
     },
   });
 }
+
+/** What a cycle leaves on device 1 of two: a context, a pool, a partition and a cross-device copy. */
+async function secondDevice(i: number): Promise<void> {
+  const manager = new PartitionManager(new PartitionConfig({ device: 1 }));
+  manager.createPartition("p", "P", new PartitionLimits().memory(8 * MB).compute(0.25));
+  const far = createContext("far", { maxVram: 8 * MB, device: 1, partition: "p" });
+  const near = createContext("near", { maxVram: 8 * MB });
+  const src = near.alloc(1 * MB);
+  await src.write(randomBytes(src.size, i + 5));
+  const dst = far.alloc(1 * MB); // left for shutdown, with far and the manager
+  await dst.copyFrom(src);
+  src.free();
+  const pool = new MemoryPool({ quota: 4 * MB, device: 1 });
+  const block = pool.allocate(1 * MB);
+  await block.write(randomBytes(block.size, i + 6)); // left, with the pool, for shutdown
+}
+
+Deno.test(
+  `[host, 2 devices] ${
+    Math.ceil(CYCLES / 4)
+  } initialize/shutdown cycles return every byte of both devices`,
+  async () => {
+    const cycles = Math.ceil(CYCLES / 4);
+    let startFree: number[] | undefined;
+    const rss: number[] = [];
+    for (let i = 0; i < cycles; i++) {
+      const sched = initialize({ backend: "host", hostDevices: 2, hostMemory: HOST_MEMORY });
+      try {
+        const free = [sched.memoryInfo(0).free, sched.memoryInfo(1).free];
+        startFree ??= free;
+        assert.deepEqual(free, startFree, `cycle ${i}: device memory did not return`);
+        await cycle(sched, i);
+        await secondDevice(i);
+        const held = startFree[1]! - sched.memoryInfo(1).free;
+        assert.ok(held >= 2 * MB, `cycle ${i}: only ${held} bytes left on device 1 for shutdown`);
+      } finally {
+        shutdown();
+      }
+      rss.push(Deno.memoryUsage().rss);
+    }
+    const early = median(rss.slice(Math.floor(cycles * 0.1), Math.floor(cycles * 0.2)));
+    const late = median(rss.slice(Math.floor(cycles * 0.9)));
+    assert.ok(
+      late - early < RSS_GROWTH_BOUND,
+      `RSS grew from ${early} to ${late} bytes over ${cycles} cycles`,
+    );
+  },
+);

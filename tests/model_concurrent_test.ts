@@ -28,7 +28,7 @@ import {
   VramBudgetExceededError,
   waitEvent,
 } from "../mod.ts";
-import { BACKENDS, readEnvInt } from "./_helpers.ts";
+import { readEnvInt, variantBackends } from "./_helpers.ts";
 
 const LIMIT = 16 * MB;
 const TASKS = 6;
@@ -79,8 +79,13 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 const RUNS = readEnvInt("GPUSCHED_MODEL_RUNS", 15);
 const STEPS = readEnvInt("GPUSCHED_MODEL_STEPS", 60);
 
-async function run(backend: "host" | "cuda", s: fc.Scheduler, plans: Op[][]): Promise<number> {
-  initialize({ backend, hostMemory: LIMIT, memoryLimit: LIMIT });
+async function run(
+  backend: "host" | "cuda",
+  devices: { hostDevices?: number },
+  s: fc.Scheduler,
+  plans: Op[][],
+): Promise<number> {
+  initialize({ backend, ...devices, hostMemory: LIMIT, memoryLimit: LIMIT });
   const offs: (() => void)[] = [];
   try {
     const contexts: ExecutionContext[] = [
@@ -205,9 +210,10 @@ async function run(backend: "host" | "cuda", s: fc.Scheduler, plans: Op[][]): Pr
   }
 }
 
-for (const backend of BACKENDS) {
+for (const backend of variantBackends()) {
   Deno.test({
-    name: `[${backend.name}] ${TASKS} concurrent tasks keep every promise (fast-check scheduler, ` +
+    name:
+      `[${backend.label}] ${TASKS} concurrent tasks keep every promise (fast-check scheduler, ` +
       `${RUNS} runs x up to ${STEPS} steps per task)${
         backend.skip ? ` (skipped: ${backend.skip})` : ""
       }`,
@@ -222,7 +228,7 @@ for (const backend of BACKENDS) {
             maxLength: TASKS,
           }),
           async (s, plans) => {
-            evictions += await run(backend.name, s, plans);
+            evictions += await run(backend.name, backend.devices, s, plans);
           },
         ),
         // A fixed seed keeps CI reproducible (deno task test:model runs many more runs).

@@ -48,7 +48,7 @@ import {
 } from "../mod.ts";
 import { contextManager } from "../src/api.ts";
 import type { BackendName } from "../src/scheduler.ts";
-import { BACKENDS, readEnvInt, seededRandom } from "./_helpers.ts";
+import { readEnvInt, seededRandom, variantBackends } from "./_helpers.ts";
 
 const LIMIT = 16 * MB;
 const QOS = [QoSPolicy.GUARANTEED, QoSPolicy.BURSTABLE, QoSPolicy.BEST_EFFORT] as const;
@@ -90,12 +90,12 @@ class World {
   named = 0;
   generation = 0;
 
-  constructor(readonly backend: BackendName) {
+  constructor(readonly backend: BackendName, readonly devices: { hostDevices?: number }) {
     this.#init();
   }
 
   #init(): void {
-    initialize({ backend: this.backend, hostMemory: LIMIT, memoryLimit: LIMIT });
+    initialize({ backend: this.backend, ...this.devices, hostMemory: LIMIT, memoryLimit: LIMIT });
     // One context of each class to start with, so that early commands meet each other.
     this.contexts = [
       createContext(`g${this.generation}`, { maxVram: 4 * MB, qos: QoSPolicy.GUARANTEED }),
@@ -582,9 +582,10 @@ function replay(): { seed?: number; path?: string } {
   return { ...(Number.isSafeInteger(seed) ? { seed } : {}), ...(path ? { path } : {}) };
 }
 
-for (const backend of BACKENDS) {
+for (const backend of variantBackends()) {
   Deno.test({
-    name: `[${backend.name}] random API sequences keep every promise (fast-check, ${RUNS} runs x ` +
+    name:
+      `[${backend.label}] random API sequences keep every promise (fast-check, ${RUNS} runs x ` +
       `up to ${STEPS} commands)${backend.skip ? ` (skipped: ${backend.skip})` : ""}`,
     ignore: backend.skip !== undefined,
     async fn() {
@@ -592,7 +593,7 @@ for (const backend of BACKENDS) {
         fc.asyncProperty(
           fc.commands(commands, { maxCommands: STEPS, size: "max" }),
           async (cmds) => {
-            const world = new World(backend.name);
+            const world = new World(backend.name, backend.devices);
             try {
               await fc.asyncModelRun(() => ({ model: { commands: 0 }, real: world }), cmds);
               // Finally every written buffer, evicted or not, reads back.

@@ -289,10 +289,11 @@ Deno.test("trace functions refuse bad input and calls out of order, changing not
   startTrace({ capacity: 1 });
   try {
     assert.throws(() => startTrace(), /already recording/);
-    assert.throws(() => traceSpan("", 0, 1), TypeError);
+    assert.throws(() => traceSpan("", 0, 1), RangeError); // a string, but empty
+    assert.throws(() => traceSpan(7 as never, 0, 1), TypeError);
     assert.throws(() => traceSpan("x", 2, 1), /endMs \(1\) must not be before startMs \(2\)/);
     assert.throws(() => traceSpan("x", NaN, 1), RangeError);
-    assert.throws(() => traceSpan("x", 0, 1, { track: "" }), TypeError);
+    assert.throws(() => traceSpan("x", 0, 1, { track: "" }), RangeError);
     assert.throws(() => traceSpan("x", 0, 1, { context: {} as never }), /ExecutionContext/);
     traceSpan("kept", 0, 1);
   } finally {

@@ -18,9 +18,16 @@
  * everything (its context alive, the scheduler active, sizes recomputed)
  * before it claims anything. Only then does the allocation fail.
  *
- * One manager per device: limits, claims, reservations, the QoS evaluator
- * and the native pool are that device's. Context names and pressure
- * handlers are the scheduler's, shared through a `ContextDirectory`.
+ * One manager per device, owned by its `Device`: limits, claims,
+ * reservations, the QoS evaluator and the native pool are that device's.
+ * Context names and pressure handlers are the scheduler's, shared through a
+ * `ContextDirectory`.
+ *
+ * Partitions: a context in a partition with a memory limit claims through
+ * the partition's account, a part of the device's (`LimitOwner.parent`), so
+ * its claims count against both the partition's limit and the device's;
+ * the contexts of that partition are the ones whose caches and evictable
+ * buffers make room under the partition's limit.
  *
  * @module
  */
@@ -29,17 +36,19 @@ import { AdmissionError, SchedulerError, VramBudgetExceededError } from "../erro
 import { QoSPolicy } from "../engine/qos_policy.ts";
 import { QosPolicyEvaluator } from "../engine/qos_evaluator.ts";
 import { QosTaskMeta } from "../engine/qos_task.ts";
-import { type LimitOwner, limitOwnerOf } from "../engine/limit_owner.ts";
+import type { LimitOwner } from "../engine/limit_owner.ts";
 import { parseComputeOption, reserveCompute } from "../engine/compute_reservations.ts";
 import type { Scheduler } from "../scheduler.ts";
+import type { Device } from "../device.ts";
 import {
+  requireNonEmptyString,
   requireNonNegativeInteger,
   requireOneOf,
   requireOptions,
   requirePositiveInteger,
   show,
 } from "../validate.ts";
-import { type ContextHost, type ContextUsage, ExecutionContext } from "./execution_context.ts";
+import { type ContextHost, ExecutionContext } from "./execution_context.ts";
 import type { SleepLedger } from "../sleep/context_sleep.ts";
 import { traceContext, tracePressure, tracing } from "../trace/recorder.ts";
 
@@ -85,12 +94,14 @@ export type MemoryPressureHandler = (
 
 interface Account {
   held: number;
+  /** Where its claims go: the device's account, or its partition's within it. */
+  readonly owner: LimitOwner;
 }
 
 /** What the managers of one scheduler's devices share: context names and pressure handlers. */
 export class ContextDirectory {
   /** Live contexts by name, on every device. */
-  readonly names = new Map<string, ExecutionContext>();
+  readonly names: Map<string, ExecutionContext> = new Map();
   /** Pressure handlers, called for allocations on any device. */
   readonly handlers: MemoryPressureHandler[] = [];
 }
@@ -104,6 +115,7 @@ const CLASS_ORDER: Record<QoSPolicy, number> = {
 /** Contexts of one device of a scheduler, and the memory rules between them. */
 export class ContextManager implements ContextHost {
   #scheduler: Scheduler;
+  #unit: Device;
   #device: number;
   #limit: number;
   #directory: ContextDirectory;
@@ -114,25 +126,22 @@ export class ContextManager implements ContextHost {
   #owner: LimitOwner;
 
   /**
-   * @param device the device whose memory it arbitrates (a checked index)
+   * @param device the device whose memory it arbitrates (it owns this manager)
    * @param directory names and handlers shared with the other devices' managers
    */
-  constructor(
-    scheduler: Scheduler,
-    device: number = scheduler.device.id,
-    directory: ContextDirectory = new ContextDirectory(),
-  ) {
+  constructor(scheduler: Scheduler, device: Device, directory: ContextDirectory) {
     this.#scheduler = scheduler;
-    this.#device = device;
-    this.#limit = scheduler.memoryLimits[device]!;
+    this.#unit = device;
+    this.#device = device.index;
+    this.#limit = device.memoryLimit;
     this.#directory = directory;
     this.#handlers = directory.handlers;
-    this.#owner = limitOwnerOf(scheduler, device, this.#limit);
+    this.#owner = device.limitOwner;
     // Standalone pools may take what contexts cache above their reservations.
     this.#owner.setReclaimer((bytes) => this.#trimCaches(this.#owner.spare + bytes, undefined));
     this.#evaluator = new QosPolicyEvaluator({
       totalMemory: this.#limit,
-      priorityRange: scheduler.devices[device]!.priorityRange,
+      priorityRange: device.info.priorityRange,
     });
   }
 
@@ -164,23 +173,18 @@ export class ContextManager implements ContextHost {
     return Math.max(0, this.#owner.spare + this.#othersCache(undefined));
   }
 
-  /** Claimed bytes that releasing caches of contexts other than `except` would free. */
-  #othersCache(except: ExecutionContext | undefined): number {
+  /**
+   * Claimed bytes that releasing caches of contexts other than `except`
+   * (of those claiming through `scope`, when given) would free.
+   */
+  #othersCache(except: ExecutionContext | undefined, scope?: LimitOwner): number {
     let bytes = 0;
     for (const [ctx, account] of this.#accounts) {
-      if (ctx === except) continue;
+      if (ctx === except || (scope !== undefined && account.owner !== scope)) continue;
       const aboveReservation = account.held - ctx.reserved;
       if (aboveReservation > 0) bytes += Math.min(ctx.pool.cachedBytes, aboveReservation);
     }
     return bytes;
-  }
-
-  get(name: string): ExecutionContext | undefined {
-    return this.#contexts.get(name);
-  }
-
-  contexts(): ExecutionContext[] {
-    return [...this.#contexts.values()];
   }
 
   /** Live contexts of every device of the scheduler, in creation order. */
@@ -188,12 +192,9 @@ export class ContextManager implements ContextHost {
     return [...this.#directory.names.values()];
   }
 
-  create(name: unknown, options: unknown): ExecutionContext {
+  create(name: string, options: unknown): ExecutionContext {
     const doing = `Cannot create context ${show(name)}`;
-    if (typeof name !== "string") {
-      throw new TypeError(`${doing}: name must be a string, got ${show(name)}`);
-    }
-    if (name.length === 0) throw new RangeError(`${doing}: name must not be empty`);
+    requireNonEmptyString(name, "name", doing);
     if (options === undefined) throw new TypeError(`${doing}: options with maxVram are required`);
     const opts = requireOptions<ContextOptions>(options, doing);
     const maxVram = requirePositiveInteger(opts.maxVram, "maxVram", doing);
@@ -284,8 +285,13 @@ export class ContextManager implements ContextHost {
       reservation?.release();
       throw error;
     }
+    // The stream was made in it, so the partition exists (and cannot go while ctx lives).
+    const owner =
+      (opts.partition === undefined
+        ? undefined
+        : this.#unit.partitions?.memoryAccount(opts.partition)) ?? this.#owner;
     try {
-      this.#claimReservation(ctx, doing);
+      this.#claimReservation(ctx, doing, owner);
     } catch (error) {
       ctx.destroy();
       throw error;
@@ -293,7 +299,7 @@ export class ContextManager implements ContextHost {
     if (task) this.#evaluator.admit(task);
     this.#contexts.set(name, ctx);
     this.#directory.names.set(name, ctx);
-    this.#accounts.set(ctx, { held: 0 });
+    this.#accounts.set(ctx, { held: 0, owner });
     this.#scheduler.adopt(ctx);
     if (tracing.on) traceContext(ctx, "create", { qos, maxVram, reserved });
     return ctx;
@@ -304,9 +310,10 @@ export class ContextManager implements ContextHost {
    * only after the pressure handlers allowed them (asked with the new
    * context). Re-validated from scratch after the handlers ran.
    */
-  #claimReservation(ctx: ExecutionContext, doing: string): void {
+  #claimReservation(ctx: ExecutionContext, doing: string, owner: LimitOwner): void {
     const reserved = ctx.reserved;
     if (reserved === 0) return;
+    if (owner !== this.#owner) this.#checkPartitionReservation(ctx, reserved, owner, doing);
     for (let round = 0;; round++) {
       this.#scheduler.assertActive("create a context");
       if (!ctx.alive) {
@@ -323,14 +330,15 @@ export class ContextManager implements ContextHost {
         );
       }
       if (reserved > this.spare) this.#trimCaches(reserved, undefined);
-      if (this.#owner.tryClaim(reserved)) return;
+      if (reserved > owner.spare) this.#trimCaches(reserved, undefined, owner);
+      if (owner.tryClaim(reserved)) return;
       if (round === 1) {
         throw new AdmissionError(
-          `${doing}: cannot reserve ${reserved} bytes, ${Math.max(0, this.spare)} are free`,
+          `${doing}: cannot reserve ${reserved} bytes, ${Math.max(0, owner.spare)} are free`,
         );
       }
       try {
-        this.#askHandlers(ctx, reserved, Math.max(0, this.spare));
+        this.#askHandlers(ctx, reserved, Math.max(0, owner.spare));
       } catch (error) {
         throw new AdmissionError(`${doing}: a memory-pressure handler refused to make room`, {
           cause: (error as Error).cause ?? error,
@@ -338,7 +346,38 @@ export class ContextManager implements ContextHost {
       }
       if (this.#scheduler.active && ctx.alive) {
         this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[ctx.qos]);
+        if (owner !== this.#owner && reserved > owner.spare) {
+          this.#reclaim(reserved - owner.spare, undefined, CLASS_ORDER[ctx.qos], owner);
+        }
+        if (owner !== this.#owner) this.#checkPartitionReservation(ctx, reserved, owner, doing);
       }
+    }
+  }
+
+  /**
+   * A reservation in a partition must fit its memory limit beside what the
+   * partition's other contexts cannot give back.
+   *
+   * @throws {AdmissionError} when it cannot
+   */
+  #checkPartitionReservation(
+    ctx: ExecutionContext,
+    reserved: number,
+    owner: LimitOwner,
+    doing: string,
+  ): void {
+    let fixed = 0;
+    for (const [other, account] of this.#accounts) {
+      if (account.owner !== owner || other === ctx) continue;
+      const pool = other.pool;
+      fixed += Math.max(other.reserved, pool.allocatedBytes - pool.evictableBytes);
+    }
+    const reservable = Math.max(0, owner.limit - fixed);
+    if (reserved > reservable) {
+      throw new AdmissionError(
+        `${doing}: cannot reserve ${reserved} bytes in partition ${show(ctx.partition)}, ` +
+          `only ${reservable} of its memory limit of ${owner.limit} bytes are free or reclaimable`,
+      );
     }
   }
 
@@ -362,12 +401,14 @@ export class ContextManager implements ContextHost {
     const account = this.#accounts.get(ctx);
     if (!account) return false;
     const held = account.held;
+    const owner = account.owner;
     const increase = Math.max(held + bytes, ctx.reserved) - Math.max(held, ctx.reserved);
-    if (increase > 0 && !this.#owner.tryClaim(increase)) {
+    if (increase > 0 && !owner.tryClaim(increase)) {
       // Others' caches count as available to everyone: release them before
       // anyone concludes there is pressure (no user code runs here).
       this.#trimCaches(increase, ctx);
-      if (!this.#owner.tryClaim(increase)) return false;
+      if (owner !== this.#owner) this.#trimCaches(increase, ctx, owner);
+      if (!owner.tryClaim(increase)) return false;
     }
     account.held = held + bytes;
     return true;
@@ -378,7 +419,7 @@ export class ContextManager implements ContextHost {
     const account = this.#accounts.get(ctx);
     if (!account) return;
     const held = account.held;
-    this.#owner.release(Math.max(held, ctx.reserved) - Math.max(held - bytes, ctx.reserved));
+    account.owner.release(Math.max(held, ctx.reserved) - Math.max(held - bytes, ctx.reserved));
     account.held = held - bytes;
   }
 
@@ -399,6 +440,10 @@ export class ContextManager implements ContextHost {
     const held = account.held;
     const increase = Math.max(held + bytes, ctx.reserved) - Math.max(held, ctx.reserved);
     if (increase > this.spare) this.#reclaim(increase - this.spare, ctx, CLASS_ORDER[ctx.qos]);
+    const owner = account.owner;
+    if (owner !== this.#owner && increase > owner.spare) {
+      this.#reclaim(increase - owner.spare, ctx, CLASS_ORDER[ctx.qos], owner);
+    }
   }
 
   /** @internal ContextHost: bytes ctx could get now without evicting anything. */
@@ -406,15 +451,20 @@ export class ContextManager implements ContextHost {
     const account = this.#accounts.get(ctx);
     if (!account) return 0;
     const allocated = ctx.pool.allocatedBytes;
-    return Math.max(0, Math.max(ctx.reserved, account.held) - allocated) +
-      Math.max(0, this.spare) + this.#othersCache(ctx);
+    const headroom = Math.max(0, Math.max(ctx.reserved, account.held) - allocated);
+    const onDevice = Math.max(0, this.spare) + this.#othersCache(ctx);
+    const owner = account.owner;
+    if (owner === this.#owner) return headroom + onDevice;
+    // In a partition: also under its limit, where only its own contexts' caches count.
+    const inPartition = Math.max(0, owner.limit - owner.claimed) + this.#othersCache(ctx, owner);
+    return headroom + Math.min(onDevice, inPartition);
   }
 
   /** @internal ContextHost */
   forget(ctx: ExecutionContext): void {
     const account = this.#accounts.get(ctx);
     if (!account) return;
-    this.#owner.release(Math.max(account.held, ctx.reserved));
+    account.owner.release(Math.max(account.held, ctx.reserved));
     if (tracing.on) traceContext(ctx, "destroy");
     this.#accounts.delete(ctx);
     this.#contexts.delete(ctx.name);
@@ -431,7 +481,7 @@ export class ContextManager implements ContextHost {
       const before = Math.max(account.held, ctx.reserved);
       flip();
       // A negative release claims: resume checked the spare bytes first.
-      this.#owner.release(before - Math.max(account.held, ctx.reserved));
+      account.owner.release(before - Math.max(account.held, ctx.reserved));
     };
     return {
       suspend: (asleep) => {
@@ -457,11 +507,18 @@ export class ContextManager implements ContextHost {
             `${doing}: cannot reserve ${reserved} bytes, only ${reservable} are free or reclaimable; it stays asleep`,
           );
         }
+        // In a partition with a memory limit, the reservation must fit there too.
+        const owner = this.#accounts.get(ctx)?.owner ?? this.#owner;
+        const inPartition = owner !== this.#owner;
+        if (inPartition) {
+          this.#checkPartitionReservation(ctx, reserved, owner, `${doing} (it stays asleep)`);
+        }
         if (reserved > this.spare) this.#trimCaches(reserved, ctx);
-        if (reserved > this.spare) {
+        if (inPartition && reserved > owner.spare) this.#trimCaches(reserved, ctx, owner);
+        if (reserved > owner.spare) {
           // Nothing is evicted for the wake unless the pressure handlers allow it.
           try {
-            this.#askHandlers(ctx, reserved, Math.max(0, this.spare));
+            this.#askHandlers(ctx, reserved, Math.max(0, owner.spare));
           } catch (error) {
             throw new AdmissionError(
               `${doing}: a memory-pressure handler refused to make room; it stays asleep`,
@@ -473,10 +530,15 @@ export class ContextManager implements ContextHost {
           if (reserved > this.spare) {
             this.#reclaim(reserved - this.spare, undefined, CLASS_ORDER[ctx.qos]);
           }
+          if (inPartition && reserved > owner.spare) {
+            this.#reclaim(reserved - owner.spare, undefined, CLASS_ORDER[ctx.qos], owner);
+          }
         }
-        if (reserved > this.spare) {
+        if (reserved > owner.spare) {
           throw new AdmissionError(
-            `${doing}: cannot reserve ${reserved} bytes, only ${this.spare} could be freed; it stays asleep`,
+            `${doing}: cannot reserve ${reserved} bytes, only ${
+              Math.max(0, owner.spare)
+            } could be freed; it stays asleep`,
           );
         }
         move(awake);
@@ -511,11 +573,18 @@ export class ContextManager implements ContextHost {
     }
   }
 
-  /** Releases caches of contexts other than `except` above their reservations until spare ≥ target. */
-  #trimCaches(target: number, except: ExecutionContext | undefined): void {
+  /**
+   * Releases caches of contexts other than `except` above their
+   * reservations until spare ≥ target: the device's spare, or with `scope`
+   * a partition's, releasing only caches of the contexts claiming there.
+   */
+  #trimCaches(target: number, except: ExecutionContext | undefined, scope?: LimitOwner): void {
+    const owner = scope ?? this.#owner;
     for (const [ctx, account] of [...this.#accounts]) {
-      if (this.spare >= target) return;
-      if (ctx === except || !ctx.alive) continue;
+      if (owner.spare >= target) return;
+      if (ctx === except || !ctx.alive || (scope !== undefined && account.owner !== scope)) {
+        continue;
+      }
       if (ctx.pool.cachedBytes > 0 && account.held > ctx.reserved) ctx.pool.trim();
     }
   }
@@ -525,12 +594,21 @@ export class ContextManager implements ContextHost {
    * (cheapest), then evictable memory above reservations, lowest class
    * first, the asking context last. Stops as soon as enough is free.
    */
-  #reclaim(need: number, asking: ExecutionContext | undefined, askingClass: number): void {
-    const target = this.spare + need;
-    const done = () => this.spare >= target;
-    this.#trimCaches(target, asking);
+  #reclaim(
+    need: number,
+    asking: ExecutionContext | undefined,
+    askingClass: number,
+    scope?: LimitOwner,
+  ): void {
+    const owner = scope ?? this.#owner;
+    const spare = () => owner.spare;
+    const target = spare() + need;
+    const done = () => spare() >= target;
+    this.#trimCaches(target, asking, scope);
     if (done()) return;
-    const others = [...this.#contexts.values()].filter((c) => c !== asking && c.alive);
+    const others = [...this.#contexts.values()].filter((c) =>
+      c !== asking && c.alive && (scope === undefined || this.#accounts.get(c)?.owner === scope)
+    );
     const victims = others
       .filter((c) =>
         CLASS_ORDER[c.qos] > askingClass ||
@@ -543,14 +621,14 @@ export class ContextManager implements ContextHost {
       if (!account) continue;
       const aboveReservation = account.held - ctx.reserved;
       if (aboveReservation <= 0 || ctx.pool.evictableBytes === 0) continue;
-      ctx.pool.evict(Math.min(aboveReservation, target - this.spare));
+      ctx.pool.evict(Math.min(aboveReservation, target - spare()));
     }
     const account = asking && this.#accounts.get(asking);
     if (asking && account && !done()) {
       if (asking.pool.cachedBytes > 0) asking.pool.trim();
       const above = account.held - asking.reserved;
       if (!done() && above > 0 && asking.pool.evictableBytes > 0) {
-        asking.pool.evict(Math.min(above, target - this.spare));
+        asking.pool.evict(Math.min(above, target - spare()));
       }
     }
   }
@@ -569,9 +647,5 @@ export class ContextManager implements ContextHost {
       const i = this.#handlers.indexOf(entry);
       if (i >= 0) this.#handlers.splice(i, 1);
     };
-  }
-
-  usage(ctx: ExecutionContext): ContextUsage {
-    return ctx.usage();
   }
 }

@@ -148,7 +148,6 @@ export class ExecutionContext {
     this.smCount = spec.reservation?.smCount ?? 0;
     this.#reservation = spec.reservation;
     this.#host = host;
-    void scheduler;
     this.#pool = new MemoryPool(
       { quota: spec.maxVram, enableEviction: true, stream: spec.stream, name: spec.name },
       {
@@ -164,6 +163,7 @@ export class ExecutionContext {
         // A GUARANTEED context is promised every allocation up to maxVram: no rounding slack.
         exactSizes: spec.qos === QoSPolicy.GUARANTEED,
       },
+      scheduler,
     );
     this.#sleep = new SleepCycle(this, host.sleepLedger(this, spec.reserved));
   }

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { useDevice } from "../device.ts";
+import { useDevice } from "../native/devices.ts";
 import { AdmissionError, NativeError, SchedulerError } from "../errors.ts";
 import type { Owned } from "../lifetime.ts";
 import { lib } from "../native/loader.ts";
@@ -93,8 +93,6 @@ interface NativeSet {
 /** Who holds a group: a partition (its id), a reservation, or nobody (shared). */
 type Owner = string | ComputeReservation | undefined;
 
-const layouts = new WeakMap<Scheduler, (ComputeLayout | undefined)[]>();
-
 /** @internal The SM layout of one device of a scheduler. */
 export class ComputeLayout implements Owned, PartitionBinding {
   readonly #sched: Scheduler;
@@ -110,30 +108,21 @@ export class ComputeLayout implements Owned, PartitionBinding {
 
   /**
    * The layout of device `device` (default: the scheduler's device) of
-   * `sched`, made (and bound as that device's partition binding) on first use.
+   * `sched`: the one that device owns, made (and bound as that device's
+   * partition binding) on first use.
    */
   static of(sched: Scheduler, device: number = sched.device.id): ComputeLayout {
-    let perDevice = layouts.get(sched);
-    if (perDevice === undefined) {
-      perDevice = [];
-      layouts.set(sched, perDevice);
-    }
-    let layout = perDevice[device];
-    if (layout === undefined || !layout.#alive) {
-      layout = new ComputeLayout(sched, device);
-      perDevice[device] = layout;
-    }
-    return layout;
+    return sched.deviceAt(device).computeLayout;
   }
 
-  private constructor(sched: Scheduler, device: number) {
+  /** @internal Use `ComputeLayout.of()`: each device owns one (`Device.computeLayout`). */
+  constructor(sched: Scheduler, device: number) {
     this.#sched = sched;
     this.device = device;
     const info = sched.devices[device]!;
     this.granularity = info.smGranularity;
     this.groupCapacity = this.granularity > 0 ? Math.min(64, info.smGroups) : 0;
     this.#owners = new Array(this.groupCapacity).fill(undefined);
-    sched.bindPartitions(this, "Cannot lay out the SMs", device);
     sched.adopt(this);
   }
 
@@ -182,7 +171,7 @@ export class ComputeLayout implements Owned, PartitionBinding {
 
   /** @internal The layout of a device of `sched` if one was made (no side effects). */
   static peek(sched: Scheduler, device: number = sched.device.id): ComputeLayout | undefined {
-    const layout = layouts.get(sched)?.[device];
+    const layout = sched.deviceAt(device).layoutIfMade;
     return layout !== undefined && layout.#alive ? layout : undefined;
   }
 

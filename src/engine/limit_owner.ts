@@ -37,12 +37,33 @@ export type Reclaimer = (bytes: number) => void;
 export class LimitOwner {
   /** Bytes this account may hand out in all. */
   readonly limit: number;
+  /**
+   * The account this one is part of (a partition's within its device's),
+   * or undefined: every claim here is a claim there too.
+   */
+  readonly parent: LimitOwner | undefined;
   #claimed = 0;
   #reclaimer: Reclaimer | undefined;
 
-  /** An account of `limit` bytes, none claimed. */
-  constructor(limit: number) {
+  /**
+   * An account of `limit` bytes, none claimed; with `parent`, a part of
+   * that account (a partition's memory limit within its device's).
+   *
+   * @example A partition's account within its device's
+   * ```ts
+   * import { LimitOwner } from "./limit_owner.ts";
+   * import assert from "node:assert/strict";
+   * const device = new LimitOwner(100);
+   * const partition = new LimitOwner(40, device);
+   * assert.ok(!partition.tryClaim(50)); // past the partition's limit
+   * assert.ok(partition.tryClaim(30));
+   * assert.equal(device.claimed, 30); // claimed from both
+   * assert.equal(partition.spare, 10);
+   * ```
+   */
+  constructor(limit: number, parent?: LimitOwner) {
     this.limit = limit;
+    this.parent = parent;
   }
 
   /** Bytes claimed now. */
@@ -50,21 +71,27 @@ export class LimitOwner {
     return this.#claimed;
   }
 
-  /** Bytes nobody claims. */
+  /** Bytes that could be claimed now: under this limit and every enclosing one. */
   get spare(): number {
-    return this.limit - this.#claimed;
+    const own = this.limit - this.#claimed;
+    return this.parent === undefined ? own : Math.min(own, this.parent.spare);
   }
 
-  /** Claims `bytes` if they fit under the limit; true when claimed. Runs no user code. */
+  /**
+   * Claims `bytes` if they fit under the limit (and the parent's); true
+   * when claimed. Runs no user code.
+   */
   tryClaim(bytes: number): boolean {
     if (bytes > this.limit - this.#claimed) return false;
+    if (this.parent !== undefined && !this.parent.tryClaim(bytes)) return false;
     this.#claimed += bytes;
     return true;
   }
 
-  /** Gives back `bytes` claimed earlier. */
+  /** Gives back `bytes` claimed earlier (here and in the parent). */
   release(bytes: number): void {
     this.#claimed -= bytes;
+    this.parent?.release(bytes);
   }
 
   /** @internal Sets who frees others' caches for claimants without a reclaimer of their own. */
@@ -83,27 +110,15 @@ export class LimitOwner {
   }
 }
 
-const owners = new WeakMap<Scheduler, Map<number, LimitOwner>>();
-
 /**
- * @internal The account of one device of the scheduler (default: its
- * device), of that device's `memoryLimits` entry, made on first use. One per device: every
- * allocation on that device, by a context or a standalone pool, claims here.
+ * @internal The account of one device of `scheduler` (default: its
+ * device): the one that device owns, `scheduler.deviceAt(device).limitOwner`.
+ * Every allocation on that device, by a context or a standalone pool,
+ * claims there.
  */
 export function limitOwnerOf(
   scheduler: Scheduler,
   device: number = scheduler.device.id,
-  limit: number = scheduler.memoryLimits[device]!,
 ): LimitOwner {
-  let devices = owners.get(scheduler);
-  if (!devices) {
-    devices = new Map();
-    owners.set(scheduler, devices);
-  }
-  let owner = devices.get(device);
-  if (!owner) {
-    owner = new LimitOwner(limit);
-    devices.set(device, owner);
-  }
-  return owner;
+  return scheduler.deviceAt(device).limitOwner;
 }

@@ -16,12 +16,18 @@
  * @module
  */
 
-import { SchedulerError } from "../errors.ts";
+import { SchedulerError, VramBudgetExceededError } from "../errors.ts";
 import type { ExecutionContext } from "../context/execution_context.ts";
 import type { Owned } from "../lifetime.ts";
 import { getScheduler, type Scheduler } from "../scheduler.ts";
 import { Stream } from "../stream.ts";
-import { requireBoolean, requireOptions, requirePositiveInteger, show } from "../validate.ts";
+import {
+  requireBoolean,
+  requireNonEmptyString,
+  requireOptions,
+  requirePositiveInteger,
+  show,
+} from "../validate.ts";
 import { limitOwnerOf } from "./limit_owner.ts";
 import { type BlockHost, PoolBlock, recordOf } from "./pool_block.ts";
 export type { BlockHost };
@@ -200,13 +206,19 @@ export class MemoryPool implements Owned {
   #stats: PoolStatistics;
 
   /**
-   * A pool on a device of the initialized scheduler (`device`, default: the
-   * scheduler's).
+   * A pool on a device (`device`, default: the scheduler's) of `scheduler`.
    *
+   * @param options quota, eviction, stream, name, device
+   * @param internals @internal hooks for the pools of contexts
+   * @param scheduler whose device it allocates on (default: the initialized one)
    * @throws {TypeError | RangeError} for bad options
-   * @throws {SchedulerError} when the scheduler is not initialized
+   * @throws {SchedulerError} when the scheduler is not initialized or was shut down
    */
-  constructor(options: MemoryPoolOptions, internals?: PoolInternals) {
+  constructor(
+    options: MemoryPoolOptions,
+    internals?: PoolInternals,
+    scheduler: Scheduler = getScheduler(),
+  ) {
     if (options === undefined) {
       throw new TypeError(`${CREATE}: options must be an object, got undefined`);
     }
@@ -218,12 +230,9 @@ export class MemoryPool implements Owned {
     this.#evictableByDefault = opts.evictableByDefault === undefined
       ? false
       : requireBoolean(opts.evictableByDefault, "evictableByDefault", CREATE);
-    if (opts.name !== undefined && (typeof opts.name !== "string" || opts.name.length === 0)) {
-      throw new TypeError(`${CREATE}: name must be a non-empty string, got ${show(opts.name)}`);
-    }
-    this.name = opts.name ?? "pool";
-    this.#scheduler = getScheduler();
-    this.#staging = stagingFor(this.#scheduler);
+    this.name = opts.name === undefined ? "pool" : requireNonEmptyString(opts.name, "name", CREATE);
+    scheduler.assertActive("create a memory pool");
+    this.#scheduler = scheduler;
     if (opts.stream !== undefined) this.#requireOwnStream(opts.stream, CREATE, "stream");
     const device = opts.device === undefined
       ? undefined
@@ -235,6 +244,7 @@ export class MemoryPool implements Owned {
     }
     // On the device asked for, else that of the stream it was given, else the scheduler's.
     this.#device = device ?? opts.stream?.device ?? this.#scheduler.device.id;
+    this.#staging = stagingFor(this.#scheduler, this.#device);
     const space = addressSpaceFor(this.#scheduler, this.#device);
     this.#ownsStream = opts.stream === undefined;
     this.stream = opts.stream ?? this.#scheduler.createStream({ device: this.#device });
@@ -267,7 +277,6 @@ export class MemoryPool implements Owned {
     this.#limit = new PoolLimit(this.quota, budget);
     this.#cache = new SizeClassCache(this.#order, (memory) => this.#releaseCached(memory));
     this.#stats = new PoolStatistics(this);
-    const scheduler = this.#scheduler;
     this.#copies = new HostCopies(this.name, () => this.#state.alive, () => scheduler.active);
     this.#evictor = new Evictor(recordOf, {
       source: this.#source,
@@ -304,8 +313,9 @@ export class MemoryPool implements Owned {
   /**
    * A block of at least `size` bytes.
    *
-   * @throws {TypeError | RangeError} for a bad size or options, or a size above the quota
-   * @throws {VramBudgetExceededError} when no room can be made under the quota or on the device
+   * @throws {TypeError | RangeError} for a bad size or options
+   * @throws {VramBudgetExceededError} for a size above the quota, or when no room can be made
+   *   under the quota or on the device
    */
   allocate(size: number, options?: AllocateOptions): PoolBlock {
     const doing = `Cannot allocate from pool "${this.name}"`;
@@ -327,8 +337,9 @@ export class MemoryPool implements Owned {
     const state = this.#state;
     if (!state.alive) this.#assertAlive("allocate");
     if (state.asleep !== undefined) throw new SchedulerError(`${doing}: ${state.asleep}`);
+    // Past the pool's cap: refused as an allocation past a context's budget is.
     if (size > this.quota) {
-      throw new RangeError(`${doing}: size ${size} exceeds the quota of ${this.quota} bytes`);
+      throw new VramBudgetExceededError(state.errorContext, size, this.#room.availableNow());
     }
     const key = this.#exact ? size : sizeClassOf(size);
     // The hot path: a cached size is handed out without crossing FFI.
@@ -350,7 +361,9 @@ export class MemoryPool implements Owned {
    *
    * @throws {TypeError} when `block` is not a PoolBlock
    * @throws {RangeError} when it belongs to another pool
-   * @throws {SchedulerError} when it was already freed, or is pinned
+   * Idempotent, as `block.free()` is.
+   *
+   * @throws {SchedulerError} when it is pinned
    */
   free(block: PoolBlock): void {
     const doing = `Cannot free a block in pool "${this.name}"`;
@@ -361,7 +374,7 @@ export class MemoryPool implements Owned {
     if (record.host !== this.#host) {
       throw new RangeError(`${doing}: block ${block.id} belongs to another pool`);
     }
-    if (block.freed) throw new SchedulerError(`${doing}: block ${block.id} was already freed`);
+    if (block.freed) return; // idempotent, as block.free() is
     this.#release(block, record);
   }
 

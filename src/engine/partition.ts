@@ -76,8 +76,9 @@ export interface PartitionLimitsInit {
 }
 
 /**
- * What a partition reserves: device memory (accounted) and a share of the
- * device's SMs (enforced on CUDA with green contexts). Immutable: each
+ * What a partition reserves: device memory (a limit on what the contexts
+ * created in it hold together, enforced on every backend) and a share of
+ * the device's SMs (enforced on CUDA with green contexts). Immutable: each
  * builder method returns a new value. Leave a limit out to reserve none.
  *
  * @example
@@ -111,7 +112,8 @@ export class PartitionLimits {
   }
 
   /**
-   * The same limits with `bytes` of device memory.
+   * The same limits with `bytes` of device memory: the most that the
+   * contexts created in the partition may hold together.
    *
    * @example
    * ```ts

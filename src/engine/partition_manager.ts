@@ -1,7 +1,7 @@
 /**
- * PartitionManager: named partitions of the scheduler's device, each with a
- * memory reservation (accounted) and a share of the SMs (enforced on CUDA by
- * green contexts).
+ * PartitionManager: named partitions of one device of the scheduler, each
+ * with a memory limit (enforced on the allocations of its contexts) and a
+ * share of the SMs (enforced on CUDA by green contexts).
  *
  * @module
  */
@@ -12,6 +12,7 @@ import { getScheduler, type Scheduler, type StreamOptions } from "../scheduler.t
 import type { Stream } from "../stream.ts";
 import { requireNonEmptyString, requireOptions, show } from "../validate.ts";
 import { ComputeLayout, type PartitionDirectory } from "./compute_layout.ts";
+import { LimitOwner } from "./limit_owner.ts";
 import { PartitionConfig, PartitionLimits } from "./partition.ts";
 import { groupsForShares } from "./share_rounding.ts";
 import { tracePartition, tracing } from "../trace/recorder.ts";
@@ -22,7 +23,11 @@ export interface PartitionInfo {
   readonly id: string;
   /** Its display name. */
   readonly name: string;
-  /** Bytes of device memory reserved for it; undefined when none. */
+  /**
+   * Most bytes of device memory its contexts may hold together (their
+   * claims: live buffers, caches and reservations), set aside from the
+   * manager's `totalMemory`; undefined when none.
+   */
   readonly memoryLimit: number | undefined;
   /** Its share of the SMs, in (0, 1]; undefined when none. */
   readonly computeLimit: number | undefined;
@@ -44,6 +49,8 @@ interface Partition {
   readonly name: string;
   readonly memoryLimit: number | undefined;
   readonly computeLimit: number | undefined;
+  /** Its contexts' claims, within the device's account; undefined without a memory limit. */
+  readonly account: LimitOwner | undefined;
 }
 
 // Shares are decimal fractions: 0.1 + 0.2 + 0.7 must fit in 1.
@@ -51,10 +58,13 @@ const SHARE_EPSILON = 1e-9;
 const CREATE = "Cannot create a partition manager";
 
 /**
- * Named partitions of the scheduler's device. Each reserves device memory
- * (`PartitionLimits.memory`, accounted: reservations never sum past
- * `totalMemory`) and a share of the streaming multiprocessors
- * (`PartitionLimits.compute`, enforced on CUDA).
+ * Named partitions of one device of the scheduler. Each may have a memory
+ * limit (`PartitionLimits.memory`: limits never sum past `totalMemory`, and
+ * the contexts created in the partition never hold more together: their
+ * allocations are refused with `VramBudgetExceededError`, their
+ * reservations with `AdmissionError`, as past a context's own budget) and a
+ * share of the streaming multiprocessors (`PartitionLimits.compute`,
+ * enforced on CUDA).
  *
  * **Compute.** A partition with `compute(share)` gets whole groups of
  * `device.smGranularity` SMs (8 on H100/H200) of the `device.smGroups`
@@ -97,10 +107,10 @@ const CREATE = "Cannot create a partition manager";
  * groups of 8, so every figure is the same as on an H100 or H200, but
  * nothing is enforced (`enforced` is false): any worker runs on any CPU.
  * On a CUDA device without green contexts (compute capability below 9.0)
- * shares are only accounted and `smCount` is 0. Memory is accounted on
- * every backend; allocations are not checked against it here.
+ * shares are only accounted and `smCount` is 0. Memory limits are
+ * enforced on every backend.
  *
- * One manager per scheduler; `close()` it (or shut the scheduler down) to
+ * One manager per device; `close()` it (or shut the scheduler down) to
  * make another.
  *
  * @example Two halves of the device
@@ -141,26 +151,35 @@ export class PartitionManager implements Owned {
   #open = true;
 
   /**
-   * The partition manager of the initialized scheduler (one at a time).
+   * The partition manager of a device of the scheduler (one per device at a
+   * time).
    *
-   * @param config `totalMemory` (default: the scheduler's `memoryLimit`)
-   * @throws {SchedulerError} before `initialize()`, or while another manager is open
-   * @throws {TypeError | RangeError} for a bad config, or `totalMemory` above the device's memory
+   * @param config `totalMemory` (default: the device's `memoryLimit`) and `device`
+   * @param scheduler the scheduler whose device it partitions (default: the initialized one)
+   * @throws {SchedulerError} before `initialize()`, or while another manager is open on the device
+   * @throws {TypeError | RangeError} for a bad config, or `totalMemory` above the memory the
+   *   scheduler manages on the device (its `memoryLimit`)
    */
-  constructor(config: PartitionConfig = new PartitionConfig()) {
+  constructor(
+    config: PartitionConfig = new PartitionConfig(),
+    scheduler: Scheduler = getScheduler(),
+  ) {
     if (!(config instanceof PartitionConfig)) {
       throw new TypeError(`${CREATE}: config must be a PartitionConfig, got ${show(config)}`);
     }
-    const sched = getScheduler();
+    const sched = scheduler;
     sched.assertActive("create a partition manager");
     const device = config.device === undefined
       ? sched.device.id
       : sched.requireDevice(config.device, CREATE);
-    const info = sched.devices[device]!;
-    const total = config.totalMemory ?? sched.memoryLimits[device]!;
-    if (total > info.totalMemory) {
+    const unit = sched.deviceAt(device);
+    const total = config.totalMemory ?? unit.memoryLimit;
+    // Partitions hand out memory the scheduler manages: no more than the device's memoryLimit.
+    if (total > unit.memoryLimit) {
       throw new RangeError(
-        `${CREATE}: totalMemory must not exceed the device's ${info.totalMemory} bytes, got ${total}`,
+        `${CREATE}: totalMemory must not exceed ${
+          sched.devices.length === 1 ? "the" : `device ${device}'s`
+        } memoryLimit of ${unit.memoryLimit} bytes, got ${total}`,
       );
     }
     this.totalMemory = total;
@@ -169,6 +188,7 @@ export class PartitionManager implements Owned {
     this.#layout = ComputeLayout.of(sched, device);
     this.#directory = { has: (id) => this.#partitions.has(id) };
     this.#layout.attachDirectory(this.#directory, CREATE);
+    unit.openPartitions(this);
     sched.adopt(this);
   }
 
@@ -234,7 +254,10 @@ export class PartitionManager implements Owned {
         `${doing}: its memory of ${memoryLimit} bytes exceeds the ${this.availableMemory} bytes unreserved`,
       );
     }
-    const partition: Partition = { id, name, memoryLimit, computeLimit };
+    const account = memoryLimit === undefined
+      ? undefined
+      : new LimitOwner(memoryLimit, this.#sched.deviceAt(this.device).limitOwner);
+    const partition: Partition = { id, name, memoryLimit, computeLimit, account };
     if (computeLimit !== undefined) {
       if (this.#reservedCompute + computeLimit > 1 + SHARE_EPSILON) {
         throw new AdmissionError(
@@ -266,6 +289,14 @@ export class PartitionManager implements Owned {
   getPartition(id: string): PartitionInfo | undefined {
     const partition = this.#partitions.get(id);
     return partition === undefined ? undefined : this.#info(partition);
+  }
+
+  /**
+   * @internal The account that contexts in partition `id` claim through
+   * (within the device's), or undefined when it has no memory limit.
+   */
+  memoryAccount(id: string): LimitOwner | undefined {
+    return this.#partitions.get(id)?.account;
   }
 
   /**
@@ -379,6 +410,7 @@ export class PartitionManager implements Owned {
     this.#open = false;
     this.#partitions.clear();
     this.#layout.detachDirectory(this.#directory);
+    this.#sched.deviceAt(this.device).closePartitions(this);
     this.#sched.release(this);
   }
 
@@ -392,6 +424,7 @@ export class PartitionManager implements Owned {
     this.#open = false;
     // As close() does: a shut-down manager lists nothing, not partitions that no longer exist.
     this.#partitions.clear();
+    this.#sched.deviceAt(this.device).closePartitions(this);
   }
 
   #assertOpen(doing: string): void {
@@ -404,8 +437,8 @@ export class PartitionManager implements Owned {
 
   #streamsIn(id: string): number {
     let n = 0;
-    for (const stream of this.#sched.liveStreams()) {
-      if (stream.device === this.device && stream.partition === id) n++;
+    for (const stream of this.#sched.liveStreams(this.device)) {
+      if (stream.partition === id) n++;
     }
     return n;
   }

@@ -25,11 +25,17 @@
 
 import { SchedulerError } from "../errors.ts";
 import type { Stream } from "../stream.ts";
-import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "../native/memory.ts";
+import {
+  copyToDevice,
+  copyToHost,
+  pinnedAlloc,
+  pinnedFree,
+  pinnedRefused,
+} from "../native/memory.ts";
 
 /** Bytes per staging chunk: large enough to run near copy-engine speed. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
-/** Pinned bytes one scheduler's transfers may hold at once. */
+/** Pinned bytes the transfers of one device may hold at once. */
 export const STAGING_CAP_BYTES = 256 * 1024 * 1024;
 /** Free chunks kept for reuse; more are freed once their copies completed. */
 const KEPT_CHUNKS = 16;
@@ -59,8 +65,10 @@ interface InFlight {
 }
 
 /**
- * The pinned staging memory of one scheduler (pinned allocation costs
- * milliseconds; sharing keeps every pool's first transfer fast).
+ * The pinned staging memory of one device of a scheduler (`Device.staging`:
+ * pinned allocation costs milliseconds; sharing keeps every pool's first
+ * transfer fast). Pinned memory is portable, but each device has its own
+ * area, so one device's transfers never wait for another's to free chunks.
  */
 export class StagingArea {
   #free: Chunk[] = [];
@@ -168,11 +176,7 @@ export class StagingArea {
 
   #newChunk(): Chunk {
     const ptr = pinnedAlloc(CHUNK_BYTES);
-    if (!ptr) {
-      throw new RangeError(
-        `Cannot stage a transfer: ${CHUNK_BYTES} bytes of pinned host memory refused`,
-      );
-    }
+    if (!ptr) throw pinnedRefused(CHUNK_BYTES, "Cannot stage a transfer");
     this.#held++;
     return {
       ptr,
@@ -200,16 +204,15 @@ export class StagingArea {
   }
 }
 
-const areas = new WeakMap<object, StagingArea>();
-
-/** The staging area shared by everything of one scheduler. */
-export function stagingFor(scheduler: { readonly active: boolean }): StagingArea {
-  let area = areas.get(scheduler);
-  if (!area) {
-    area = new StagingArea(scheduler);
-    areas.set(scheduler, area);
-  }
-  return area;
+/**
+ * The staging area of one device of `scheduler` (default: its device): the
+ * one that device owns, `scheduler.deviceAt(device).staging`.
+ */
+export function stagingFor(
+  scheduler: { deviceAt(device?: number): { readonly staging: StagingArea } },
+  device?: number,
+): StagingArea {
+  return scheduler.deviceAt(device).staging;
 }
 
 /** Waits for the transfer's copies, even after a failure, then settles it. */

@@ -77,31 +77,17 @@ export class AddressSpace {
   }
 }
 
-const spaces = new WeakMap<object, AddressSpace[]>();
-
 /**
- * The address space of one device of a scheduler (default: its device),
- * made at first use. Each device has its own: a granule is never shared by
- * blocks of two devices.
+ * The address space of one device of `scheduler` (default: its device):
+ * the one that device owns, `scheduler.deviceAt(device).addressSpace`,
+ * reserved on first use. Each device has its own: a granule is never
+ * shared by blocks of two devices.
  */
 export function addressSpaceFor(
-  scheduler: {
-    readonly device: { readonly id: number };
-    readonly memoryLimits: readonly number[];
-  },
-  device: number = scheduler.device.id,
+  scheduler: { deviceAt(device?: number): { readonly addressSpace: AddressSpace } },
+  device?: number,
 ): AddressSpace {
-  let perDevice = spaces.get(scheduler);
-  if (!perDevice) {
-    perDevice = [];
-    spaces.set(scheduler, perDevice);
-  }
-  let space = perDevice[device];
-  if (!space) {
-    space = new AddressSpace(device, scheduler.memoryLimits[device]!);
-    perDevice[device] = space;
-  }
-  return space;
+  return scheduler.deviceAt(device).addressSpace;
 }
 
 /** One pool's slots, by size class; see the module notes for the layout. */

@@ -9,7 +9,7 @@
  */
 
 import { VramBudgetExceededError } from "../errors.ts";
-import { pinnedAlloc, pinnedFree } from "../native/memory.ts";
+import { pinnedAlloc, pinnedFree, pinnedRefused } from "../native/memory.ts";
 import type { Stream } from "../stream.ts";
 
 /** Pinned host memory holding an evicted block. */
@@ -71,7 +71,7 @@ export class HostCopies {
     const ptr = pinnedAlloc(bytes);
     if (!ptr) {
       throw new VramBudgetExceededError(this.#name, bytes, 0, {
-        cause: new Error(`Cannot evict: ${bytes} bytes of pinned host memory refused`),
+        cause: pinnedRefused(bytes, "Cannot evict"),
       });
     }
     return { ptr, size: bytes };

@@ -5,12 +5,9 @@
  * @module
  */
 
-import { contextManager } from "../api.ts";
-import type { ContextManager } from "../context/context_manager.ts";
-import type { DeviceInfo } from "../device.ts";
 import type { ExecutionContext } from "../context/execution_context.ts";
 import type { QoSPolicy } from "../engine/qos_policy.ts";
-import { getScheduler, type Scheduler } from "../scheduler.ts";
+import { getScheduler } from "../scheduler.ts";
 
 /** One device in `Metrics.devices`, in bytes. */
 export interface DeviceMetrics {
@@ -92,31 +89,15 @@ export interface Metrics {
  */
 export function getMetrics(): Metrics {
   const scheduler = getScheduler();
-  const devices = devicesOf(scheduler);
   return {
-    devices: devices.map(({ device, memoryLimit, manager }) => ({
-      index: device.id,
-      name: device.name,
-      memoryLimit,
-      available: manager.availableVram(),
+    devices: scheduler.units.map((device) => ({
+      index: device.info.id,
+      name: device.info.name,
+      memoryLimit: device.memoryLimit,
+      available: device.contexts.availableVram(),
     })),
-    contexts: contextManager(scheduler).allContexts().map(contextMetrics),
+    contexts: scheduler.deviceAt().contexts.allContexts().map(contextMetrics),
   };
-}
-
-interface ManagedDevice {
-  readonly device: DeviceInfo;
-  readonly memoryLimit: number;
-  readonly manager: ContextManager;
-}
-
-/** Every device of the scheduler, by index, with its limit and the manager of its contexts. */
-function devicesOf(scheduler: Scheduler): ManagedDevice[] {
-  return scheduler.devices.map((device, i) => ({
-    device,
-    memoryLimit: scheduler.memoryLimits[i]!,
-    manager: contextManager(scheduler, i),
-  }));
 }
 
 function contextMetrics(ctx: ExecutionContext): ContextMetrics {

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { useDevice } from "../device.ts";
+import { NativeError } from "../errors.ts";
+import { useDevice } from "./devices.ts";
 import { lib } from "./loader.ts";
 import { CopyKind, Status } from "./status_codes.ts";
 import { unwrap } from "./unwrap.ts";
@@ -48,6 +49,18 @@ export function pinnedAlloc(bytes: number): Deno.PointerObject | null {
   if (status === Status.OUT_OF_MEMORY) return null;
   unwrap(status, `Cannot allocate ${bytes} bytes of pinned host memory`);
   return Deno.UnsafePointer.create(ptrOut[0]!)!;
+}
+
+/**
+ * The error for pinned host memory the host refused (`pinnedAlloc` gave
+ * null): a NativeError with libsched's OUT_OF_MEMORY status, wherever it
+ * happens (staging a transfer, evicting a block).
+ */
+export function pinnedRefused(bytes: number, doing: string): NativeError {
+  return new NativeError(
+    Status.OUT_OF_MEMORY,
+    `${doing}: ${bytes} bytes of pinned host memory refused`,
+  );
 }
 
 /** Frees pinned host memory. */

@@ -9,7 +9,7 @@
 
 import { ExecutionContext } from "../context/execution_context.ts";
 import { SchedulerError } from "../errors.ts";
-import { requireOptions, show } from "../validate.ts";
+import { requireNonEmptyString, requireOptions, show } from "../validate.ts";
 import type { ChromeTrace } from "./chrome.ts";
 import { beginRecording, recordedTrace, traceAppSpan, tracing } from "./recorder.ts";
 
@@ -161,9 +161,7 @@ export function traceSpan(
   options?: TraceSpanOptions,
 ): void {
   const doing = "Cannot add a trace span";
-  if (typeof name !== "string" || name.length === 0) {
-    throw new TypeError(`${doing}: name must be a non-empty string, got ${show(name)}`);
-  }
+  requireNonEmptyString(name, "name", doing);
   for (const [option, value] of [["startMs", startMs], ["endMs", endMs]] as const) {
     if (typeof value !== "number" || !Number.isFinite(value)) {
       throw new RangeError(`${doing}: ${option} must be a finite number, got ${show(value)}`);
@@ -173,9 +171,7 @@ export function traceSpan(
     throw new RangeError(`${doing}: endMs (${endMs}) must not be before startMs (${startMs})`);
   }
   const opts = requireOptions<TraceSpanOptions>(options, doing);
-  if (opts.track !== undefined && (typeof opts.track !== "string" || opts.track.length === 0)) {
-    throw new TypeError(`${doing}: track must be a non-empty string, got ${show(opts.track)}`);
-  }
+  if (opts.track !== undefined) requireNonEmptyString(opts.track, "track", doing);
   if (opts.context !== undefined && !(opts.context instanceof ExecutionContext)) {
     throw new TypeError(`${doing}: context must be an ExecutionContext, got ${show(opts.context)}`);
   }
