@@ -2,10 +2,12 @@
  * The pool's limit: every byte the pool holds on the device (live blocks
  * and cache) is claimed here, under the pool's `quota` and from its budget,
  * before the device source commits it, and given back when the source
- * decommits it. The budget is a context's account (its manager's rules) or,
- * for a standalone pool, the device's LimitOwner itself
- * (`limitOwnerBudget`): either way the bytes end up claimed in the one
- * LimitOwner of the device, the single place bytes are claimed.
+ * decommits it. The budget is a context's account (its manager's rules; a
+ * context in a partition with a memory limit claims through the partition's
+ * LimitOwner, a part of the device's) or, for a standalone pool, the
+ * device's LimitOwner itself (`limitOwnerBudget`): either way the bytes end
+ * up claimed in the one LimitOwner of the device, the single place bytes
+ * are claimed.
  *
  * Claims run no user code; only `PoolBudget.pressure` may, and the pool
  * re-validates everything after it (RoomMaker).
