@@ -18,9 +18,11 @@ import {
   createContext,
   MB,
   MemoryPool,
+  onMemoryPressure,
   type PoolBlock,
   QoSPolicy,
   type Scheduler,
+  SchedulerError,
   type Stream,
   VramBudgetExceededError,
 } from "../mod.ts";
@@ -617,4 +619,42 @@ backendTest(
     assert.equal(hot, 0);
     pool.destroy();
   },
+);
+
+backendTest(
+  "a pressure handler that frees the block being restored, and reuses its memory, fails that restore cleanly",
+  async () => {
+    const ctx = createContext("restoring", { maxVram: LIMIT, qos: QoSPolicy.BURSTABLE });
+    const a = ctx.alloc(4 * MB, { evictable: true });
+    await a.write(stampOf(1));
+    const b = ctx.alloc(6 * MB); // a is evicted to make room
+    assert.equal(a.state, "evicted");
+    let reused: ReturnType<typeof ctx.alloc> | undefined;
+    const off = onMemoryPressure((asking) => {
+      if (asking !== ctx || reused) return true;
+      a.free(); // the block being restored goes...
+      b.free(); // ...and its room is taken by a new block of its size
+      reused = ctx.alloc(4 * MB);
+      return true;
+    });
+    try {
+      assert.throws(
+        () => a.ptr,
+        (e) =>
+          e instanceof SchedulerError && e.name === "SchedulerError" &&
+          /freed by a memory-pressure handler/.test(e.message),
+      );
+      assert.ok(a.freed);
+      assert.ok(reused && reused.state === "resident");
+      await reused.write(stampOf(2));
+      const out = new Uint8Array(STAMP);
+      await reused.read(out);
+      assert.deepEqual(out, stampOf(2), "the new block is intact");
+      assert.equal(ctx.usage().used, reused.size);
+    } finally {
+      off();
+      ctx.destroy();
+    }
+  },
+  { hostMemory: DEVICE },
 );
