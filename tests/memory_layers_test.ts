@@ -632,9 +632,9 @@ backendTest(
     let reused: ReturnType<typeof ctx.alloc> | undefined;
     const off = onMemoryPressure((asking) => {
       if (asking !== ctx || reused) return true;
+      b.free();
       a.free(); // the block being restored goes...
-      b.free(); // ...and its room is taken by a new block of its size
-      reused = ctx.alloc(4 * MB);
+      reused = ctx.alloc(4 * MB); // ...and a new block of its size takes its room
       return true;
     });
     try {
