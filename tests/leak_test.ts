@@ -44,7 +44,15 @@ const CYCLES = readEnvInt("GPUSCHED_LEAK_CYCLES", 1000);
 const HOST_MEMORY = 256 * MB;
 /** Bytes of written buffers each cycle leaves for shutdown to free. */
 const LEFT_PER_CYCLE = 4 * MB;
-const RSS_GROWTH_BOUND = 16 * MB;
+/**
+ * Growth of the median RSS allowed between cycles 10-20% and the last 10%.
+ * The allocator's own drift measured 4-23 MiB over 1000 host cycles on a
+ * loaded 2-core machine (the same on the tree before the last changes, so
+ * 16 MiB flaked); the leaks this test is for are megabytes per cycle (4 MiB
+ * of buffers left each cycle; 3.4 MiB per partition layout on CUDA before
+ * the green-context fix), hundreds of MiB over the run.
+ */
+const RSS_GROWTH_BOUND = 40 * MB;
 /** CUDA: how far free memory may drift from its start (driver bookkeeping). */
 const CUDA_FREE_TOLERANCE = 64 * MB;
 /** Compute shares the cycles' partitions take in turn: layouts repeat. */

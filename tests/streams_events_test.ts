@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type GpuEvent, SchedulerError } from "../mod.ts";
 import { pendingCompletions } from "../src/native/completions.ts";
-import { backendTest, spin } from "./_helpers.ts";
+import { backendTest, gate, hold, spin } from "./_helpers.ts";
 
 backendTest(
   "streams get increasing ids, default to the least urgent priority, and validate options",
@@ -120,9 +120,11 @@ backendTest(
 
 backendTest("10,000 concurrent event waits complete while a timer keeps ticking", async (sched) => {
   const streams = Array.from({ length: 4 }, () => sched.createStream());
-  // Hold every stream long enough that registering all the waits (about
-  // 10 us each on CUDA) finishes well before the first event can fire.
-  for (const s of streams) spin(sched.backend, s.handle, 400);
+  // Every stream waits on a gate until all the waits are registered and the
+  // timer runs (a timed spin flaked on a loaded machine, where registering
+  // took longer than the spin).
+  const closed = gate();
+  for (const s of streams) hold(sched.backend, s.handle, closed, 60_000);
   const events: GpuEvent[] = [];
   for (let i = 0; i < 10_000; i++) events.push(sched.createEvent().record(streams[i % 4]!));
   const waits = events.map((e) => e.synchronize());
@@ -130,6 +132,8 @@ backendTest("10,000 concurrent event waits complete while a timer keeps ticking"
   assert.equal(pendingCompletions(), 10_000);
   let ticks = 0;
   const timer = setInterval(() => ticks++, 1);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  closed.open();
   await Promise.all(waits);
   clearInterval(timer);
   assert.ok(ticks > 0, "the event loop kept running while 10,000 waits were pending");
