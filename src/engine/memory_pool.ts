@@ -358,11 +358,10 @@ export class MemoryPool implements Owned {
 
   /**
    * Returns a block to the pool: its device memory is cached for reuse.
+   * Idempotent, as `block.free()` is.
    *
    * @throws {TypeError} when `block` is not a PoolBlock
    * @throws {RangeError} when it belongs to another pool
-   * Idempotent, as `block.free()` is.
-   *
    * @throws {SchedulerError} when it is pinned
    */
   free(block: PoolBlock): void {
