@@ -29,7 +29,7 @@ import {
   type Scheduler,
   shutdown,
 } from "../mod.ts";
-import { copyDeviceToDevice } from "../src/engine/native_memory.ts";
+import { copyDeviceToDevice } from "../src/native/memory.ts";
 
 const BYTES = 256 * MB;
 const ROUNDS = 10;

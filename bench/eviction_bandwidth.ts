@@ -8,7 +8,7 @@
  * Run: deno task bench:eviction (GPUSCHED_BACKEND=host|cuda to force a backend).
  */
 import { GB, MB, MemoryPool } from "../mod.ts";
-import { copyToDevice, copyToHost, pinnedAlloc } from "../src/engine/native_memory.ts";
+import { copyToDevice, copyToHost, pinnedAlloc } from "../src/native/memory.ts";
 import { benchScheduler } from "./_backend.ts";
 
 const TOTAL = 1 * GB;

@@ -18,7 +18,7 @@
  * It writes the trace to out/bench/frag_trace.json; the last line is `json: {...}`.
  */
 import { createContext, type DeviceBuffer, GB, MB } from "../mod.ts";
-import { vmmUsage } from "../src/engine/virtual_memory.ts";
+import { vmmUsage } from "../src/native/vmm.ts";
 import { benchScheduler } from "./_backend.ts";
 
 /** [1, id, bytes] allocates; [0, id] frees. */

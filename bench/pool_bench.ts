@@ -6,7 +6,7 @@
  * Run: deno task bench (GPUSCHED_BACKEND=host|cuda to force a backend).
  */
 import { MemoryPool } from "../mod.ts";
-import { createNativePool, deviceAlloc, deviceFree } from "../src/engine/native_memory.ts";
+import { createNativePool, deviceAlloc, deviceFree } from "../src/native/memory.ts";
 import { benchScheduler } from "./_backend.ts";
 
 const sched = benchScheduler({ banner: false });

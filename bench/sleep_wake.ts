@@ -17,8 +17,8 @@
  * The last line is `json: {...}`.
  */
 import { createContext, GB, MB, QoSPolicy } from "../mod.ts";
-import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "../src/engine/native_memory.ts";
-import { vmmFlush } from "../src/engine/virtual_memory.ts";
+import { copyToDevice, copyToHost, pinnedAlloc, pinnedFree } from "../src/native/memory.ts";
+import { vmmFlush } from "../src/native/vmm.ts";
 import { lib } from "../src/native/loader.ts";
 import { benchScheduler } from "./_backend.ts";
 

@@ -27,6 +27,7 @@ import {
   VramBudgetExceededError,
 } from "../mod.ts";
 import { contextManager } from "../src/api.ts";
+import { recordOf } from "../src/engine/pool_block.ts";
 import { backendTest, lib, seededRandom, Status } from "./_helpers.ts";
 
 /** Asserts the error is a VramBudgetExceededError naming ctx, with available < requested. */
@@ -328,14 +329,14 @@ backendTest(
     await a.write(new Uint8Array(16).fill(7));
     pool.allocate(6 * MB).free(); // evicts a
     assert.equal(pool.stats().evictedBlocks, 1);
-    const restoredCopy = (a._hostCopy as { ptr: Deno.PointerObject }).ptr;
+    const restoredCopy = recordOf(a).hostCopy!.ptr;
     const restoring = a.resident(); // restore queued: its host copy goes back to the pool once the stream is done
     const c = pool.allocate(2 * MB, { evictable: true });
     await c.write(new Uint8Array(16).fill(9));
     pool.allocate(4 * MB).free(); // evicts c (a is pinned by nothing but more recent)
     const evicted = [a, c].filter((b) => b.state === "evicted");
     assert.ok(evicted.length > 0);
-    const evictedCopies = evicted.map((b) => (b._hostCopy as { ptr: Deno.PointerObject }).ptr);
+    const evictedCopies = evicted.map((b) => recordOf(b).hostCopy!.ptr);
     pool.destroy();
     await restoring.catch(() => {}); // its stream went with the pool
     // Really freed, at once: libsched no longer knows these pinned allocations.

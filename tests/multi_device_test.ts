@@ -24,7 +24,7 @@ import {
   VramBudgetExceededError,
   waitEvent,
 } from "../mod.ts";
-import { copyDeviceToDevice } from "../src/engine/native_memory.ts";
+import { copyDeviceToDevice } from "../src/native/memory.ts";
 import { multiDeviceTest } from "./_devices.ts";
 import { kernels, spin } from "./_helpers.ts";
 

@@ -23,7 +23,7 @@ import {
   VramBudgetExceededError,
 } from "../mod.ts";
 import { backendTest, gate, hold, kernels, randomBytes } from "./_helpers.ts";
-import { vmmUsage } from "../src/engine/virtual_memory.ts";
+import { vmmUsage } from "../src/native/vmm.ts";
 
 async function fill(buf: DeviceBuffer, seed: number): Promise<Uint8Array> {
   const data = randomBytes(buf.size, seed);

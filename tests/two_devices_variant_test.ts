@@ -16,6 +16,7 @@ await withHostDevices(2, async () => {
   await import("./contexts_test.ts?devices=2");
   await import("./streams_events_test.ts?devices=2");
   await import("./memory_pool_test.ts?devices=2");
+  await import("./memory_layers_test.ts?devices=2");
   await import("./partitions_test.ts?devices=2");
   await import("./budget_test.ts?devices=2");
   await import("./sleep_test.ts?devices=2");

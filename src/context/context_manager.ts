@@ -36,7 +36,6 @@ import { AdmissionError, SchedulerError, VramBudgetExceededError } from "../erro
 import { QoSPolicy } from "../engine/qos_policy.ts";
 import { QosPolicyEvaluator } from "../engine/qos_evaluator.ts";
 import { QosTaskMeta } from "../engine/qos_task.ts";
-import { createNativePool } from "../engine/native_memory.ts";
 import type { LimitOwner } from "../engine/limit_owner.ts";
 import { parseComputeOption, reserveCompute } from "../engine/compute_reservations.ts";
 import type { Scheduler } from "../scheduler.ts";
@@ -125,7 +124,6 @@ export class ContextManager implements ContextHost {
   #evaluator: QosPolicyEvaluator;
   #handlers: MemoryPressureHandler[];
   #owner: LimitOwner;
-  #nativePool: number | undefined;
 
   /**
    * @param device the device whose memory it arbitrates (it owns this manager)
@@ -279,9 +277,6 @@ export class ContextManager implements ContextHost {
         partition: opts.partition,
         device,
         stream,
-        // No cap of the native pool's own: the ledger is the cap, and a native cap counts
-        // memory the pool keeps in pieces, refusing bytes the ledger rightly calls free.
-        nativePool: this.#nativePool ??= createNativePool(0, device),
         compute,
         reservation,
       }, this);

@@ -76,8 +76,6 @@ export interface ContextSpec {
   partition: string | undefined;
   device: number;
   stream: Stream;
-  /** The scheduler-wide libsched pool every context allocates from. */
-  nativePool: number;
   /** Share of the SMs asked for with `compute`. */
   compute: number | undefined;
   /** Its SM groups, released when it is destroyed. */
@@ -153,7 +151,6 @@ export class ExecutionContext {
     this.#pool = new MemoryPool(
       { quota: spec.maxVram, enableEviction: true, stream: spec.stream, name: spec.name },
       {
-        nativePool: spec.nativePool,
         budget: {
           tryRequest: (bytes) => host.tryRequest(this, bytes),
           returned: (bytes) => host.returned(this, bytes),

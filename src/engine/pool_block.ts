@@ -7,7 +7,8 @@
 import { SchedulerError } from "../errors.ts";
 import { getScheduler } from "../scheduler.ts";
 import type { Stream } from "../stream.ts";
-import { copyDeviceToDevice } from "./native_memory.ts";
+import { copyDeviceToDevice } from "../native/memory.ts";
+import { BlockRecord } from "../memory/block_record.ts";
 import { requireNonNegativeInteger, requireOptions, show } from "../validate.ts";
 
 /** Where a block's bytes are: on the device, or moved out to pinned host memory. */
@@ -31,23 +32,47 @@ export interface TransferOptions {
 
 /**
  * What a block asks of its pool. Implemented privately by MemoryPool so a
- * block can reach exactly these operations and nothing else of it.
+ * block can reach exactly these operations and nothing else of it. A block
+ * hands its own record along, so its pool needs no lookup.
  * @internal
  */
 export interface BlockHost {
   readonly name: string;
   /** Marks the block most recently used. */
-  touch(block: PoolBlock): void;
+  touch(block: PoolBlock, record: BlockRecord): void;
   /** Makes an evicted block resident again (stream-ordered); returns its pointer. */
-  ensureResident(block: PoolBlock): Deno.PointerObject;
+  ensureResident(block: PoolBlock, record: BlockRecord): Deno.PointerObject;
   /** Throws what `ensureResident` would for a pool that cannot be used now (destroyed, asleep). */
   assertUsable(block: PoolBlock): void;
-  pin(block: PoolBlock): void;
-  unpin(block: PoolBlock): void;
+  pin(block: PoolBlock, record: BlockRecord): void;
+  unpin(block: PoolBlock, record: BlockRecord): void;
   /** Releases the block's memory; false when it was already released. */
-  release(block: PoolBlock): boolean;
+  release(block: PoolBlock, record: BlockRecord): boolean;
   write(block: PoolBlock, ptr: Deno.PointerObject, offset: number, data: Uint8Array): Promise<void>;
   read(block: PoolBlock, ptr: Deno.PointerObject, offset: number, out: Uint8Array): Promise<void>;
+}
+
+let readRecord: (block: PoolBlock) => BlockRecord;
+
+/**
+ * @internal The pool-side record of `block`, for the memory layers only:
+ * mod.ts does not export it, so it is not public API.
+ *
+ * @example
+ * ```ts
+ * import { initialize, MemoryPool, shutdown } from "@gpusched/core";
+ * import { recordOf } from "./pool_block.ts";
+ * import assert from "node:assert/strict";
+ * initialize({ backend: "host" });
+ * const block = new MemoryPool({ quota: 1 << 20 }).allocate(4096);
+ * assert.equal(recordOf(block).state, "resident");
+ * block.free();
+ * assert.equal(recordOf(block).state, "freed");
+ * shutdown();
+ * ```
+ */
+export function recordOf(block: PoolBlock): BlockRecord {
+  return readRecord(block);
 }
 
 /** A pin: while held, the block is never evicted. Release with `using` or `unpin()`. */
@@ -100,24 +125,11 @@ export class PoolBlock {
   /** The stream its copies, eviction and restore are ordered on. */
   readonly stream: Stream;
   #host: BlockHost;
-  /** @internal Current state; "freed" once released. */
-  _state: BlockState | "freed" = "resident";
-  /** @internal Pin count. */
-  _pins = 0;
-  /** @internal Pins held through `pin()` (a sleeping context refuses them); transfers pin too. */
-  _userPins = 0;
-  /** @internal Device memory while resident (the pool's record; opaque here). */
-  _memory: unknown = undefined;
-  /** @internal Pinned host copy while evicted (opaque here). */
-  _hostCopy: unknown = undefined;
-  /** @internal Node in the pool's LRU of evictable resident blocks. */
-  _lruNode: unknown = undefined;
-  /** @internal Position in the pool's array of live blocks. */
-  _index = -1;
+  /** The pool's side of the block, reached only by the memory layers (`recordOf`). */
+  #record: BlockRecord;
 
-  /** @internal The pool-side interface; identifies the owning pool. */
-  get _owner(): BlockHost {
-    return this.#host;
+  static {
+    readRecord = (block) => block.#record;
   }
 
   /** @internal Use `MemoryPool.allocate()`. */
@@ -130,6 +142,7 @@ export class PoolBlock {
     stream: Stream,
   ) {
     this.#host = host;
+    this.#record = new BlockRecord(host);
     this.id = id;
     this.size = size;
     this.classSize = classSize;
@@ -138,7 +151,7 @@ export class PoolBlock {
   }
 
   #assertLive(doing: string): void {
-    if (this._state === "freed") {
+    if (this.#record.state === "freed") {
       throw new SchedulerError(
         `Cannot ${doing}: block ${this.id} of pool "${this.#host.name}" was freed`,
       );
@@ -148,12 +161,12 @@ export class PoolBlock {
   /** `"resident"` or `"evicted"`; throws once freed. */
   get state(): BlockState {
     this.#assertLive("read the state of a block");
-    return this._state as BlockState;
+    return this.#record.state as BlockState;
   }
 
   /** True once freed. */
   get freed(): boolean {
-    return this._state === "freed";
+    return this.#record.state === "freed";
   }
 
   /**
@@ -163,8 +176,8 @@ export class PoolBlock {
    */
   get ptr(): Deno.PointerObject {
     this.#assertLive("use a block's pointer");
-    const ptr = this.#host.ensureResident(this);
-    this.#host.touch(this);
+    const ptr = this.#host.ensureResident(this, this.#record);
+    this.#host.touch(this, this.#record);
     return ptr;
   }
 
@@ -191,11 +204,11 @@ export class PoolBlock {
     const bytes = asBytes(data, doing, "data");
     const offset = this.#range(doing, bytes.byteLength, options);
     if (bytes.byteLength === 0) return this.#host.assertUsable(this);
-    this.#host.pin(this);
+    this.#host.pin(this, this.#record);
     try {
       await this.#host.write(this, this.ptr, offset, bytes);
     } finally {
-      this.#host.unpin(this);
+      this.#host.unpin(this, this.#record);
     }
   }
 
@@ -206,19 +219,19 @@ export class PoolBlock {
     const bytes = asBytes(out, doing, "out");
     const offset = this.#range(doing, bytes.byteLength, options);
     if (bytes.byteLength === 0) return this.#host.assertUsable(this);
-    this.#host.pin(this);
+    this.#host.pin(this, this.#record);
     try {
       await this.#host.read(this, this.ptr, offset, bytes);
     } finally {
-      this.#host.unpin(this);
+      this.#host.unpin(this, this.#record);
     }
   }
 
   /** Makes the block resident (if evicted) and resolves once its bytes are back on the device. */
   async resident(): Promise<void> {
     this.#assertLive("make a block resident");
-    this.#host.ensureResident(this);
-    this.#host.touch(this);
+    this.#host.ensureResident(this, this.#record);
+    this.#host.touch(this, this.#record);
     await this.stream.synchronize();
   }
 
@@ -240,24 +253,25 @@ export class PoolBlock {
    */
   pin(): BlockPin {
     this.#assertLive("pin a block");
-    this.#host.ensureResident(this);
-    this.#host.pin(this);
-    this._userPins++;
+    this.#host.ensureResident(this, this.#record);
+    this.#host.pin(this, this.#record);
+    const record = this.#record;
+    record.userPins++;
     let held = true;
     const host = this.#host;
     const unpin = () => {
       if (!held) return;
       held = false;
-      this._userPins--;
-      if (this._state !== "freed") host.unpin(this);
+      record.userPins--;
+      if (record.state !== "freed") host.unpin(this, record);
     };
     return { unpin, [Symbol.dispose]: unpin };
   }
 
   /** Returns the block to its pool. Idempotent; throws while it is pinned. */
   free(): void {
-    if (this._state === "freed") return;
-    this.#host.release(this);
+    if (this.#record.state === "freed") return;
+    this.#host.release(this, this.#record);
   }
 
   /**
@@ -330,16 +344,16 @@ export class PoolBlock {
       this.#host.assertUsable(this);
       return src.#host.assertUsable(src);
     }
-    this.#host.pin(this);
+    this.#host.pin(this, this.#record);
     try {
-      src.#host.pin(src);
+      src.#host.pin(src, src.#record);
       try {
         await this.#copy(src, srcOffset, offset, bytes);
       } finally {
-        if (src._state !== "freed") src.#host.unpin(src);
+        if (src.#record.state !== "freed") src.#host.unpin(src, src.#record);
       }
     } finally {
-      if (this._state !== "freed") this.#host.unpin(this);
+      if (this.#record.state !== "freed") this.#host.unpin(this, this.#record);
     }
   }
 

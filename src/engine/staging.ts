@@ -31,7 +31,7 @@ import {
   pinnedAlloc,
   pinnedFree,
   pinnedRefused,
-} from "./native_memory.ts";
+} from "../native/memory.ts";
 
 /** Bytes per staging chunk: large enough to run near copy-engine speed. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;

@@ -2,8 +2,7 @@
  * Virtual device memory under the pools: every block lives at a fixed
  * device address for its whole life, and only the physical memory under it
  * comes and goes (eviction, sleeping contexts). libsched's `sched_vmm_*`
- * calls do the mapping (CUDA's VMM API; on the host backend, reserved
- * address space committed and decommitted page by page).
+ * calls do the mapping (their wrappers are in `src/native/vmm.ts`).
  *
  * Layout. The scheduler reserves large ranges of address space (an
  * {@link AddressSpace}) and hands granule-aligned pieces of them to pools.
@@ -19,49 +18,9 @@
  * @module
  */
 
-import { lib } from "../native/loader.ts";
-import { Status } from "../native/status_codes.ts";
-import { unwrap } from "../native/unwrap.ts";
 import type { Stream } from "../stream.ts";
+import { vmmGranularity, vmmReserve } from "../native/vmm.ts";
 import { sizeClassOf } from "./size_classes.ts";
-
-const u64Out = new BigUint64Array(1);
-const u64Out2 = new BigUint64Array(1);
-
-/** Bytes physical memory is mapped in on `device`. */
-export function vmmGranularity(device: number): number {
-  unwrap(lib().sched_vmm_granularity(device, u64Out), "Cannot read the mapping granularity");
-  return Number(u64Out[0]);
-}
-
-/** Commits a block at its address; false when the device has no memory left. */
-export function vmmCommit(device: number, ptr: Deno.PointerObject, bytes: number): boolean {
-  const status = lib().sched_vmm_commit(device, ptr, BigInt(bytes));
-  if (status === Status.OUT_OF_MEMORY) return false;
-  unwrap(status, `Cannot map ${bytes} bytes of device memory`);
-  return true;
-}
-
-/** Decommits a block once `stream` has finished the work queued so far. */
-export function vmmDecommit(device: number, ptr: Deno.PointerObject, stream: number): void {
-  unwrap(lib().sched_vmm_decommit(device, ptr, stream), "Cannot unmap device memory");
-}
-
-/** Waits for pending decommits so their physical memory is really free. */
-export function vmmFlush(device: number): void {
-  unwrap(lib().sched_vmm_flush(device), "Cannot release unmapped device memory");
-}
-
-/** Unmaps the memory of decommits whose stream work is done; never waits. */
-export function vmmReap(device: number): void {
-  unwrap(lib().sched_vmm_reap(device), "Cannot release unmapped device memory");
-}
-
-/** Bytes in committed blocks and bytes of physical memory mapped, natively. */
-export function vmmUsage(device: number): { committed: number; mapped: number } {
-  unwrap(lib().sched_vmm_usage(device, u64Out, u64Out2), "Cannot read virtual memory usage");
-  return { committed: Number(u64Out[0]), mapped: Number(u64Out2[0]) };
-}
 
 /** A block's fixed address range; committed or not. */
 export interface Slot {
@@ -101,11 +60,8 @@ export class AddressSpace {
     let arena = this.#arenas.find((a) => a.end - a.next >= size);
     if (!arena) {
       const arenaBytes = Math.max(this.#arenaBytes, bytes);
-      unwrap(
-        lib().sched_vmm_reserve(this.device, BigInt(arenaBytes), u64Out),
-        `Cannot reserve ${arenaBytes} bytes of device address space`,
-      );
-      arena = { next: u64Out[0]!, end: u64Out[0]! + BigInt(arenaBytes) };
+      const base = vmmReserve(this.device, arenaBytes);
+      arena = { next: base, end: base + BigInt(arenaBytes) };
       this.#arenas.push(arena);
     }
     const base = arena.next;

@@ -15,9 +15,9 @@
  */
 
 import { AdmissionError, SchedulerError, VramBudgetExceededError } from "../errors.ts";
-import type { MemoryPool } from "../engine/memory_pool.ts";
+import { type MemoryPool, sleepAccessOf } from "../engine/memory_pool.ts";
 import type { PoolBlock } from "../engine/pool_block.ts";
-import { vmmReap } from "../engine/virtual_memory.ts";
+import { vmmReap } from "../native/vmm.ts";
 import type { Stream } from "../stream.ts";
 
 /** What a sleeping context is to the cycle. @internal */
@@ -79,14 +79,14 @@ export class SleepCycle {
     try {
       if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed`);
       if (this.#state !== "awake") throw new SchedulerError(`${doing}: ${this.reason}`);
-      if (target.pool._userPinned()) {
+      if (sleepAccessOf(target.pool).userPinned()) {
         throw new SchedulerError(`${doing}: a buffer is pinned; release its pin() first`);
       }
     } catch (error) {
       return Promise.reject(error);
     }
     this.#state = "falling";
-    target.pool._setAsleep(this.reason);
+    sleepAccessOf(target.pool).setAsleep(this.reason);
     const falling = this.#fallAsleep(doing);
     this.#falling = falling;
     return falling;
@@ -96,14 +96,14 @@ export class SleepCycle {
     const target = this.#target;
     try {
       // Writes and reads called before sleep() finish into (or out of) device memory first.
-      await target.pool._transfersSettled();
+      await sleepAccessOf(target.pool).transfersSettled();
       if (!target.alive) throw new SchedulerError(`${doing}: it was destroyed meanwhile`);
       // Copies out are queued on the context's stream, after everything queued there so far.
-      this.#moved = target.pool._evictAll();
+      this.#moved = sleepAccessOf(target.pool).evictAll();
     } catch (error) {
       if (target.alive) {
         this.#state = "awake";
-        target.pool._setAsleep(undefined);
+        sleepAccessOf(target.pool).setAsleep(undefined);
       }
       throw error;
     } finally {
@@ -152,13 +152,13 @@ export class SleepCycle {
     }
     this.#ledger.resume(() => this.#state = "waking");
     try {
-      target.pool._restoreAll(this.#moved);
+      sleepAccessOf(target.pool).restoreAll(this.#moved);
     } catch (error) {
       if (!target.alive) {
         throw new SchedulerError(`${doing}: it was destroyed meanwhile`, { cause: error });
       }
       // Back to sleep with nothing lost: what was restored goes out again.
-      target.pool._evictAll();
+      sleepAccessOf(target.pool).evictAll();
       this.#ledger.suspend(() => this.#state = "asleep");
       this.#moved = this.#moved.filter((block) => !block.freed);
       if (error instanceof VramBudgetExceededError) {
@@ -171,7 +171,7 @@ export class SleepCycle {
     }
     this.#moved = [];
     this.#state = "awake";
-    target.pool._setAsleep(undefined);
+    sleepAccessOf(target.pool).setAsleep(undefined);
     await this.#settled(doing);
   }
 

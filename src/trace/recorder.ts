@@ -155,7 +155,7 @@ function emit(event: ChromeTraceEvent): void {
 }
 
 /** Something with a stream and a name: a context or a pool. */
-interface Tracked {
+export interface Tracked {
   readonly stream: object & { readonly id: number };
   readonly name: string;
 }

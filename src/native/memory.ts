@@ -1,16 +1,18 @@
 /**
- * Thin, checked wrappers over libsched's memory calls, shared by the pool,
- * staging and eviction code. Out-of-memory is a value (null), because the
- * pool reacts to it by making room; every other failure throws.
+ * Thin, checked wrappers over libsched's memory calls (pinned host memory,
+ * copies, the stream-ordered pools the benchmarks compare against), shared
+ * by staging, eviction and device-to-device copies. Out-of-memory is a
+ * value (null), because the callers react to it by making room; every
+ * other failure throws.
  *
  * @module
  */
 
-import { useDevice } from "../native/devices.ts";
-import { lib } from "../native/loader.ts";
 import { NativeError } from "../errors.ts";
-import { CopyKind, Status } from "../native/status_codes.ts";
-import { unwrap } from "../native/unwrap.ts";
+import { useDevice } from "./devices.ts";
+import { lib } from "./loader.ts";
+import { CopyKind, Status } from "./status_codes.ts";
+import { unwrap } from "./unwrap.ts";
 
 const ptrOut = new BigUint64Array(1);
 const handleOut = new Uint32Array(1);
@@ -22,16 +24,6 @@ export function createNativePool(maxBytes: number, device = 0): number {
   // for everyone; the TypeScript pool does its own caching.
   unwrap(lib().sched_pool_create(BigInt(maxBytes), 0n, handleOut), "Cannot create a memory pool");
   return handleOut[0]!;
-}
-
-/** Destroys a libsched pool (it must hold no live allocations). */
-export function destroyNativePool(pool: number): void {
-  unwrap(lib().sched_pool_destroy(pool), "Cannot destroy a memory pool");
-}
-
-/** Returns the libsched pool's unused memory to the device, down to keepBytes. */
-export function trimNativePool(pool: number, keepBytes: number): void {
-  unwrap(lib().sched_pool_trim(pool, BigInt(keepBytes)), "Cannot trim a memory pool");
 }
 
 /** Device memory ordered on stream; null when the device or pool is out of memory. */
@@ -99,7 +91,6 @@ export function copyToHost(
   );
 }
 
-/** Pinned host to device, in stream order. */
 /**
  * Queues a device-to-device copy on `stream`: within one device, or between
  * two (peer copy where possible, else staged through host memory by the
@@ -128,6 +119,7 @@ export function copyDeviceToDevice(
   );
 }
 
+/** Pinned host to device, in stream order. */
 export function copyToDevice(
   device: Deno.PointerObject,
   deviceOffset: number,

@@ -1,0 +1,120 @@
+/**
+ * Pinned host buffers that hold evicted blocks. A buffer freed by a
+ * restore is kept, by size, for the next eviction, but only once the
+ * block's stream has finished copying out of it: until then it is
+ * pending, and `destroy` frees pending buffers too (after the pool's
+ * streams are idle). Eviction asks for buffers here, never the allocator.
+ *
+ * @module
+ */
+
+import { VramBudgetExceededError } from "../errors.ts";
+import { pinnedAlloc, pinnedFree, pinnedRefused } from "../native/memory.ts";
+import type { Stream } from "../stream.ts";
+
+/** Pinned host memory holding an evicted block. */
+export interface HostCopy {
+  readonly ptr: Deno.PointerObject;
+  readonly size: number;
+}
+
+/**
+ * The host buffers of one pool.
+ *
+ * @example
+ * ```ts
+ * import { initialize, shutdown } from "@gpusched/core";
+ * import { HostCopies } from "./host_copies.ts";
+ * import assert from "node:assert/strict";
+ * const sched = initialize({ backend: "host" });
+ * const copies = new HostCopies("pool", () => true, () => sched.active);
+ * const copy = copies.take(4096);
+ * copies.returnWhenDone(copy, sched.createStream());
+ * await new Promise((resolve) => setTimeout(resolve, 10));
+ * assert.equal(copies.spareBytes, 4096); // kept for the next eviction
+ * copies.destroy();
+ * shutdown();
+ * ```
+ */
+export class HostCopies {
+  #name: string;
+  #spare = new Map<number, HostCopy[]>();
+  #spareBytes = 0;
+  /** Buffers whose return waits on a stream: freed at once by destroy(). */
+  #pending = new Set<HostCopy>();
+  #poolAlive: () => boolean;
+  #schedulerActive: () => boolean;
+
+  /** Buffers for the pool `name`; the two callbacks say whether pool and scheduler live. */
+  constructor(name: string, poolAlive: () => boolean, schedulerActive: () => boolean) {
+    this.#name = name;
+    this.#poolAlive = poolAlive;
+    this.#schedulerActive = schedulerActive;
+  }
+
+  /** Pinned bytes kept for later evictions. */
+  get spareBytes(): number {
+    return this.#spareBytes;
+  }
+
+  /**
+   * A buffer of `bytes`, spare or new.
+   *
+   * @throws {VramBudgetExceededError} when the host refuses pinned memory
+   */
+  take(bytes: number): HostCopy {
+    const spare = this.#spare.get(bytes)?.pop();
+    if (spare) {
+      this.#spareBytes -= spare.size;
+      return spare;
+    }
+    const ptr = pinnedAlloc(bytes);
+    if (!ptr) {
+      throw new VramBudgetExceededError(this.#name, bytes, 0, {
+        cause: pinnedRefused(bytes, "Cannot evict"),
+      });
+    }
+    return { ptr, size: bytes };
+  }
+
+  /** Keeps `copy` for the next eviction once `stream` has finished with it. */
+  returnWhenDone(copy: HostCopy, stream: Stream): void {
+    this.#pending.add(copy);
+    stream.synchronize().then(
+      () => {
+        // destroy() already freed it (and shutdown freed everything natively).
+        if (!this.#pending.delete(copy)) return;
+        if (!this.#poolAlive()) {
+          if (this.#schedulerActive()) pinnedFree(copy.ptr);
+          return;
+        }
+        const list = this.#spare.get(copy.size) ?? [];
+        list.push(copy);
+        this.#spare.set(copy.size, list);
+        this.#spareBytes += copy.size;
+      },
+      () => {/* the scheduler shut down; libsched freed the buffer */},
+    );
+  }
+
+  /** Frees a buffer that nothing uses any more (its stream is idle). */
+  free(copy: HostCopy): void {
+    pinnedFree(copy.ptr);
+  }
+
+  /** Frees every spare and pending buffer; the pool's streams must be idle. */
+  destroy(): void {
+    for (const copies of this.#spare.values()) for (const copy of copies) pinnedFree(copy.ptr);
+    this.#spare.clear();
+    this.#spareBytes = 0;
+    for (const copy of this.#pending) pinnedFree(copy.ptr);
+    this.#pending.clear();
+  }
+
+  /** Forgets every buffer (libsched freed them at shutdown). */
+  clear(): void {
+    this.#spare.clear();
+    this.#spareBytes = 0;
+    this.#pending.clear();
+  }
+}
