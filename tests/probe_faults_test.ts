@@ -85,11 +85,13 @@ probe("a wake refused for lack of device memory stays asleep and may be retried"
   assert.deepEqual(out, pattern(4 * MB, 4));
 }, LIMIT);
 
-// FAILS (memory_pool.ts, not edited here: being rewritten by another helper). MemoryPool
-// #restore commits the block's device memory and claims its bytes, then queues the copy back;
-// when that copy fails it throws without un-committing the memory or returning the claim. The
-// block stays "evicted" with its range committed, so every later wake() fails with "Block ... is
-// already committed" (the context can never wake: its data is lost) and the claim leaks.
+// FAILS (src/memory/*, not edited here: being rewritten by another helper). A restore commits
+// the block's device memory again and claims its bytes (RoomMaker.recommit in
+// src/memory/room_maker.ts), then queues the copy back (Evictor.copyBack in src/memory/evictor.ts);
+// when that copy fails to queue it throws without decommitting the memory or returning the claim.
+// The block stays "evicted" with its range committed, so every later wake() fails with "Block ...
+// is already committed" (the context can never wake: its data is lost) and the claim leaks
+// (getAvailableVram stays 4 MiB short).
 probe(
   "a wake whose copy back fails stays asleep, and a retry restores every byte",
   async () => {
@@ -112,9 +114,9 @@ probe(
   { ignore: true },
 );
 
-// FAILS for the same reason as the wake above (MemoryPool #restore, memory_pool.ts): an evicted
-// buffer whose restore copy fails can never be restored again ("already committed"), and the
-// device keeps its bytes claimed (getAvailableVram 32 MiB instead of 64).
+// FAILS for the same reason as the wake above (RoomMaker.recommit + Evictor.copyBack, src/memory/):
+// an evicted buffer whose restore copy fails can never be restored again ("already committed"),
+// and the device keeps its bytes claimed (getAvailableVram 32 MiB instead of 64).
 probe(
   "a restore whose copy fails can be retried, and claims nothing meanwhile",
   async () => {
