@@ -270,3 +270,29 @@ Deno.test("[probe] initialize + work + shutdown, 300 cycles, native counts back 
     assert.equal(after.deviceAllocations, 0, `cycle ${i}: allocations`);
   }
 });
+
+// FAILS (src/memory/host_copies.ts, not edited here: being rewritten by another helper). The
+// pinned host buffer of each eviction is kept for a later eviction of exactly its size, with no
+// bound, so a context that evicts buffers of many sizes keeps one pinned buffer per size for its
+// whole life: measured 3,096 MiB pinned after 500 rounds and 8,198 MiB (793 buffers) after 3,000
+// for this 16 MiB BEST_EFFORT context. README: the kept buffers are "that much host memory" as
+// a sleep or an eviction used; pinned (page-locked) memory that large starves the host on CUDA.
+probe(
+  "evictions of many sizes keep pinned host memory near what the context can hold",
+  async () => {
+    const be = createContext("be", { maxVram: 16 * MB, qos: QoSPolicy.BEST_EFFORT });
+    for (let i = 0; i < 300; i++) {
+      const x = be.alloc(1 * MB + i * 4096, { evictable: true }); // a new size each round
+      const y = be.alloc(15 * MB - x.size, { evictable: true });
+      const z = be.alloc(2 * MB, { evictable: true }); // evicts x, the least recently used
+      await x.resident();
+      x.free();
+      y.free();
+      z.free();
+    }
+    const pinned = nativeCounts().pinnedBytes;
+    assert.ok(pinned <= 2 * 16 * MB + 8 * MB, `${pinned / MB} MiB pinned for a 16 MiB context`);
+  },
+  LIMIT,
+  { ignore: true },
+);
