@@ -1,0 +1,151 @@
+/**
+ * Stream order under a held stream (a host "kernel" that waits on a flag,
+ * from the test kernels): recycled events, sleep behind queued work,
+ * copies and evictions ordered after pending writes, teardown while a
+ * stream is held. Written from API.md and README.md.
+ */
+import assert from "node:assert/strict";
+import {
+  AdmissionError,
+  createContext,
+  destroyContext,
+  getContextUsage,
+  MB,
+  QoSPolicy,
+  recordEvent,
+  SchedulerError,
+  shutdown,
+  waitEvent,
+} from "../mod.ts";
+import { gate, hold } from "./_helpers.ts";
+import { caught, probe, rejected } from "./_probe.ts";
+
+const LIMIT = { hostMemory: 64 * MB };
+
+function pattern(n: number, seed: number): Uint8Array {
+  return new Uint8Array(n).map((_, i) => (i * 5 + seed) & 0xff);
+}
+
+probe("a recycled event is known complete: waiting on it never blocks", async () => {
+  const llm = createContext("llm", { maxVram: 8 * MB });
+  const tts = createContext("tts", { maxVram: 8 * MB });
+  const old = recordEvent(llm);
+  await old.synchronize();
+  const g = gate();
+  hold("host", llm.stream.handle, g);
+  // Records behind the hold reuse completed native events, old's among them.
+  const pending = Array.from({ length: 64 }, () => recordEvent(llm));
+  assert.equal(old.query(), true, "an event recorded and completed stays complete");
+  assert.equal(pending.at(-1)!.query(), false);
+  waitEvent(tts, old);
+  await tts.stream.synchronize(); // must not wait for llm's held stream
+  assert.equal(llm.stream.query(), false);
+  waitEvent(tts, pending.at(-1)!);
+  assert.equal(tts.stream.query(), false, "waiting on a pending record does block");
+  g.open();
+  await Promise.all([tts.stream.synchronize(), ...pending.map((e) => e.synchronize())]);
+}, LIMIT);
+
+probe(
+  "sleep() behind queued work: refused uses meanwhile, the queued write comes back",
+  async () => {
+    const ctx = createContext("c", { maxVram: 16 * MB });
+    const buf = ctx.alloc(4 * MB);
+    const g = gate();
+    hold("host", ctx.stream.handle, g);
+    const w = buf.write(pattern(4 * MB, 1)); // queued behind the hold
+    const s = ctx.sleep();
+    assert.equal(ctx.sleeping, true);
+    const e = await rejected(() => buf.write(pattern(4 * MB, 2)));
+    assert.ok(e instanceof SchedulerError, `write after sleep(): ${e}`);
+    assert.ok((await rejected(() => ctx.alloc(16))) instanceof SchedulerError);
+    g.open();
+    await Promise.all([w, s]);
+    await ctx.wake();
+    const out = new Uint8Array(4 * MB);
+    await buf.read(out);
+    assert.deepEqual(out, pattern(4 * MB, 1));
+  },
+  LIMIT,
+);
+
+probe("copyFrom waits for work queued on the source's stream", async () => {
+  const a = createContext("a", { maxVram: 16 * MB, device: 0 });
+  const b = createContext("b", { maxVram: 16 * MB, device: 1 });
+  const src = a.alloc(4 * MB), dst = b.alloc(4 * MB);
+  await src.write(pattern(4 * MB, 3));
+  const g = gate();
+  hold("host", a.stream.handle, g);
+  const w = src.write(pattern(4 * MB, 4)); // behind the hold
+  const copy = dst.copyFrom(src);
+  assert.equal(b.stream.query(), false, "the destination waits on the device for the source");
+  g.open();
+  await Promise.all([w, copy]);
+  const out = new Uint8Array(4 * MB);
+  await dst.read(out);
+  assert.deepEqual(out, pattern(4 * MB, 4));
+}, { ...LIMIT, hostDevices: 2 });
+
+probe(
+  "a buffer with a write in flight is not evicted; once written, it evicts exactly",
+  async () => {
+    const be = createContext("be", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+    const buf = be.alloc(32 * MB, { evictable: true });
+    await buf.write(pattern(32 * MB, 5));
+    const g = gate();
+    hold("host", be.stream.handle, g);
+    const w = buf.write(pattern(32 * MB, 6)); // queued behind the hold: buf is in use
+    try {
+      const e = caught(() => createContext("g", { maxVram: 48 * MB, qos: QoSPolicy.GUARANTEED }));
+      assert.ok(e instanceof AdmissionError, `got ${e}`);
+      assert.equal(getContextUsage(be).evicted, 0);
+    } finally {
+      g.open();
+    }
+    await w;
+    const gctx = createContext("g", { maxVram: 48 * MB, qos: QoSPolicy.GUARANTEED }); // evicts buf
+    assert.equal(getContextUsage(be).evicted, 32 * MB);
+    destroyContext(gctx);
+    const out = new Uint8Array(32 * MB);
+    await buf.read(out);
+    assert.deepEqual(out, pattern(32 * MB, 6));
+  },
+  LIMIT,
+);
+
+probe("shutdown while a stream is held and transfers wait behind it", async () => {
+  const ctx = createContext("c", { maxVram: 16 * MB });
+  const buf = ctx.alloc(4 * MB);
+  const g = gate();
+  hold("host", ctx.stream.handle, g, 300); // shutdown and destroy wait for the stream: a short hold
+  const w = buf.write(pattern(4 * MB, 7));
+  const r = buf.read(new Uint8Array(4 * MB));
+  const ev = recordEvent(ctx);
+  const sync = ev.synchronize();
+  for (const p of [w, r, sync]) p.catch(() => {});
+  shutdown();
+  const settled = await Promise.allSettled([w, r, sync]);
+  for (const s of settled) {
+    if (s.status === "rejected") assert.ok(s.reason instanceof Error, String(s.reason));
+  }
+  g.open();
+}, LIMIT);
+
+probe("destroyContext while its stream is held and a sleep is falling", async () => {
+  const ctx = createContext("c", { maxVram: 16 * MB, qos: QoSPolicy.GUARANTEED });
+  const buf = ctx.alloc(4 * MB);
+  const g = gate();
+  hold("host", ctx.stream.handle, g, 300); // shutdown and destroy wait for the stream: a short hold
+  const w = buf.write(pattern(4 * MB, 8));
+  const s = ctx.sleep();
+  for (const p of [w, s]) p.catch(() => {});
+  destroyContext(ctx);
+  const settled = await Promise.allSettled([w, s]);
+  for (const x of settled) {
+    if (x.status === "rejected") assert.ok(x.reason instanceof Error, String(x.reason));
+  }
+  g.open();
+  const again = createContext("c", { maxVram: 64 * MB, qos: QoSPolicy.GUARANTEED });
+  const big = again.alloc(64 * MB);
+  await big.write(pattern(64 * MB, 9));
+}, LIMIT);
