@@ -107,3 +107,51 @@ Deno.test("[probe] setGemmQos refuses bad values of every type, naming the optio
     setGemmQos(before);
   }
 });
+
+// gemm and gemmAsync check their arguments with parseGemm before anything reaches cuBLAS; on
+// the host backend no Cublas handle exists, so the checks are driven directly here.
+probe("gemm's argument checks: sizes, types, leading dimensions, buffers, scalars", async () => {
+  const { parseGemm } = await import("../src/cublas/gemm_args.ts");
+  const ctx = createContext("c", { maxVram: 64 * MB });
+  const m = 8, n = 4, k = 16;
+  const a = ctx.alloc(m * k * 2), b = ctx.alloc(k * n * 2), c = ctx.alloc(m * n * 2);
+  const ok = { m, n, k, a, b, c };
+  const doing = "Cannot queue a GEMM";
+  const parsed = parseGemm(ok, doing);
+  assert.equal(parsed.lda, m);
+  assert.equal(parsed.ldb, k);
+  assert.equal(parsed.ldc, m);
+  assert.equal(parsed.alpha, 1);
+  assert.equal(parsed.beta, 0);
+  assert.equal(parseGemm({ ...ok, transA: true, lda: k }, doing).lda, k);
+  for (const option of ["m", "n", "k"] as const) {
+    for (const [label, value] of BAD_VALUES) {
+      assertArgError(caught(() => parseGemm({ ...ok, [option]: value }, doing)), option, label);
+    }
+    assertArgError(caught(() => parseGemm({ ...ok, [option]: 2 ** 31 }, doing)), option, "int32");
+  }
+  // Larger than the buffers hold: a RangeError naming the matrix and the bytes.
+  const big = caught(() => parseGemm({ ...ok, k: k + 1 }, doing));
+  assert.ok(big instanceof RangeError && /a needs \d+ bytes/.test(big.message), `${big}`);
+  assertArgError(caught(() => parseGemm({ ...ok, lda: m - 1 }, doing)), "lda");
+  const ldc = caught(() => parseGemm({ ...ok, ldc: m + 1 }, doing));
+  assert.ok(ldc instanceof RangeError && /c needs \d+ bytes/.test(ldc.message), `${ldc}`);
+  assertArgError(caught(() => parseGemm({ ...ok, type: "fp64" as never }, doing)), "type");
+  assert.ok(caught(() => parseGemm({ ...ok, type: "fp32" }, doing)) instanceof RangeError);
+  for (const option of ["transA", "transB"] as const) {
+    assertArgError(caught(() => parseGemm({ ...ok, [option]: 1 as never }, doing)), option);
+  }
+  for (const option of ["alpha", "beta"] as const) {
+    assertArgError(caught(() => parseGemm({ ...ok, [option]: NaN }, doing)), option, "NaN");
+    assertArgError(caught(() => parseGemm({ ...ok, [option]: "1" as never }, doing)), option);
+  }
+  for (const option of ["a", "b", "c"] as const) {
+    for (const bad of [undefined, null, {}, new Uint8Array(4096)]) {
+      const e = caught(() => parseGemm({ ...ok, [option]: bad as never }, doing));
+      assert.ok(e instanceof TypeError, `${option}: ${String(bad)}: ${e}`);
+    }
+  }
+  for (const bad of [undefined, null, 5, "gemm"]) {
+    assert.ok(caught(() => parseGemm(bad as never, doing)) instanceof TypeError, String(bad));
+  }
+});
