@@ -16,6 +16,7 @@ import {
   type ExecutionContext,
   getAvailableVram,
   getContextUsage,
+  getMetrics,
   initialize,
   MB,
   MemoryPool,
@@ -401,4 +402,39 @@ probe("contexts created until names, streams or memory run out, then destroyed",
   assert.equal(after.streams, before.streams);
   assert.equal(after.events, before.events);
   assert.equal(getAvailableVram(), 64 * MB);
+}, LIMIT);
+
+probe("a handler whose context creations recurse (each needs room) leaves accounts exact", () => {
+  createContext("k", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED });
+  const be = createContext("be", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+  be.alloc(32 * MB, { evictable: true });
+  // Bounded: a handler recursing without bound ends in a stack overflow, which can interrupt
+  // the library anywhere (user code's infinite recursion, not tested).
+  let depth = 0;
+  const refusals: unknown[] = [];
+  const off = onMemoryPressure(() => {
+    if (depth < 5) {
+      depth++;
+      try {
+        // Each creation needs room, so it asks this handler again.
+        createContext("thief", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED });
+      } catch (e) {
+        refusals.push(e);
+      } finally {
+        depth--;
+      }
+    }
+    return true;
+  });
+  try {
+    const e = attempt(() => createContext("l", { maxVram: 32 * MB, qos: QoSPolicy.GUARANTEED }));
+    assert.ok(e instanceof AdmissionError, `the thief took the room: ${e}`);
+  } finally {
+    off();
+  }
+  for (const e of refusals) assert.ok(e instanceof RangeError, `inner: ${e}`); // name taken
+  const names = getMetrics().contexts.map((c) => c.name).sort();
+  assert.deepEqual(names, ["be", "k", "thief"]);
+  assert.equal(getContextUsage(be).evicted, 32 * MB);
+  assert.equal(getAvailableVram(), 0);
 }, LIMIT);
