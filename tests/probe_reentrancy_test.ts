@@ -29,7 +29,7 @@ import {
   waitEvent,
 } from "../mod.ts";
 import { nativeCounts } from "../src/native/debug_counts.ts";
-import { assertBudgetRefusal, attempt, caught, probe } from "./_probe.ts";
+import { assertBudgetRefusal, attempt, caught, probe, rejected } from "./_probe.ts";
 
 const LIMIT = { hostMemory: 64 * MB };
 
@@ -437,4 +437,95 @@ probe("a handler whose context creations recurse (each needs room) leaves accoun
   assert.deepEqual(names, ["be", "k", "thief"]);
   assert.equal(getContextUsage(be).evicted, 32 * MB);
   assert.equal(getAvailableVram(), 0);
+}, LIMIT);
+
+/** A context asleep with two 16 MiB buffers, and a best-effort one holding 40 MiB of 64. */
+async function sleeperUnderPressure() {
+  const w = createContext("w", { maxVram: 32 * MB });
+  const bufs = [w.alloc(16 * MB), w.alloc(16 * MB)];
+  await bufs[0]!.write(pattern(16 * MB, 1));
+  await bufs[1]!.write(pattern(16 * MB, 2));
+  await w.sleep();
+  const be = createContext("be", { maxVram: 64 * MB, qos: QoSPolicy.BEST_EFFORT });
+  be.alloc(40 * MB, { evictable: true });
+  return { w, bufs, be };
+}
+
+/** Registers `act` as a handler that runs once, for an allocation of `ctx`. */
+function onceFor(ctx: ExecutionContext, act: () => void): () => void {
+  let done = false;
+  return onMemoryPressure((asker) => {
+    if (!done && asker === ctx) {
+      done = true;
+      act();
+    }
+    return true;
+  });
+}
+
+probe(
+  "a handler that frees a buffer of the waking context: the wake goes on without it",
+  async () => {
+    const { w, bufs } = await sleeperUnderPressure();
+    const off = onceFor(w, () => bufs[1]!.free());
+    try {
+      await w.wake(); // failed with "it was freed by a memory-pressure handler" before the fix
+    } finally {
+      off();
+    }
+    assert.equal(w.sleeping, false);
+    assert.equal(getContextUsage(w).used, 16 * MB);
+    assert.equal(getContextUsage(w).evicted, 0);
+    const out = new Uint8Array(16 * MB);
+    await bufs[0]!.read(out);
+    assert.deepEqual(out, pattern(16 * MB, 1));
+  },
+  LIMIT,
+);
+
+probe("handlers during a wake: join it, refuse sleep and alloc, destroy others", async () => {
+  const { w, bufs, be } = await sleeperUnderPressure();
+  let joined: Promise<void> | undefined;
+  let slept: Promise<unknown> | undefined;
+  let allocError: unknown;
+  const off = onceFor(w, () => {
+    joined = w.wake();
+    slept = w.sleep().catch((e) => e);
+    allocError = attempt(() => w.alloc(1 * MB));
+    destroyContext(be);
+  });
+  try {
+    await w.wake();
+  } finally {
+    off();
+  }
+  await joined;
+  assert.ok((await slept) instanceof SchedulerError, "sleep() while waking is refused");
+  assert.ok(allocError instanceof SchedulerError, `alloc while waking: ${allocError}`);
+  assert.equal(w.sleeping, false);
+  for (const [i, buf] of bufs.entries()) {
+    const out = new Uint8Array(16 * MB);
+    await buf.read(out);
+    assert.deepEqual(out, pattern(16 * MB, i + 1));
+  }
+}, LIMIT);
+
+probe("a handler that destroys the waking context: SchedulerError, nothing held", async () => {
+  const { w } = await sleeperUnderPressure();
+  const off = onceFor(w, () => destroyContext(w));
+  try {
+    assert.ok((await rejected(() => w.wake())) instanceof SchedulerError);
+  } finally {
+    off();
+  }
+  assert.equal(w.alive, false);
+  assert.equal(getAvailableVram(), 64 * MB - 40 * MB, "the destroyed sleeper holds nothing");
+}, LIMIT);
+
+probe("a handler that shuts down during a wake: SchedulerError, nothing left", async () => {
+  const { w } = await sleeperUnderPressure();
+  onceFor(w, () => shutdown());
+  assert.ok((await rejected(() => w.wake())) instanceof SchedulerError);
+  assert.equal(nativeCounts().deviceAllocations, 0);
+  initialize({ backend: "host", hostMemory: 64 * MB });
 }, LIMIT);

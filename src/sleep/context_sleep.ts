@@ -152,7 +152,7 @@ export class SleepCycle {
     }
     this.#ledger.resume(() => this.#state = "waking");
     try {
-      sleepAccessOf(target.pool).restoreAll(this.#moved);
+      this.#restoreMoved();
     } catch (error) {
       if (!target.alive) {
         throw new SchedulerError(`${doing}: it was destroyed meanwhile`, { cause: error });
@@ -173,6 +173,25 @@ export class SleepCycle {
     this.#state = "awake";
     sleepAccessOf(target.pool).setAsleep(undefined);
     await this.#settled(doing);
+  }
+
+  /**
+   * Restores every moved buffer. A pressure handler that a restore called
+   * may free buffers of this context (free() works while asleep): those
+   * need no memory any more, so the wake goes on with the rest instead of
+   * failing on the one that was being restored.
+   */
+  #restoreMoved(): void {
+    for (;;) {
+      try {
+        sleepAccessOf(this.#target.pool).restoreAll(this.#moved);
+        return;
+      } catch (error) {
+        const left = this.#moved.filter((block) => !block.freed);
+        if (left.length === this.#moved.length || !this.#target.alive) throw error;
+        this.#moved = left; // those restored already are skipped on the next pass
+      }
+    }
   }
 
   /** Waits for the context's stream; rejects when the context was destroyed meanwhile. */
