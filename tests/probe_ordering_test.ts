@@ -149,3 +149,74 @@ probe("destroyContext while its stream is held and a sleep is falling", async ()
   const big = again.alloc(64 * MB);
   await big.write(pattern(64 * MB, 9));
 }, LIMIT);
+
+probe("sleep() of a copy's source while the copy waits on the destination's stream", async () => {
+  const a = createContext("a", { maxVram: 32 * MB, device: 0 });
+  const b = createContext("b", { maxVram: 32 * MB, device: 1 });
+  const src = a.alloc(8 * MB), dst = b.alloc(8 * MB);
+  await src.write(pattern(8 * MB, 10));
+  const g = gate();
+  hold("host", b.stream.handle, g); // the copy runs on b's stream: held
+  const copy = dst.copyFrom(src);
+  const slept = a.sleep(); // must not take src's memory while the copy still reads it
+  setTimeout(() => g.open(), 100);
+  await Promise.all([copy, slept]);
+  const out = new Uint8Array(8 * MB);
+  await dst.read(out);
+  assert.deepEqual(out, pattern(8 * MB, 10));
+  await a.wake();
+  await src.read(out);
+  assert.deepEqual(out, pattern(8 * MB, 10));
+}, { ...LIMIT, hostDevices: 2 });
+
+probe("sleep() of a copy's destination while the copy waits on the source's stream", async () => {
+  const a = createContext("a", { maxVram: 32 * MB, device: 0 });
+  const b = createContext("b", { maxVram: 32 * MB, device: 1 });
+  const src = a.alloc(8 * MB), dst = b.alloc(8 * MB);
+  await src.write(pattern(8 * MB, 11));
+  const g = gate();
+  hold("host", a.stream.handle, g); // the copy waits for a's stream
+  const copy = dst.copyFrom(src);
+  const slept = b.sleep(); // what comes back must include the copy
+  setTimeout(() => g.open(), 100);
+  await Promise.all([copy, slept]);
+  await b.wake();
+  const out = new Uint8Array(8 * MB);
+  await dst.read(out);
+  assert.deepEqual(out, pattern(8 * MB, 11));
+}, { ...LIMIT, hostDevices: 2 });
+
+probe(
+  "destroying a copy's source while the copy waits: no stale or reused bytes arrive",
+  async () => {
+    const a = createContext("a", { maxVram: 32 * MB, device: 0 });
+    const b = createContext("b", { maxVram: 32 * MB, device: 1 });
+    const src = a.alloc(8 * MB), dst = b.alloc(8 * MB);
+    await src.write(pattern(8 * MB, 12));
+    await dst.write(pattern(8 * MB, 13));
+    const g = gate();
+    // The copy runs on b's stream, held briefly: destroyContext waits for what reads its
+    // memory, blocking this thread, so the hold must end by itself.
+    hold("host", b.stream.handle, g, 300);
+    const copy = dst.copyFrom(src);
+    copy.catch(() => {});
+    destroyContext(a);
+    // Someone else takes device 0's memory and writes other bytes into it meanwhile.
+    const c = createContext("c", { maxVram: 64 * MB, device: 0 });
+    const other = c.alloc(8 * MB);
+    const w = other.write(pattern(8 * MB, 14));
+    const [copied] = await Promise.allSettled([copy, w]);
+    const out = new Uint8Array(8 * MB);
+    await dst.read(out);
+    if (copied.status === "fulfilled") {
+      assert.deepEqual(
+        out,
+        pattern(8 * MB, 12),
+        "the source's bytes",
+      );
+    } else assert.deepEqual(out, pattern(8 * MB, 13), "a refused copy wrote nothing");
+    await other.read(out);
+    assert.deepEqual(out, pattern(8 * MB, 14));
+  },
+  { ...LIMIT, hostDevices: 2 },
+);
