@@ -97,7 +97,11 @@ for (const seed of [1, 2, 3, 4]) {
     const check = (step: number, op: string) => {
       const m = getMetrics();
       for (const c of m.contexts) {
-        assert.ok(c.used <= c.max, `step ${step} ${op}: ${c.name} used ${c.used} > max ${c.max}`);
+        assert.ok(
+          c.used + c.cached <= c.max,
+          `step ${step} ${op}: ${c.name} holds ${c.used} + ${c.cached} cached > max ${c.max}`,
+        );
+        assert.ok(c.reserved <= c.max);
       }
       for (const device of [0, 1]) {
         const here = contexts.filter((c) => c.alive && c.device === device);
