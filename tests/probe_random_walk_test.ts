@@ -122,6 +122,13 @@ for (const seed of [1, 2, 3, 4]) {
           `step ${step} ${op}: device ${device} holds ${held(here) + poolBytes}`,
         );
         assert.ok(getAvailableVram(device) >= 0);
+        for (const p of pools) {
+          const st = p.pool.stats();
+          assert.ok(
+            st.allocatedBytes + st.cachedBytes <= st.quota,
+            `step ${step} ${op}: pool quota`,
+          );
+        }
       }
     };
 
