@@ -183,13 +183,13 @@ export class SleepCycle {
    */
   #restoreMoved(): void {
     for (;;) {
+      // Freed while asleep, or by a handler on the last pass; those restored are skipped.
+      this.#moved = this.#moved.filter((block) => !block.freed);
       try {
         sleepAccessOf(this.#target.pool).restoreAll(this.#moved);
         return;
       } catch (error) {
-        const left = this.#moved.filter((block) => !block.freed);
-        if (left.length === this.#moved.length || !this.#target.alive) throw error;
-        this.#moved = left; // those restored already are skipped on the next pass
+        if (!this.#target.alive || !this.#moved.some((block) => block.freed)) throw error;
       }
     }
   }
