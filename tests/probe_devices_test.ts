@@ -429,3 +429,19 @@ probe(
   },
   TWO,
 );
+
+probe("device auto with a partition goes to a device that has the partition", () => {
+  const m = new PartitionManager(new PartitionConfig({ totalMemory: 32 * MB, device: 1 }));
+  m.createPartition("p", "P", new PartitionLimits().memory(8 * MB));
+  // Device 0 has more room, but no partition "p": it failed with "unknown partition" before.
+  createContext("hog", { maxVram: 8 * MB, qos: QoSPolicy.GUARANTEED, device: 1 });
+  const ctx = createContext("c", { maxVram: 16 * MB, partition: "p", device: "auto" });
+  assert.equal(ctx.device, 1);
+  using _b = ctx.alloc(8 * MB);
+  assertBudgetRefusal(caught(() => ctx.alloc(1 * MB)), ctx, 1 * MB);
+  // A partition no device has is still a RangeError naming it.
+  assertArgError(
+    caught(() => createContext("d", { maxVram: 1 * MB, partition: "nope", device: "auto" })),
+    "partition",
+  );
+}, { ...TWO, hostMemory: 64 * MB });

@@ -7,7 +7,8 @@
  * and that leaves the most unreserved memory after it; ties go to the
  * lowest index. Unreserved memory is a device's limit less every
  * reservation on it: memory that best-effort work merely uses can be
- * reclaimed, reservations cannot.
+ * reclaimed, reservations cannot. A context bound to a partition is placed
+ * among the devices whose partition manager has that partition.
  *
  * @module
  */
@@ -41,9 +42,17 @@ export function placeContext(
   if (device !== "auto") return scheduler.requireDevice(device, doing);
   const reservation = reservationOf(options as Record<string, unknown>, name);
   if (reservation === undefined) return scheduler.device.id;
+  // A context bound to a partition can only go where that partition is (managers are per device).
+  const partition = (options as { partition?: unknown }).partition;
+  const holding = typeof partition === "string"
+    ? managers.filter((m) =>
+      scheduler.deviceAt(m.device).partitions?.getPartition(partition) !== undefined
+    )
+    : [];
+  const candidates = holding.length > 0 ? holding : managers;
   let best = -1;
   let bestRoom = -Infinity;
-  for (const manager of managers) {
+  for (const manager of candidates) {
     const room = manager.unreservedAfter(reservation.task, reservation.bytes);
     if (room !== undefined && room > bestRoom) {
       best = manager.device;
