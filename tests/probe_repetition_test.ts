@@ -180,8 +180,10 @@ probe("sleep + wake, 300 cycles after 20, bit-exact and flat", async () => {
     await ctx.sleep();
     await ctx.wake();
   }
-  assertFlat(before, "sleep/wake");
-  assert.ok(nativeCounts().pinnedBytes <= before.pinnedBytes);
+  // A host copy is kept for the next sleep once its stream is done with it; a sleep that comes
+  // sooner takes a new one, so a loaded machine may hold a few more: bounded, never growing.
+  assertFlat(before, "sleep/wake", 2 * bufs.length);
+  assert.ok(nativeCounts().pinnedBytes <= 3 * 16 * MB, `pinned ${nativeCounts().pinnedBytes}`);
   for (const [i, b] of bufs.entries()) {
     assert.ok(Deno.UnsafePointer.equals(b.ptr, ptrs[i]!));
     const out = new Uint8Array(b.size);
