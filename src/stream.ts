@@ -6,6 +6,7 @@
 
 import { useDevice } from "./native/devices.ts";
 import { EventRing } from "./event_ring.ts";
+import { SchedulerError } from "./errors.ts";
 import { destroyedError, type Owned, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
 import { lib } from "./native/loader.ts";
@@ -193,9 +194,25 @@ export class Stream implements Owned {
     drainCompletions();
   }
 
-  /** Destroys the stream; queued work still completes. Idempotent. */
+  /**
+   * @internal What owns it (`context "llm"`), when it is a context's stream:
+   * only the context may destroy it, since its buffers are freed in its order.
+   */
+  heldBy: string | undefined;
+
+  /**
+   * Destroys the stream; queued work still completes. Idempotent.
+   *
+   * @throws {SchedulerError} for a context's own stream (`getStream(ctx)`): destroy the context
+   */
   destroy(): void {
     if (this.#native === 0) return;
+    if (this.heldBy !== undefined) {
+      // Its owner frees buffers in this stream's order: without it, they could not be freed.
+      throw new SchedulerError(
+        `Cannot destroy stream ${this.id}: it is the stream of ${this.heldBy}, destroy that instead`,
+      );
+    }
     const native = this.#native;
     this.#native = 0;
     this.#owner.release(this);

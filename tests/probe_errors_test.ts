@@ -609,3 +609,24 @@ probe("waitEvent on a destroyed event or context", () => {
       SchedulerError,
   );
 });
+
+probe(
+  "a context's own stream cannot be destroyed from outside; the context stays whole",
+  async () => {
+    const ctx = createContext("c", { maxVram: 16 * MB, qos: QoSPolicy.GUARANTEED });
+    const buf = ctx.alloc(8 * MB);
+    // Before: the stream went, and destroyContext then threw "Cannot free: stream 1 was
+    // destroyed" with the context's buffers left behind.
+    const e = caught(() => getStream(ctx).destroy());
+    assert.ok(e instanceof SchedulerError, `got ${e}`);
+    assert.match((e as Error).message, /context "c"/);
+    assert.ok(caught(() => ctx.stream[Symbol.dispose]()) instanceof SchedulerError);
+    await buf.write(new Uint8Array(16).fill(4));
+    await ctx.sleep();
+    await ctx.wake();
+    destroyContext(ctx);
+    assert.equal(getAvailableVram(), 256 * MB);
+    assert.equal(ctx.stream.destroyed, true, "destroying the context destroys its stream");
+    ctx.stream.destroy(); // and then it is a no-op, as for any destroyed stream
+  },
+);

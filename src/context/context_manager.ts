@@ -281,6 +281,7 @@ export class ContextManager implements ContextHost {
         reservation,
       }, this);
     } catch (error) {
+      stream.heldBy = undefined; // the context that would have held it never came to be
       stream.destroy();
       reservation?.release();
       throw error;

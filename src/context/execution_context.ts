@@ -144,6 +144,7 @@ export class ExecutionContext {
     this.partition = spec.partition;
     this.device = spec.device;
     this.stream = spec.stream;
+    this.stream.heldBy = `context ${JSON.stringify(spec.name)}`;
     this.compute = spec.compute;
     this.smCount = spec.reservation?.smCount ?? 0;
     this.#reservation = spec.reservation;
@@ -308,6 +309,7 @@ export class ExecutionContext {
       this.#pool.destroy();
       for (const event of this.#events) event.destroy();
       this.#events.clear();
+      this.stream.heldBy = undefined;
       this.stream.destroy();
     } finally {
       this.#host.forget(this);
