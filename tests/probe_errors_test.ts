@@ -630,3 +630,21 @@ probe(
     ctx.stream.destroy(); // and then it is a no-op, as for any destroyed stream
   },
 );
+
+// FAILS (src/engine/memory_pool.ts, not edited here: being rewritten by another helper). A
+// standalone pool's own stream (made by the pool when `stream` is not given) can be destroyed
+// from outside; pool.destroy() then throws "Cannot free: stream N was destroyed" and leaves its
+// blocks behind. The pool would mark the stream it made as held (`stream.heldBy = 'pool "x"'`,
+// as ExecutionContext does) and clear the mark in destroy().
+probe(
+  "a pool's own stream cannot be destroyed from outside; pool.destroy() still frees",
+  () => {
+    const pool = new MemoryPool({ quota: 4 * MB });
+    pool.allocate(1 * MB);
+    assert.ok(caught(() => pool.stream.destroy()) instanceof SchedulerError);
+    pool.destroy();
+    assert.equal(getAvailableVram(), 256 * MB);
+  },
+  {},
+  { ignore: true },
+);
