@@ -475,3 +475,23 @@ probe("metrics of partition contexts stay consistent with the limit", () => {
   const total = m.contexts.reduce((s, c) => s + c.used + c.cached, 0);
   assert.ok(total <= 32 * MB, `used + cached ${total}`);
 });
+
+probe("totalMemory is checked against its own device's memoryLimit", () => {
+  // Device 1's limit is 32 MiB: 33 is refused there, accepted on device 0.
+  assertArgError(
+    caught(() => new PartitionManager(new PartitionConfig({ totalMemory: 33 * MB, device: 1 }))),
+    "totalMemory",
+  );
+  const m0 = new PartitionManager(new PartitionConfig({ totalMemory: 64 * MB, device: 0 }));
+  const m1 = new PartitionManager(new PartitionConfig({ device: 1 }));
+  assert.equal(m1.totalMemory, 32 * MB, "the default is the device's own limit");
+  m0.createPartition("p", "P", new PartitionLimits().memory(64 * MB));
+  assert.throws(
+    () => m1.createPartition("p", "P", new PartitionLimits().memory(33 * MB)),
+    AdmissionError,
+  );
+  m1.createPartition("p", "P", new PartitionLimits().memory(32 * MB));
+  const ctx = createContext("c", { maxVram: 64 * MB, partition: "p", device: 1 });
+  using _b = ctx.alloc(32 * MB);
+  assertBudgetRefusal(caught(() => ctx.alloc(1 * MB)), ctx, 1 * MB);
+}, { hostDevices: 2, hostMemory: 64 * MB, memoryLimit: [64 * MB, 32 * MB] });
