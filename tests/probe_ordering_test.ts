@@ -220,3 +220,21 @@ probe(
   },
   { ...LIMIT, hostDevices: 2 },
 );
+
+probe("wake() called while sleep() is still falling waits for it, then restores", async () => {
+  const ctx = createContext("c", { maxVram: 16 * MB, qos: QoSPolicy.GUARANTEED });
+  const buf = ctx.alloc(4 * MB);
+  const g = gate();
+  hold("host", ctx.stream.handle, g);
+  const w = buf.write(pattern(4 * MB, 15));
+  const s = ctx.sleep();
+  const k = ctx.wake();
+  assert.equal(ctx.sleeping, true);
+  g.open();
+  await Promise.all([w, s, k]);
+  assert.equal(ctx.sleeping, false);
+  assert.equal(getContextUsage(ctx).reserved, 16 * MB);
+  const out = new Uint8Array(4 * MB);
+  await buf.read(out);
+  assert.deepEqual(out, pattern(4 * MB, 15));
+}, LIMIT);
