@@ -5,6 +5,13 @@
  * pending, and `destroy` frees pending buffers too (after the pool's
  * streams are idle). Eviction asks for buffers here, never the allocator.
  *
+ * Spares are bounded by the most the pool has ever had evicted at once:
+ * spare plus in-use bytes never pass that high-water mark, the least
+ * recently returned sizes going first. Without the bound, evictions of
+ * ever new sizes kept one spare per size forever (a 16 MiB context held 8
+ * GiB pinned after 3,000 evictions); with it, a context that sleeps and
+ * wakes whole keeps its copies for the next sleep.
+ *
  * @module
  */
 
@@ -40,6 +47,10 @@ export class HostCopies {
   #name: string;
   #spare = new Map<number, HostCopy[]>();
   #spareBytes = 0;
+  /** Bytes taken and not yet back (evicted blocks, and copies still pending). */
+  #inUseBytes = 0;
+  /** The most bytes in use at once: what spares may be kept up to. */
+  #peakInUseBytes = 0;
   /** Buffers whose return waits on a stream: freed at once by destroy(). */
   #pending = new Set<HostCopy>();
   #poolAlive: () => boolean;
@@ -66,15 +77,39 @@ export class HostCopies {
     const spare = this.#spare.get(bytes)?.pop();
     if (spare) {
       this.#spareBytes -= spare.size;
+      this.#inUse(spare.size);
       return spare;
     }
+    // A new buffer: spares of other sizes that the bound no longer covers go first.
+    this.#trimSpares(bytes);
     const ptr = pinnedAlloc(bytes);
     if (!ptr) {
       throw new VramBudgetExceededError(this.#name, bytes, 0, {
         cause: pinnedRefused(bytes, "Cannot evict"),
       });
     }
+    this.#inUse(bytes);
     return { ptr, size: bytes };
+  }
+
+  #inUse(bytes: number): void {
+    this.#inUseBytes += bytes;
+    if (this.#inUseBytes > this.#peakInUseBytes) this.#peakInUseBytes = this.#inUseBytes;
+  }
+
+  /** Frees the least recently returned spares until `extra` more bytes fit under the bound. */
+  #trimSpares(extra: number): void {
+    for (const [size, copies] of this.#spare) {
+      while (
+        copies.length > 0 &&
+        this.#spareBytes + this.#inUseBytes + extra > this.#peakInUseBytes
+      ) {
+        pinnedFree(copies.pop()!.ptr);
+        this.#spareBytes -= size;
+      }
+      if (copies.length === 0) this.#spare.delete(size);
+      if (this.#spareBytes + this.#inUseBytes + extra <= this.#peakInUseBytes) return;
+    }
   }
 
   /** Keeps `copy` for the next eviction once `stream` has finished with it. */
@@ -84,14 +119,18 @@ export class HostCopies {
       () => {
         // destroy() already freed it (and shutdown freed everything natively).
         if (!this.#pending.delete(copy)) return;
+        this.#inUseBytes -= copy.size;
         if (!this.#poolAlive()) {
           if (this.#schedulerActive()) pinnedFree(copy.ptr);
           return;
         }
+        // Most recently returned last, so #trimSpares frees the oldest sizes first.
         const list = this.#spare.get(copy.size) ?? [];
+        this.#spare.delete(copy.size);
         list.push(copy);
         this.#spare.set(copy.size, list);
         this.#spareBytes += copy.size;
+        this.#trimSpares(0);
       },
       () => {/* the scheduler shut down; libsched freed the buffer */},
     );
@@ -99,6 +138,7 @@ export class HostCopies {
 
   /** Frees a buffer that nothing uses any more (its stream is idle). */
   free(copy: HostCopy): void {
+    this.#inUseBytes -= copy.size;
     pinnedFree(copy.ptr);
   }
 
@@ -109,6 +149,7 @@ export class HostCopies {
     this.#spareBytes = 0;
     for (const copy of this.#pending) pinnedFree(copy.ptr);
     this.#pending.clear();
+    this.#inUseBytes = 0;
   }
 
   /** Forgets every buffer (libsched freed them at shutdown). */
@@ -116,5 +157,6 @@ export class HostCopies {
     this.#spare.clear();
     this.#spareBytes = 0;
     this.#pending.clear();
+    this.#inUseBytes = 0;
   }
 }
