@@ -248,13 +248,15 @@ export class MemoryPool implements Owned {
     const space = addressSpaceFor(this.#scheduler, this.#device);
     this.#ownsStream = opts.stream === undefined;
     this.stream = opts.stream ?? this.#scheduler.createStream({ device: this.#device });
+    // Its blocks are freed in this stream's order: only the pool may destroy a stream it made.
+    if (this.#ownsStream) this.stream.heldBy = `pool ${JSON.stringify(this.name)}`;
     try {
       this.#order = new StreamOrder(
         this.#scheduler.createEvent({ device: this.#device }),
         this.stream,
       );
     } catch (error) {
-      if (this.#ownsStream) this.stream.destroy();
+      if (this.#ownsStream) this.#destroyOwnStream();
       throw error;
     }
     this.#host = this.#makeBlockHost();
@@ -457,7 +459,12 @@ export class MemoryPool implements Owned {
     this.#order.synchronize();
     this.#source.destroy();
     this.#order.destroy();
-    if (this.#ownsStream) this.stream.destroy();
+    if (this.#ownsStream) this.#destroyOwnStream();
+  }
+
+  #destroyOwnStream(): void {
+    this.stream.heldBy = undefined;
+    this.stream.destroy();
   }
 
   /** Same as `destroy()`, for `using`. */
