@@ -85,13 +85,11 @@ probe("a wake refused for lack of device memory stays asleep and may be retried"
   assert.deepEqual(out, pattern(4 * MB, 4));
 }, LIMIT);
 
-// FAILS (src/memory/*, not edited here: being rewritten by another helper). A restore commits
-// the block's device memory again and claims its bytes (RoomMaker.recommit in
-// src/memory/room_maker.ts), then queues the copy back (Evictor.copyBack in src/memory/evictor.ts);
-// when that copy fails to queue it throws without decommitting the memory or returning the claim.
-// The block stays "evicted" with its range committed, so every later wake() fails with "Block ...
-// is already committed" (the context can never wake: its data is lost) and the claim leaks
-// (getAvailableVram stays 4 MiB short).
+// Failed before MemoryPool's restore undid its recommit when the copy back failed to queue: a
+// restore commits the block's device memory again and claims its bytes (RoomMaker.recommit), then
+// queues the copy back (Evictor.copyBack); the failure left the range committed and the claim
+// held, so every later wake() failed with "Block ... is already committed" (the data was lost)
+// and getAvailableVram stayed 4 MiB short.
 probe(
   "a wake whose copy back fails stays asleep, and a retry restores every byte",
   async () => {
@@ -111,12 +109,11 @@ probe(
     assert.deepEqual(out, pattern(4 * MB, 5));
   },
   LIMIT,
-  { ignore: true },
 );
 
-// FAILS for the same reason as the wake above (RoomMaker.recommit + Evictor.copyBack, src/memory/):
-// an evicted buffer whose restore copy fails can never be restored again ("already committed"),
-// and the device keeps its bytes claimed (getAvailableVram 32 MiB instead of 64).
+// Failed for the same reason as the wake above: an evicted buffer whose restore copy failed could
+// never be restored again ("already committed"), and the device kept its bytes claimed
+// (getAvailableVram 32 MiB instead of 64).
 probe(
   "a restore whose copy fails can be retried, and claims nothing meanwhile",
   async () => {
@@ -136,7 +133,6 @@ probe(
     assert.deepEqual(out, pattern(32 * MB, 6));
   },
   LIMIT,
-  { ignore: true },
 );
 
 probe("a reservation whose eviction fails natively creates nothing and loses nothing", async () => {

@@ -545,7 +545,15 @@ export class MemoryPool implements Owned {
   /** Makes an evicted block resident again: room first, then its bytes copied back. */
   #restore(block: PoolBlock, record: BlockRecord): Deno.PointerObject {
     if (!this.#room.recommit(block, record)) return record.memory!.ptr; // a handler restored it
-    return this.#evictor.copyBack(block, record);
+    try {
+      return this.#evictor.copyBack(block, record);
+    } catch (error) {
+      // The copy never queued: the block stays evicted (its host copy holds the data), so the
+      // memory committed for it and its claim go back, and a later restore starts afresh.
+      this.#source.decommit(record.memory!, block.stream, "restore a block");
+      this.#limit.release(block.classSize);
+      throw error;
+    }
   }
 
   #release(block: PoolBlock, record: BlockRecord): boolean {
