@@ -56,6 +56,43 @@ static const char *variants[] = {
     "kernel launch, then cuCtxSynchronize-free retire (event + later destroy)",
 };
 
+/* Driver entry points through the CUDA runtime, and the device's SMs split into groups of 8. */
+struct probe_driver {
+  decltype(&cuDeviceGet) device_get;
+  decltype(&cuDeviceGetDevResource) get_resource;
+  decltype(&cuDevSmResourceSplitByCount) split;
+  decltype(&cuDevResourceGenerateDesc) gen_desc;
+  decltype(&cuGreenCtxCreate) gc_create;
+  decltype(&cuGreenCtxDestroy) gc_destroy;
+  decltype(&cuGreenCtxStreamCreate) gc_stream;
+  CUdevice dev;
+  CUdevResource groups[32];
+  unsigned n;
+};
+
+/* 0 when the runtime, every entry point and the split are there; else a nonzero exit code. */
+static int probe_setup(probe_driver *d) {
+  if (cudaFree(0) != cudaSuccess) {
+    printf("no CUDA device\n");
+    return 1;
+  }
+  LOAD(d->device_get, "cuDeviceGet");
+  LOAD(d->get_resource, "cuDeviceGetDevResource");
+  LOAD(d->split, "cuDevSmResourceSplitByCount");
+  LOAD(d->gen_desc, "cuDevResourceGenerateDesc");
+  LOAD(d->gc_create, "cuGreenCtxCreate");
+  LOAD(d->gc_destroy, "cuGreenCtxDestroy");
+  LOAD(d->gc_stream, "cuGreenCtxStreamCreate");
+  CUdevResource sm, rest;
+  d->n = 32;
+  if (d->device_get(&d->dev, 0) || d->get_resource(d->dev, &sm, CU_DEV_RESOURCE_TYPE_SM) ||
+      d->split(d->groups, &d->n, &sm, &rest, CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING, 8)) {
+    printf("split failed\n");
+    return 2;
+  }
+  return 0;
+}
+
 static int driver_only(int cycles, bool primary) {
   void *h = dlopen("libcuda.so.1", RTLD_NOW);
   if (h == NULL) return 1;
@@ -95,28 +132,11 @@ static int driver_only(int cycles, bool primary) {
 
 /* One green context for the whole run; a stream made, used and destroyed in it per cycle. */
 static int streams_in_one(int cycles) {
-  if (cudaFree(0) != cudaSuccess) return 1;
-  decltype(&cuDeviceGet) device_get;
-  decltype(&cuDeviceGetDevResource) get_resource;
-  decltype(&cuDevSmResourceSplitByCount) split;
-  decltype(&cuDevResourceGenerateDesc) gen_desc;
-  decltype(&cuGreenCtxCreate) gc_create;
-  decltype(&cuGreenCtxStreamCreate) gc_stream;
-  LOAD(device_get, "cuDeviceGet");
-  LOAD(get_resource, "cuDeviceGetDevResource");
-  LOAD(split, "cuDevSmResourceSplitByCount");
-  LOAD(gen_desc, "cuDevResourceGenerateDesc");
-  LOAD(gc_create, "cuGreenCtxCreate");
-  LOAD(gc_stream, "cuGreenCtxStreamCreate");
-  CUdevice dev;
-  CUdevResource sm, groups[32], rest;
-  unsigned n = 32;
+  probe_driver d;
+  if (int rc = probe_setup(&d)) return rc;
   CUdevResourceDesc desc;
   CUgreenCtx g;
-  if (device_get(&dev, 0) || get_resource(dev, &sm, CU_DEV_RESOURCE_TYPE_SM) ||
-      split(groups, &n, &sm, &rest, CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING, 8) ||
-      gen_desc(&desc, groups, 4) || gc_create(&g, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM))
-    return 2;
+  if (d.gen_desc(&desc, d.groups, 4) || d.gc_create(&g, desc, d.dev, CU_GREEN_CTX_DEFAULT_STREAM)) return 2;
   int *buf = NULL;
   cudaMalloc(&buf, 4096);
   size_t free0, free1, total;
@@ -124,7 +144,7 @@ static int streams_in_one(int cycles) {
   long rss0 = rss_kib();
   for (int i = 0; i < cycles; i++) {
     CUstream s;
-    if (gc_stream(&s, g, CU_STREAM_NON_BLOCKING, 0)) return 3;
+    if (d.gc_stream(&s, g, CU_STREAM_NON_BLOCKING, 0)) return 3;
     touch<<<1, 32, 0, (cudaStream_t)s>>>(buf);
     cudaStreamSynchronize((cudaStream_t)s);
     cudaStreamDestroy((cudaStream_t)s);
@@ -148,39 +168,22 @@ static int streams_in_one(int cycles) {
 }
 
 static int live(int count) {
-  if (cudaFree(0) != cudaSuccess) return 1;
-  decltype(&cuDeviceGet) device_get;
-  decltype(&cuDeviceGetDevResource) get_resource;
-  decltype(&cuDevSmResourceSplitByCount) split;
-  decltype(&cuDevResourceGenerateDesc) gen_desc;
-  decltype(&cuGreenCtxCreate) gc_create;
-  decltype(&cuGreenCtxDestroy) gc_destroy;
-  LOAD(device_get, "cuDeviceGet");
-  LOAD(get_resource, "cuDeviceGetDevResource");
-  LOAD(split, "cuDevSmResourceSplitByCount");
-  LOAD(gen_desc, "cuDevResourceGenerateDesc");
-  LOAD(gc_create, "cuGreenCtxCreate");
-  LOAD(gc_destroy, "cuGreenCtxDestroy");
-  CUdevice dev;
-  CUdevResource sm, groups[32], rest;
-  unsigned n = 32;
-  if (device_get(&dev, 0) || get_resource(dev, &sm, CU_DEV_RESOURCE_TYPE_SM) ||
-      split(groups, &n, &sm, &rest, CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING, 8))
-    return 2;
+  probe_driver d;
+  if (int rc = probe_setup(&d)) return rc;
   CUgreenCtx *made = (CUgreenCtx *)calloc(count, sizeof *made);
   size_t free0, free1, total;
   cudaMemGetInfo(&free0, &total);
   long rss0 = rss_kib();
   for (int i = 0; i < count; i++) {
     CUdevResourceDesc desc;
-    unsigned first = (unsigned)i % n, k = 1 + (unsigned)(i / n) % (n - first);
-    if (gen_desc(&desc, groups + first, k) || gc_create(&made[i], desc, dev, CU_GREEN_CTX_DEFAULT_STREAM)) return 3;
+    unsigned first = (unsigned)i % d.n, k = 1 + (unsigned)(i / d.n) % (d.n - first);
+    if (d.gen_desc(&desc, d.groups + first, k) || d.gc_create(&made[i], desc, d.dev, CU_GREEN_CTX_DEFAULT_STREAM)) return 3;
   }
   cudaMemGetInfo(&free1, &total);
   long rss1 = rss_kib();
   printf("live: %d green contexts alive: RSS +%.1f KiB each, device memory +%.1f KiB each\n", count,
          (rss1 - rss0) / (double)count, (double)(free0 - free1) / 1024.0 / count);
-  for (int i = 0; i < count; i++) gc_destroy(made[i]);
+  for (int i = 0; i < count; i++) d.gc_destroy(made[i]);
   cudaMemGetInfo(&free1, &total);
   printf("live: after destroying them: RSS +%ld KiB, device memory +%.1f MiB in all\n", rss_kib() - rss0,
          (double)(free0 - free1) / 1048576.0);
@@ -197,38 +200,14 @@ int main(int argc, char **argv) {
   bool same = strcmp(mode, "same") == 0;
   if (strcmp(mode, "live") == 0) return live(cycles);
   if (strcmp(mode, "streams") == 0) return streams_in_one(cycles);
-  if (cudaFree(0) != cudaSuccess) {
-    printf("no CUDA device\n");
-    return 1;
-  }
-  decltype(&cuDeviceGet) device_get;
-  decltype(&cuDeviceGetDevResource) get_resource;
-  decltype(&cuDevSmResourceSplitByCount) split;
-  decltype(&cuDevResourceGenerateDesc) gen_desc;
-  decltype(&cuGreenCtxCreate) gc_create;
-  decltype(&cuGreenCtxDestroy) gc_destroy;
-  decltype(&cuGreenCtxStreamCreate) gc_stream;
-  LOAD(device_get, "cuDeviceGet");
-  LOAD(get_resource, "cuDeviceGetDevResource");
-  LOAD(split, "cuDevSmResourceSplitByCount");
-  LOAD(gen_desc, "cuDevResourceGenerateDesc");
-  LOAD(gc_create, "cuGreenCtxCreate");
-  LOAD(gc_destroy, "cuGreenCtxDestroy");
-  LOAD(gc_stream, "cuGreenCtxStreamCreate");
-  CUdevice dev;
-  CUdevResource sm, groups[32], rest;
-  unsigned n = 32;
-  if (device_get(&dev, 0) || get_resource(dev, &sm, CU_DEV_RESOURCE_TYPE_SM) ||
-      split(groups, &n, &sm, &rest, CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING, 8)) {
-    printf("split failed\n");
-    return 2;
-  }
+  probe_driver d;
+  if (int rc = probe_setup(&d)) return rc;
   int *buf = NULL, *buf2 = NULL;
   cudaMalloc(&buf, 1 << 20);
   cudaMalloc(&buf2, 1 << 20);
   cudaStream_t primary;
   cudaStreamCreateWithFlags(&primary, cudaStreamNonBlocking);
-  printf("groups %u, start RSS %ld KiB\n", n, rss_kib());
+  printf("groups %u, start RSS %ld KiB\n", d.n, rss_kib());
   fflush(stdout);
   for (int v = first; v <= last; v++) {
     long before = rss_kib();
@@ -240,14 +219,14 @@ int main(int argc, char **argv) {
       if (i == cycles / 2) mid = rss_kib();
       CUdevResourceDesc desc;
       CUgreenCtx g;
-      unsigned k = same ? 4 : 1 + (unsigned)i % (n - 1);
-      if (gen_desc(&desc, groups, k) || gc_create(&g, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM)) {
+      unsigned k = same ? 4 : 1 + (unsigned)i % (d.n - 1);
+      if (d.gen_desc(&desc, d.groups, k) || d.gc_create(&g, desc, d.dev, CU_GREEN_CTX_DEFAULT_STREAM)) {
         printf("create failed\n");
         return 3;
       }
       if (v >= 1) {
         CUstream s;
-        if (gc_stream(&s, g, CU_STREAM_NON_BLOCKING, 0)) {
+        if (d.gc_stream(&s, g, CU_STREAM_NON_BLOCKING, 0)) {
           printf("stream failed\n");
           return 4;
         }
@@ -270,7 +249,7 @@ int main(int argc, char **argv) {
         cudaEventDestroy(e);
         cudaStreamDestroy((cudaStream_t)s);
       }
-      if (gc_destroy(g)) {
+      if (d.gc_destroy(g)) {
         printf("destroy failed\n");
         return 6;
       }
