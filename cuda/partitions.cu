@@ -24,11 +24,11 @@
  *
  * Green contexts are therefore made once per SM set and kept for the life of
  * the process, across layouts and across shutdown and initialize: driver
- * 580 keeps about 1.7 MiB of host memory for every green context created and
- * destroyed while the primary context is retained (H200, 2026-12-01,
- * bench/native/green_ctx_runtime_probe.cu: the same with no CUDA runtime
- * call at all; 0.6 KiB without a primary context), so a create/destroy per
- * layout change grew RSS without bound. Every green context libsched uses
+ * 580 keeps about 1.7 MiB of host memory and 5 MiB of device memory of every
+ * green context created and destroyed while the primary context is retained
+ * (H200, 2026-12-01, bench/native/green_ctx_runtime_probe.cu: the same with
+ * no CUDA runtime call at all; 0.6 KiB of host memory without a primary
+ * context), so a create/destroy per layout change grew both without bound. Every green context libsched uses
  * comes from the set cache below; only a cache overflow (more distinct sets
  * than SET_CACHE_SIZE on one device) still destroys one.
  *
