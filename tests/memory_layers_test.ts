@@ -120,15 +120,40 @@ function committed(sched: Scheduler, base = 0): number {
   return vmmUsage(sched.device.id).committed - base;
 }
 
-/** The device source alone: the device itself is the limit. */
-function sourceFixture(sched: Scheduler): LayerFixture {
+/**
+ * What the fixtures over a raw device source share: a stream and its order, the source on the
+ * default device's address space, raw copies, and which memory each allocation holds. `close`
+ * frees what is left through `free`, runs `beforeSync`, then lets the stream finish and destroys
+ * source, order and stream.
+ */
+function rawSource(sched: Scheduler) {
   const base = committed(sched);
   const stream = sched.createStream();
   const order = new StreamOrder(sched.createEvent(), stream);
   const source = new DeviceSource(addressSpaceFor(sched), order, () => stream.synchronizeSync());
-  const copies = rawCopies(stream);
-  let held = 0;
   const memoryOf = new Map<Allocation, DeviceMemory>();
+  return {
+    base,
+    stream,
+    order,
+    source,
+    copies: rawCopies(stream),
+    memoryOf,
+    close(free: (allocation: Allocation) => void, beforeSync = () => {}): void {
+      for (const allocation of [...memoryOf.keys()]) free(allocation);
+      beforeSync();
+      stream.synchronizeSync();
+      source.destroy();
+      order.destroy();
+      stream.destroy();
+    },
+  };
+}
+
+/** The device source alone: the device itself is the limit. */
+function sourceFixture(sched: Scheduler): LayerFixture {
+  const { base, stream, source, copies, memoryOf, close } = rawSource(sched);
+  let held = 0;
   return {
     limit: DEVICE,
     refusesPastLimit: sched.backend !== "cuda",
@@ -156,25 +181,16 @@ function sourceFixture(sched: Scheduler): LayerFixture {
     write: (a, data) => copies.write(a.ptr(), data),
     read: (a, out) => copies.read(a.ptr(), out),
     destroy() {
-      for (const allocation of [...memoryOf.keys()]) this.free(allocation);
-      stream.synchronizeSync();
-      source.destroy();
-      order.destroy();
-      stream.destroy();
+      close((allocation) => this.free(allocation));
     },
   };
 }
 
 /** The size-class cache over the device source. */
 function cacheFixture(sched: Scheduler): LayerFixture {
-  const base = committed(sched);
-  const stream = sched.createStream();
-  const order = new StreamOrder(sched.createEvent(), stream);
-  const source = new DeviceSource(addressSpaceFor(sched), order, () => stream.synchronizeSync());
+  const { base, stream, order, source, copies, memoryOf, close } = rawSource(sched);
   let live = 0;
   const cache = new SizeClassCache(order, (memory) => source.deallocate(memory, "release"));
-  const copies = rawCopies(stream);
-  const memoryOf = new Map<Allocation, DeviceMemory>();
   return {
     limit: DEVICE,
     refusesPastLimit: sched.backend !== "cuda",
@@ -203,27 +219,17 @@ function cacheFixture(sched: Scheduler): LayerFixture {
     write: (a, data) => copies.write(a.ptr(), data),
     read: (a, out) => copies.read(a.ptr(), out),
     destroy() {
-      for (const allocation of [...memoryOf.keys()]) this.free(allocation);
-      cache.releaseAll();
-      stream.synchronizeSync();
-      source.destroy();
-      order.destroy();
-      stream.destroy();
+      close((allocation) => this.free(allocation), () => cache.releaseAll());
     },
   };
 }
 
 /** The pool limit over the device source: every byte claimed in a LimitOwner first. */
 function limitFixture(sched: Scheduler): LayerFixture {
-  const base = committed(sched);
-  const stream = sched.createStream();
-  const order = new StreamOrder(sched.createEvent(), stream);
-  const source = new DeviceSource(addressSpaceFor(sched), order, () => stream.synchronizeSync());
+  const { base, stream, source, copies, memoryOf, close } = rawSource(sched);
   // The owner has more than the quota: the quota is the limit that binds.
   const owner = new LimitOwner(2 * LIMIT);
   const limit = new PoolLimit(LIMIT, limitOwnerBudget(owner, () => {}));
-  const copies = rawCopies(stream);
-  const memoryOf = new Map<Allocation, DeviceMemory>();
   return {
     limit: LIMIT,
     refusesPastLimit: true,
@@ -258,11 +264,7 @@ function limitFixture(sched: Scheduler): LayerFixture {
     write: (a, data) => copies.write(a.ptr(), data),
     read: (a, out) => copies.read(a.ptr(), out),
     destroy() {
-      for (const allocation of [...memoryOf.keys()]) this.free(allocation);
-      stream.synchronizeSync();
-      source.destroy();
-      order.destroy();
-      stream.destroy();
+      close((allocation) => this.free(allocation));
     },
   };
 }
