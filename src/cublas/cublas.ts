@@ -92,8 +92,7 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
   const opts = requireOptions<Partial<GemmQos>>(changes, doing);
   const next = { ...qos };
   if (opts.maxPieceFlops !== undefined) {
-    requireNumber(opts.maxPieceFlops, "maxPieceFlops", doing);
-    if (typeof opts.maxPieceFlops !== "number" || !(opts.maxPieceFlops >= 0)) {
+    if (!(requireNumber(opts.maxPieceFlops, "maxPieceFlops", doing) >= 0)) {
       throw new RangeError(
         `${doing}: maxPieceFlops must be a number >= 0, got ${show(opts.maxPieceFlops)}`,
       );
@@ -102,8 +101,7 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
   }
   if (opts.borrow !== undefined) next.borrow = requireBoolean(opts.borrow, "borrow", doing);
   if (opts.idleMs !== undefined) {
-    requireNumber(opts.idleMs, "idleMs", doing);
-    if (typeof opts.idleMs !== "number" || !(opts.idleMs >= 0)) {
+    if (!(requireNumber(opts.idleMs, "idleMs", doing) >= 0)) {
       throw new RangeError(`${doing}: idleMs must be a number >= 0, got ${show(opts.idleMs)}`);
     }
     next.idleMs = opts.idleMs;
@@ -116,15 +114,13 @@ export function setGemmQos(changes: Partial<GemmQos>): GemmQos {
     );
   }
   if (opts.pieceUs !== undefined) {
-    requireNumber(opts.pieceUs, "pieceUs", doing);
-    if (
-      typeof opts.pieceUs !== "number" || !(opts.pieceUs >= 0) || !Number.isFinite(opts.pieceUs)
-    ) {
+    const pieceUs = requireNumber(opts.pieceUs, "pieceUs", doing);
+    if (!(pieceUs >= 0) || !Number.isFinite(pieceUs)) {
       throw new RangeError(
         `${doing}: pieceUs must be a finite number >= 0, got ${show(opts.pieceUs)}`,
       );
     }
-    next.pieceUs = opts.pieceUs;
+    next.pieceUs = pieceUs;
   }
   // The gate's own checks name the option.
   // `=== undefined`, not `??`: a null is a mistake to report, not "unchanged".
