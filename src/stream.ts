@@ -195,15 +195,17 @@ export class Stream implements Owned {
   }
 
   /**
-   * @internal What owns it (`context "llm"`), when it is a context's stream:
-   * only the context may destroy it, since its buffers are freed in its order.
+   * @internal What owns it (`context "llm"`, `pool "kv"`), when it is a
+   * context's stream or the stream a pool made for itself: only that owner
+   * may destroy it, since its buffers are freed in its order.
    */
   heldBy: string | undefined;
 
   /**
    * Destroys the stream; queued work still completes. Idempotent.
    *
-   * @throws {SchedulerError} for a context's own stream (`getStream(ctx)`): destroy the context
+   * @throws {SchedulerError} for a context's own stream (`getStream(ctx)`) or a pool's own
+   * `pool.stream`: destroy the context or the pool instead
    */
   destroy(): void {
     if (this.#native === 0) return;
@@ -218,6 +220,12 @@ export class Stream implements Owned {
     this.#owner.release(this);
     this.#ring?.destroy();
     unwrap(lib().sched_stream_destroy(native), `Cannot destroy stream ${this.id}`);
+  }
+
+  /** @internal Destroys a held stream on behalf of its holder (the `heldBy` it named). */
+  destroyHeld(): void {
+    this.heldBy = undefined;
+    this.destroy();
   }
 
   /** Same as `destroy()`, for `using`. */

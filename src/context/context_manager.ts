@@ -281,8 +281,7 @@ export class ContextManager implements ContextHost {
         reservation,
       }, this);
     } catch (error) {
-      stream.heldBy = undefined; // the context that would have held it never came to be
-      stream.destroy();
+      stream.destroyHeld(); // the context that would have held it never came to be
       reservation?.release();
       throw error;
     }

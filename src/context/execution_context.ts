@@ -309,8 +309,7 @@ export class ExecutionContext {
       this.#pool.destroy();
       for (const event of this.#events) event.destroy();
       this.#events.clear();
-      this.stream.heldBy = undefined;
-      this.stream.destroy();
+      this.stream.destroyHeld();
     } finally {
       this.#host.forget(this);
       this.#reservation?.release();

@@ -256,7 +256,7 @@ export class MemoryPool implements Owned {
         this.stream,
       );
     } catch (error) {
-      if (this.#ownsStream) this.#destroyOwnStream();
+      if (this.#ownsStream) this.stream.destroyHeld();
       throw error;
     }
     this.#host = this.#makeBlockHost();
@@ -459,12 +459,7 @@ export class MemoryPool implements Owned {
     this.#order.synchronize();
     this.#source.destroy();
     this.#order.destroy();
-    if (this.#ownsStream) this.#destroyOwnStream();
-  }
-
-  #destroyOwnStream(): void {
-    this.stream.heldBy = undefined;
-    this.stream.destroy();
+    if (this.#ownsStream) this.stream.destroyHeld();
   }
 
   /** Same as `destroy()`, for `using`. */
