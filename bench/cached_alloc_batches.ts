@@ -5,7 +5,14 @@
  * file once per tree, alternating).
  *
  * Run: deno run --allow-ffi --allow-env --allow-read bench/cached_alloc_batches.ts [path to a checkout] [label]
- * (default: this checkout).
+ * (default: this checkout; GPUSCHED_BACKEND=cuda times the CUDA backend, default host).
+ *
+ * Each line also times a control, first and last: two small objects made and dropped per
+ * call, no gpusched code. On the machines measured so far (2026-12-01) a
+ * Deno process sometimes runs every allocating loop about 2x slower, the
+ * control included, and can flip between the two states mid-run; with
+ * `--v8-flags=--no-concurrent-recompilation` it stayed in the fast state in
+ * every run. Compare trees with alternating runs, several processes each.
  */
 
 const root = Deno.args[0] ?? new URL("..", import.meta.url).pathname;
@@ -14,7 +21,8 @@ const api = await import(`file://${Deno.realPathSync(root)}/mod.ts`);
 const { contextSession, alloc, createContext, initialize, MB, MemoryPool, QoSPolicy, shutdown } =
   api;
 
-initialize({ backend: "host" });
+const backend = Deno.env.get("GPUSCHED_BACKEND") ?? "host";
+initialize({ backend });
 const pool = new MemoryPool({ quota: 1024 * MB });
 const ctx = createContext("batches", { maxVram: 256 * MB, qos: QoSPolicy.GUARANTEED });
 pool.allocate(4096).free(); // warm the size classes
@@ -31,6 +39,22 @@ function best(fn: () => void, batches = 40, calls = 100_000): number {
   return fastest;
 }
 
+/** The control's two objects: the shape of a block and its record, nothing more. */
+class ControlRecord {
+  state = "resident";
+  index = -1;
+}
+class ControlBlock {
+  readonly record = new ControlRecord();
+  constructor(readonly size: number) {}
+}
+let controlSink: ControlBlock | undefined;
+const control = () => {
+  controlSink = new ControlBlock(4096);
+  controlSink.record.state = "freed";
+};
+const controlBeforeNs = best(control);
+
 const poolNs = best(() => pool.allocate(4096).free());
 const ctxNs = best(() => ctx.alloc(65536).free());
 const sessionNs = best(
@@ -41,8 +65,13 @@ const sessionNs = best(
   40,
   50_000,
 );
+const controlAfterNs = best(control);
 console.log(
-  `${label}: MemoryPool 4 KiB ${poolNs.toFixed(1)} ns, ctx.alloc 64 KiB ${ctxNs.toFixed(1)} ns, ` +
-    `sync session 64 KiB ${sessionNs.toFixed(1)} ns`,
+  `${label} (${backend}): MemoryPool 4 KiB ${poolNs.toFixed(1)} ns, ctx.alloc 64 KiB ${
+    ctxNs.toFixed(1)
+  } ns, ` +
+    `sync session 64 KiB ${sessionNs.toFixed(1)} ns, control ${controlBeforeNs.toFixed(1)} / ${
+      controlAfterNs.toFixed(1)
+    } ns`,
 );
 shutdown();
