@@ -28,7 +28,16 @@ function initialized(): boolean {
   }
 }
 
-const asyncCurrent = new AsyncLocalStorage<ExecutionContext>();
+/**
+ * One per async session call, so that tasks in sessions of the same context
+ * are still told apart: a sync scope applies only to the task (the frame)
+ * that opened it.
+ */
+interface Frame {
+  readonly context: ExecutionContext;
+}
+
+const asyncCurrent = new AsyncLocalStorage<Frame>();
 const syncStack: SyncSession[] = [];
 let checkQueued = false;
 
@@ -46,6 +55,8 @@ export interface ContextScope extends Disposable {
 class SyncSession implements ContextScope {
   crossedAwait = false;
   #open = true;
+  /** The async session it was opened in (undefined outside any): only that task sees it. */
+  readonly frame: Frame | undefined = asyncCurrent.getStore();
   constructor(readonly context: ExecutionContext) {}
 
   /** False once closed. */
@@ -131,7 +142,7 @@ export function contextSession<T>(
   // A sync session open around this call must not shadow the async one inside it.
   const outer = syncStack.splice(0);
   try {
-    return Promise.resolve(asyncCurrent.run(ctx, () => fn(ctx)));
+    return Promise.resolve(asyncCurrent.run({ context: ctx }, () => fn(ctx)));
   } catch (error) {
     return Promise.reject(error);
   } finally {
@@ -178,8 +189,14 @@ export function currentContext(): ExecutionContext | undefined {
 
 /** The innermost open session's context, without the initialized check. */
 function activeContext(): ExecutionContext | undefined {
-  const top = syncStack[syncStack.length - 1];
-  return top ? top.context : asyncCurrent.getStore();
+  const frame = asyncCurrent.getStore();
+  // A sync scope wrongly held across an await stays on the stack until it is
+  // closed; another task running meanwhile must not see it, only its opener.
+  for (let i = syncStack.length - 1; i >= 0; i--) {
+    const session = syncStack[i]!;
+    if (session.frame === frame) return session.context;
+  }
+  return frame?.context;
 }
 
 /** The current context, or NoActiveSessionError naming what needed one. */
