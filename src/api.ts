@@ -35,7 +35,7 @@ export function contextManager(
 }
 
 function requireContext(ctx: unknown, doing: string): ExecutionContext {
-  if (!(ctx instanceof ExecutionContext)) {
+  if (!ExecutionContext.isReal(ctx)) {
     throw new TypeError(`${doing}: expected an ExecutionContext, got ${show(ctx)}`);
   }
   getScheduler();
@@ -100,7 +100,7 @@ export function createContext(name: string, options: ContextOptions): ExecutionC
  * @throws {TypeError} when `ctx` is not an ExecutionContext
  */
 export function destroyContext(ctx: ExecutionContext): void {
-  if (!(ctx instanceof ExecutionContext)) {
+  if (!ExecutionContext.isReal(ctx)) {
     throw new TypeError(`Cannot destroy a context: expected an ExecutionContext, got ${show(ctx)}`);
   }
   ctx.destroy();

@@ -54,7 +54,7 @@ function createNative(owner: Owner, timing: boolean, device: number): number {
  * @throws {TypeError} naming `argument` and the value when it is not a GpuEvent
  */
 export function requireEvent(value: unknown, argument: string, doing: string): GpuEvent {
-  if (!(value instanceof GpuEvent)) {
+  if (!GpuEvent.isReal(value)) {
     throw new TypeError(`${doing}: ${argument} must be a GpuEvent, got ${show(value)}`);
   }
   return value;
@@ -87,6 +87,15 @@ export class GpuEvent {
   #slot: RingSlot | undefined;
   #generation = 0;
   #device: number;
+
+  /**
+   * @internal True for a real GpuEvent, false for a look-alike (a Proxy of
+   * one, an object made from the prototype) that `instanceof` accepts but
+   * whose private state is missing: callers refuse it with a clear TypeError.
+   */
+  static isReal(value: unknown): value is GpuEvent {
+    return typeof value === "object" && value !== null && #native in value;
+  }
 
   /** Index of the device it lives on now (recording it on another device's stream moves it there). */
   get device(): number {

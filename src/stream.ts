@@ -30,7 +30,7 @@ function readNativeStream(native: number): Deno.PointerValue {
  * @throws {TypeError} naming `argument` and the value when it is not a Stream
  */
 export function requireStream(value: unknown, argument: string, doing: string): Stream {
-  if (!(value instanceof Stream)) {
+  if (!Stream.isReal(value)) {
     throw new TypeError(`${doing}: ${argument} must be a Stream, got ${show(value)}`);
   }
   return value;
@@ -62,6 +62,15 @@ export class Stream implements Owned {
   #handle: Deno.PointerValue;
   #native: number;
   #nativePartition: number;
+
+  /**
+   * @internal True for a real Stream, false for a look-alike (a Proxy of
+   * one, an object made from the prototype) that `instanceof` accepts but
+   * whose private state is missing: callers refuse it with a clear TypeError.
+   */
+  static isReal(value: unknown): value is Stream {
+    return typeof value === "object" && value !== null && #native in value;
+  }
   #owner: Owner;
   #ring: EventRing | undefined;
 

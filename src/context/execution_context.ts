@@ -134,6 +134,15 @@ export class ExecutionContext {
   #events = new Set<GpuEvent>();
   #alive = true;
 
+  /**
+   * @internal True for a real ExecutionContext, false for a look-alike (a Proxy of
+   * one, an object made from the prototype) that `instanceof` accepts but
+   * whose private state is missing: callers refuse it with a clear TypeError.
+   */
+  static isReal(value: unknown): value is ExecutionContext {
+    return typeof value === "object" && value !== null && #alive in value;
+  }
+
   /** @internal Use `createContext()`. */
   constructor(scheduler: Scheduler, spec: ContextSpec, host: ContextHost) {
     this.name = spec.name;

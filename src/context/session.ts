@@ -213,7 +213,7 @@ export function requireCurrentContext(doing: string): ExecutionContext {
 }
 
 function requireLiveContext(ctx: unknown, doing: string): void {
-  if (!(ctx instanceof ExecutionContext)) {
+  if (!ExecutionContext.isReal(ctx)) {
     throw new TypeError(`${doing}: expected an ExecutionContext, got ${show(ctx)}`);
   }
   ctx.assertAlive(doing);

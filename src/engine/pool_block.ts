@@ -128,6 +128,15 @@ export class PoolBlock {
   /** The pool's side of the block, reached only by the memory layers (`recordOf`). */
   #record: BlockRecord;
 
+  /**
+   * @internal True for a real PoolBlock, false for a look-alike (a Proxy of
+   * one, an object made from the prototype) that `instanceof` accepts but
+   * whose private state is missing: callers refuse it with a clear TypeError.
+   */
+  static isReal(value: unknown): value is PoolBlock {
+    return typeof value === "object" && value !== null && #record in value;
+  }
+
   static {
     readRecord = (block) => block.#record;
   }
@@ -304,7 +313,7 @@ export class PoolBlock {
   async copyFrom(src: PoolBlock, options?: CopyFromOptions): Promise<void> {
     const doing = `Cannot copy into block ${this.id}`;
     this.#assertLive("copy into a block");
-    if (!(src instanceof PoolBlock)) {
+    if (!PoolBlock.isReal(src)) {
       throw new TypeError(
         `${doing}: src must be a device buffer (DeviceBuffer or PoolBlock), got ${show(src)}`,
       );

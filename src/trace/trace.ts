@@ -176,7 +176,7 @@ export function traceSpan(
   }
   const opts = requireOptions<TraceSpanOptions>(options, doing);
   if (opts.track !== undefined) requireNonEmptyString(opts.track, "track", doing);
-  if (opts.context !== undefined && !(opts.context instanceof ExecutionContext)) {
+  if (opts.context !== undefined && !ExecutionContext.isReal(opts.context)) {
     throw new TypeError(`${doing}: context must be an ExecutionContext, got ${show(opts.context)}`);
   }
   if (!tracing.on) return;
