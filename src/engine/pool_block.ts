@@ -159,8 +159,26 @@ export class PoolBlock {
     this.stream = stream;
   }
 
+  /** Transfers (write, read, copyFrom either side) in flight on this block, each holding a pin. */
+  #transfers = 0;
+  /** free() was called while only its own transfers held it: released when the last ends. */
+  #freeWhenDone = false;
+
+  #pinTransfer(): void {
+    this.#host.pin(this, this.#record);
+    this.#transfers++;
+  }
+
+  #unpinTransfer(): void {
+    this.#transfers--;
+    const record = this.#record;
+    if (record.state === "freed") return;
+    this.#host.unpin(this, record);
+    if (this.#freeWhenDone && this.#transfers === 0) this.#host.release(this, record);
+  }
+
   #assertLive(doing: string): void {
-    if (this.#record.state === "freed") {
+    if (this.#record.state === "freed" || this.#freeWhenDone) {
       throw new SchedulerError(
         `Cannot ${doing}: block ${this.id} of pool "${this.#host.name}" was freed`,
       );
@@ -175,7 +193,7 @@ export class PoolBlock {
 
   /** True once freed. */
   get freed(): boolean {
-    return this.#record.state === "freed";
+    return this.#record.state === "freed" || this.#freeWhenDone;
   }
 
   /**
@@ -213,11 +231,11 @@ export class PoolBlock {
     const bytes = asBytes(data, doing, "data");
     const offset = this.#range(doing, bytes.byteLength, options);
     if (bytes.byteLength === 0) return this.#host.assertUsable(this);
-    this.#host.pin(this, this.#record);
+    this.#pinTransfer();
     try {
       await this.#host.write(this, this.ptr, offset, bytes);
     } finally {
-      this.#host.unpin(this, this.#record);
+      this.#unpinTransfer();
     }
   }
 
@@ -228,11 +246,11 @@ export class PoolBlock {
     const bytes = asBytes(out, doing, "out");
     const offset = this.#range(doing, bytes.byteLength, options);
     if (bytes.byteLength === 0) return this.#host.assertUsable(this);
-    this.#host.pin(this, this.#record);
+    this.#pinTransfer();
     try {
       await this.#host.read(this, this.ptr, offset, bytes);
     } finally {
-      this.#host.unpin(this, this.#record);
+      this.#unpinTransfer();
     }
   }
 
@@ -277,10 +295,20 @@ export class PoolBlock {
     return { unpin, [Symbol.dispose]: unpin };
   }
 
-  /** Returns the block to its pool. Idempotent; throws while it is pinned. */
+  /**
+   * Returns the block to its pool. Idempotent; throws while it is pinned by
+   * `pin()`. With its own transfers (write, read, copyFrom) in flight it is
+   * freed in their order, as a stream-ordered free: unusable at once, its
+   * bytes given back when the last completes (so `using` never leaks it).
+   */
   free(): void {
-    if (this.#record.state === "freed") return;
-    this.#host.release(this, this.#record);
+    const record = this.#record;
+    if (record.state === "freed" || this.#freeWhenDone) return;
+    if (this.#transfers > 0 && record.userPins === 0 && record.pins === this.#transfers) {
+      this.#freeWhenDone = true;
+      return;
+    }
+    this.#host.release(this, record);
   }
 
   /**
@@ -289,7 +317,8 @@ export class PoolBlock {
    * on this buffer's stream after all work queued so far on both buffers'
    * streams, work queued later on either stream runs after it, and the
    * promise resolves when it is complete. Evicted buffers are restored
-   * first; both stay pinned (not evictable, not freeable) until then.
+   * first; both stay pinned (not evictable) until then, and a `free()` of
+   * either meanwhile takes effect when it completes.
    *
    * @example
    * ```ts
@@ -353,16 +382,16 @@ export class PoolBlock {
       this.#host.assertUsable(this);
       return src.#host.assertUsable(src);
     }
-    this.#host.pin(this, this.#record);
+    this.#pinTransfer();
     try {
-      src.#host.pin(src, src.#record);
+      src.#pinTransfer();
       try {
         await this.#copy(src, srcOffset, offset, bytes);
       } finally {
-        if (src.#record.state !== "freed") src.#host.unpin(src, src.#record);
+        src.#unpinTransfer();
       }
     } finally {
-      if (this.#record.state !== "freed") this.#host.unpin(this, this.#record);
+      this.#unpinTransfer();
     }
   }
 
