@@ -204,3 +204,17 @@ probe(
     assert.ok(caught(() => contextSession(b)) instanceof SchedulerError);
   },
 );
+
+probe("a thenable returned by the session's fn runs its then() inside the session", async () => {
+  const a = createContext("a", { maxVram: 8 * MB });
+  // A lazy thenable (a query builder, a lazy task): its work starts in then().
+  const lazy = {
+    then(resolve: (v: string | undefined) => void) {
+      using buf = alloc(4096); // charged to the session's context
+      resolve(`${currentContext()?.name}:${buf.context.name}`);
+    },
+  };
+  const seen = await contextSession(a, () => lazy as unknown as Promise<string>);
+  assert.equal(seen, "a:a");
+  assert.equal(currentContext(), undefined);
+});

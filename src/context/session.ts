@@ -142,7 +142,8 @@ export function contextSession<T>(
   // A sync session open around this call must not shadow the async one inside it.
   const outer = syncStack.splice(0);
   try {
-    return Promise.resolve(asyncCurrent.run({ context: ctx }, () => fn(ctx)));
+    // Resolved inside the frame: a thenable's then() (a lazy query, a task) runs in the session too.
+    return asyncCurrent.run({ context: ctx }, () => Promise.resolve(fn(ctx)));
   } catch (error) {
     return Promise.reject(error);
   } finally {
