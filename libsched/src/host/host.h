@@ -64,6 +64,11 @@ typedef struct host_event {
   double done_at_ms;     /* monotonic time when `done` was reached */
   int refs;              /* owner + queued records/waits */
   struct event_waiter *waiters;
+  /* Generations recorded and not yet run: records on different streams run
+   * out of order, so a wait for one generation waits for that record, not
+   * for `done` (a later record elsewhere) to pass it, as CUDA waits do. */
+  uint64_t *pending;
+  uint32_t pending_count, pending_cap;
 } host_event;
 
 /* host_stream.c */

@@ -1,7 +1,9 @@
 /*
- * Host events. A record bumps `recorded` when enqueued and the stream's
- * worker raises `done` to that generation when it reaches it, so "the latest
- * record completed" is `done >= recorded`, as cudaEventQuery defines it.
+ * Host events. A record bumps `recorded` when enqueued (and lists its
+ * generation as pending) and the stream's worker takes it off the list when
+ * it reaches it, so "the latest record completed" is `recorded` not pending,
+ * as cudaEventQuery defines it, and a wait waits for the record current when
+ * it was queued, even when a later record on another stream runs first.
  * Events are refcounted: queued records and waits keep a destroyed event
  * alive until they ran, as CUDA allows destroying an event in use.
  */
@@ -21,7 +23,29 @@ static pthread_cond_t events_progressed = PTHREAD_COND_INITIALIZER;
 
 /* Caller holds events_lock. */
 static void unref(host_event *e) {
-  if (--e->refs == 0) free(e);
+  if (--e->refs == 0) {
+    free(e->pending);
+    free(e);
+  }
+}
+
+/* Caller holds events_lock. Whether the record of `generation` has run. */
+static int generation_done(const host_event *e, uint64_t generation) {
+  if (generation > e->recorded) return 0;
+  for (uint32_t i = 0; i < e->pending_count; i++) {
+    if (e->pending[i] == generation) return 0;
+  }
+  return 1;
+}
+
+/* Caller holds events_lock. */
+static void pending_remove(host_event *e, uint64_t generation) {
+  for (uint32_t i = 0; i < e->pending_count; i++) {
+    if (e->pending[i] == generation) {
+      e->pending[i] = e->pending[--e->pending_count];
+      return;
+    }
+  }
 }
 
 static int32_t event_create(uint32_t flags, void **out_event) {
@@ -46,13 +70,14 @@ static void complete_record(host_op *op) {
   host_event *e = op->u.event.event;
   event_waiter *ready = NULL;
   pthread_mutex_lock(&events_lock);
+  pending_remove(e, op->u.event.generation);
   if (op->u.event.generation > e->done) {
     e->done = op->u.event.generation;
     e->done_at_ms = host_now_ms();
   }
   for (event_waiter **p = &e->waiters; *p != NULL;) {
     event_waiter *w = *p;
-    if (w->generation <= e->done) {
+    if (generation_done(e, w->generation)) {
       *p = w->next;
       w->next = ready;
       ready = w;
@@ -83,7 +108,19 @@ static int32_t event_record(void *event, void *stream) {
   op->after = notify_waiters;
   op->u.event.event = e;
   pthread_mutex_lock(&events_lock);
+  if (e->pending_count == e->pending_cap) {
+    uint32_t cap = e->pending_cap ? e->pending_cap * 2 : 4;
+    uint64_t *grown = realloc(e->pending, cap * sizeof *grown);
+    if (grown == NULL) {
+      pthread_mutex_unlock(&events_lock);
+      free(op);
+      return sched_fail(SCHED_ERR_OUT_OF_MEMORY, "Out of host memory recording an event");
+    }
+    e->pending = grown;
+    e->pending_cap = cap;
+  }
   op->u.event.generation = ++e->recorded;
+  e->pending[e->pending_count++] = op->u.event.generation;
   e->refs++;
   pthread_mutex_unlock(&events_lock);
   return host_stream_enqueue(stream, op);
@@ -92,7 +129,9 @@ static int32_t event_record(void *event, void *stream) {
 static void run_wait(host_op *op) {
   host_event *e = op->u.event.event;
   pthread_mutex_lock(&events_lock);
-  while (e->done < op->u.event.generation) pthread_cond_wait(&events_progressed, &events_lock);
+  while (!generation_done(e, op->u.event.generation)) {
+    pthread_cond_wait(&events_progressed, &events_lock);
+  }
   unref(e);
   pthread_mutex_unlock(&events_lock);
 }
@@ -102,7 +141,7 @@ static int32_t stream_wait_event(void *stream, void *event) {
   pthread_mutex_lock(&events_lock);
   uint64_t generation = e->recorded;
   /* Nothing recorded, or already complete: CUDA makes this a no-op too. */
-  if (generation <= e->done) {
+  if (generation == 0 || generation_done(e, generation)) {
     pthread_mutex_unlock(&events_lock);
     return SCHED_OK;
   }
@@ -121,7 +160,7 @@ static int32_t stream_wait_event(void *stream, void *event) {
 static int32_t event_query(void *event) {
   host_event *e = event;
   pthread_mutex_lock(&events_lock);
-  int complete = e->done >= e->recorded;
+  int complete = generation_done(e, e->recorded);
   pthread_mutex_unlock(&events_lock);
   return complete ? SCHED_OK : SCHED_ERR_NOT_READY;
 }
@@ -130,7 +169,7 @@ static int32_t event_synchronize(void *event) {
   host_event *e = event;
   pthread_mutex_lock(&events_lock);
   uint64_t target = e->recorded;
-  while (e->done < target) pthread_cond_wait(&events_progressed, &events_lock);
+  while (!generation_done(e, target)) pthread_cond_wait(&events_progressed, &events_lock);
   pthread_mutex_unlock(&events_lock);
   return SCHED_OK;
 }
@@ -143,7 +182,7 @@ static int32_t event_elapsed_ms(void *start, void *end, float *out_ms) {
     status = sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Elapsed time needs events created with SCHED_EVENT_TIMING");
   } else if (a->recorded == 0 || b->recorded == 0) {
     status = sched_fail(SCHED_ERR_INVALID_ARGUMENT, "Elapsed time needs both events recorded");
-  } else if (a->done < a->recorded || b->done < b->recorded) {
+  } else if (!generation_done(a, a->recorded) || !generation_done(b, b->recorded)) {
     status = SCHED_ERR_NOT_READY;
   } else {
     *out_ms = (float)(b->done_at_ms - a->done_at_ms);
@@ -155,7 +194,7 @@ static int32_t event_elapsed_ms(void *start, void *end, float *out_ms) {
 static int32_t event_notify(void *event, uint32_t token) {
   host_event *e = event;
   pthread_mutex_lock(&events_lock);
-  if (e->done >= e->recorded) {
+  if (generation_done(e, e->recorded)) {
     pthread_mutex_unlock(&events_lock);
     completions_push(token, SCHED_OK);
     return SCHED_OK;
