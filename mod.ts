@@ -38,6 +38,7 @@ export {
   AdmissionError,
   NativeError,
   NoActiveSessionError,
+  type PoolAsker,
   SchedulerError,
   VramBudgetExceededError,
 } from "./src/errors.ts";

@@ -267,7 +267,7 @@ export class MemoryPool implements Owned {
       );
     this.#state = {
       name: this.name,
-      errorContext: internals?.errorContext ?? this.name,
+      errorContext: internals?.errorContext ?? { poolName: this.name },
       enableEviction: this.enableEviction,
       alive: true,
       asleep: undefined,
@@ -279,7 +279,11 @@ export class MemoryPool implements Owned {
     this.#limit = new PoolLimit(this.quota, budget);
     this.#cache = new SizeClassCache(this.#order, (memory) => this.#releaseCached(memory));
     this.#stats = new PoolStatistics(this);
-    this.#copies = new HostCopies(this.name, () => this.#state.alive, () => scheduler.active);
+    this.#copies = new HostCopies(
+      this.#state.errorContext,
+      () => this.#state.alive,
+      () => scheduler.active,
+    );
     this.#evictor = new Evictor(recordOf, {
       source: this.#source,
       limit: this.#limit,
