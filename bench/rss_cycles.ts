@@ -7,13 +7,14 @@
  * Run: deno run --allow-ffi --allow-env=GPUSCHED_LIB,GPUSCHED_BACKEND bench/rss_cycles.ts
  *   [--cycles N] (add --v8-flags=--expose-gc to collect garbage before each reading)
  *   [--features none,buffers,pool,evict,partition,layouts,reserve,events,streams,sessions,
- *    metrics,staging,small,all]
+ *    metrics,staging,small,ring,timing,all]
  *   [--every N] (also print a reading every N cycles, to tell growth that levels off from a leak)
  *   [--trim] (call glibc's malloc_trim(0) before each reading: what it gives back was free)
  *   (run with -A for anonymous RSS and the count of mappings: Deno reads /proc/self only then)
  * (layouts: a partition of a different share each cycle, deleted again; reserve: a context with a
  * compute reservation, made and destroyed; staging: writes and reads through a pool's staging
- * buffers; small: the buffers feature with 64 KiB host arrays instead of 8 MiB)
+ * buffers; small: the buffers feature with 64 KiB host arrays instead of 8 MiB; ring and timing:
+ * the two halves of the events feature, recycled ring events and one awaited timing event)
  *
  * Each reading shows RSS, V8's heap (used) and external memory, and glibc malloc's own
  * figures (mallinfo2: bytes in use, free bytes held in its arenas, mmapped bytes): RSS that
@@ -124,6 +125,18 @@ async function cycle(feature: string): Promise<void> {
     const ctx = createContext("r", { maxVram: 4 * MB, qos: QoSPolicy.GUARANTEED, compute: 0.125 });
     await ctx.stream.synchronize();
     destroyContext(ctx);
+  }
+  if (feature === "ring") {
+    // The events feature's first half: recycled ring events, recorded and waited on.
+    const a = createContext("x", { maxVram: 4 * MB }), b = createContext("y", { maxVram: 4 * MB });
+    for (let i = 0; i < 1000; i++) waitEvent(b, recordEvent(a));
+    await b.stream.synchronize();
+  }
+  if (feature === "timing") {
+    // Its second half: one timing event, recorded and awaited (a completion watched natively).
+    const a = createContext("x", { maxVram: 4 * MB });
+    const t = sched.createEvent({ timing: true }).record(a.stream);
+    await t.synchronize();
   }
   if (feature === "events" || all) {
     const a = createContext("x", { maxVram: 4 * MB }), b = createContext("y", { maxVram: 4 * MB });
