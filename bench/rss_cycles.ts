@@ -10,6 +10,7 @@
  *    metrics,staging,small,ring,timing,all]
  *   [--every N] (also print a reading every N cycles, to tell growth that levels off from a leak)
  *   [--trim] (call glibc's malloc_trim(0) before each reading: what it gives back was free)
+ *   [--yield] (return to the event loop after each cycle: see the note below)
  *   (run with -A for anonymous RSS and the count of mappings: Deno reads /proc/self only then)
  * (layouts: a partition of a different share each cycle, deleted again; reserve: a context with a
  * compute reservation, made and destroyed; staging: writes and reads through a pool's staging
@@ -17,8 +18,14 @@
  * the two halves of the events feature, recycled ring events and one awaited timing event)
  *
  * Each reading shows RSS, V8's heap (used) and external memory, and glibc malloc's own
- * figures (mallinfo2: bytes in use, free bytes held in its arenas, mmapped bytes): RSS that
+ * figures (malloc_info over every arena: bytes in use, free bytes held in its arenas): RSS that
  * grows while malloc's bytes in use do not is free memory the allocator keeps, not a leak.
+ *
+ * A loop of cycles that never waits for the event loop (metrics, sessions; events and ring on
+ * CUDA, where the awaited event is already complete) is one V8 job: every object a WeakRef was
+ * made for or deref'd in it stays alive until the job ends (V8's keep-during-job set), so the
+ * JS heap grows with every cycle's scheduler even after gc(). `--yield` ends the job each cycle,
+ * as any real program's event loop does (RELIABILITY.md, "RSS over host cycles").
  */
 import {
   contextSession,
@@ -43,6 +50,7 @@ const at = (name: string) => args.indexOf(`--${name}`);
 const cycles = at("cycles") >= 0 ? Number(args[at("cycles") + 1]) : 30;
 const every = at("every") >= 0 ? Number(args[at("every") + 1]) : 0;
 const trim = at("trim") >= 0;
+const yieldEach = at("yield") >= 0;
 const features =
   (at("features") >= 0 ? args[at("features") + 1]! : "none,buffers,pool,evict,partition,events,all")
     .split(",");
@@ -236,10 +244,14 @@ function show(r: Reading): string {
 const perCycle = (a: number, b: number) => `${((b - a) / cycles / KB).toFixed(0)}`;
 for (const feature of features) {
   const warm = Math.max(3, Math.floor(cycles / 5));
-  for (let i = 0; i < warm; i++) await cycle(feature);
+  const next = async () => {
+    await cycle(feature);
+    if (yieldEach) await new Promise((resolve) => setTimeout(resolve, 0));
+  };
+  for (let i = 0; i < warm; i++) await next();
   const before = read();
   for (let i = 1; i <= cycles; i++) {
-    await cycle(feature);
+    await next();
     if (every > 0 && i % every === 0 && i < cycles) {
       console.log(`  ${feature} cycle ${i}: ${show(read())}`);
     }
