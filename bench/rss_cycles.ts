@@ -7,7 +7,7 @@
  * Run: deno run --allow-ffi --allow-env=GPUSCHED_LIB,GPUSCHED_BACKEND bench/rss_cycles.ts
  *   [--cycles N] (add --v8-flags=--expose-gc to collect garbage before each reading)
  *   [--features none,buffers,pool,evict,partition,layouts,reserve,events,streams,sessions,
- *    metrics,staging,small,ring,timing,all]
+ *    metrics,staging,small,ring,ringsync,timing,all]
  *   [--every N] (also print a reading every N cycles, to tell growth that levels off from a leak)
  *   [--trim] (call glibc's malloc_trim(0) before each reading: what it gives back was free)
  *   [--yield] (return to the event loop after each cycle: see the note below)
@@ -15,7 +15,8 @@
  * (layouts: a partition of a different share each cycle, deleted again; reserve: a context with a
  * compute reservation, made and destroyed; staging: writes and reads through a pool's staging
  * buffers; small: the buffers feature with 64 KiB host arrays instead of 8 MiB; ring and timing:
- * the two halves of the events feature, recycled ring events and one awaited timing event)
+ * the two halves of the events feature, recycled ring events and one awaited timing event;
+ * ringsync: ring with a blocking synchronize, a cycle that never yields, as ring does on CUDA)
  *
  * Each reading shows RSS, V8's heap (used) and external memory, and glibc malloc's own
  * figures (malloc_info over every arena: bytes in use, free bytes held in its arenas): RSS that
@@ -139,6 +140,13 @@ async function cycle(feature: string): Promise<void> {
     const a = createContext("x", { maxVram: 4 * MB }), b = createContext("y", { maxVram: 4 * MB });
     for (let i = 0; i < 1000; i++) waitEvent(b, recordEvent(a));
     await b.stream.synchronize();
+  }
+  if (feature === "ringsync") {
+    // The ring as CUDA runs it: the stream is done by the time it is asked, so the cycle never
+    // waits for the event loop (here made so on the host by a blocking synchronize).
+    const a = createContext("x", { maxVram: 4 * MB }), b = createContext("y", { maxVram: 4 * MB });
+    for (let i = 0; i < 1000; i++) waitEvent(b, recordEvent(a));
+    b.stream.synchronizeSync();
   }
   if (feature === "timing") {
     // Its second half: one timing event, recorded and awaited (a completion watched natively).
