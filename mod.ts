@@ -38,6 +38,7 @@ export {
   AdmissionError,
   NativeError,
   NoActiveSessionError,
+  type PoolAsker,
   SchedulerError,
   VramBudgetExceededError,
 } from "./src/errors.ts";
@@ -113,7 +114,7 @@ export {
   PartitionManager,
   type PartitionStreamOptions,
 } from "./src/engine/partition_manager.ts";
-export type { Owned, Owner } from "./src/lifetime.ts";
+export type { Liveness, Owned, Owner } from "./src/lifetime.ts";
 export {
   type ContextCounters,
   type ContextMetrics,

@@ -41,12 +41,31 @@ export class AdmissionError extends SchedulerError {
 }
 
 /**
+ * Who asked for an allocation that a standalone `MemoryPool` refused: the
+ * pool, by its name (a pool belongs to no context).
+ *
+ * @example
+ * ```ts
+ * import { type PoolAsker, VramBudgetExceededError } from "@gpusched/core";
+ * import assert from "node:assert/strict";
+ * const asker: PoolAsker = { poolName: "kv" };
+ * assert.match(new VramBudgetExceededError(asker, 2048, 1024).message, /^Pool "kv"/);
+ * ```
+ */
+export interface PoolAsker {
+  /** The pool's name (`MemoryPool.name`). */
+  readonly poolName: string;
+}
+
+/**
  * An allocation would exceed its context's budget or what the device can give it.
  *
- * `context` is the ExecutionContext that asked (undefined for a standalone
- * `MemoryPool`, whose name is in `contextName`); `available < requested`
- * always. A memory-pressure handler that threw, or returned something other
- * than a boolean (a `TypeError`), is the `cause`.
+ * `context` is the ExecutionContext that asked. A standalone `MemoryPool`
+ * belongs to no context: its refusals have `context` undefined, the pool's
+ * name in `contextName`, and a message naming it as a pool (`Pool "kv"
+ * cannot allocate ...`) where a context's says `Context "llm" ...`.
+ * `available < requested` always. A memory-pressure handler that threw, or
+ * returned something other than a boolean (a `TypeError`), is the `cause`.
  *
  * @example
  * ```ts
@@ -54,14 +73,18 @@ export class AdmissionError extends SchedulerError {
  * import assert from "node:assert/strict";
  * const err = new VramBudgetExceededError("llm", 2048, 1024);
  * assert.ok(err.requested === 2048 && err.available === 1024 && err.contextName === "llm");
+ * assert.match(err.message, /^Context "llm"/);
  * ```
  */
 export class VramBudgetExceededError extends SchedulerError {
   /** Always `"VramBudgetExceededError"`. */
   override name = "VramBudgetExceededError";
-  /** The context that asked; undefined when a standalone pool asked. */
+  /**
+   * The context that asked; undefined when a standalone `MemoryPool` asked
+   * (it belongs to no context: its name is in `contextName`).
+   */
   readonly context: ExecutionContext | undefined;
-  /** Name of the context (or pool) that asked. */
+  /** Name of the context, or of the standalone pool, that asked. */
   readonly contextName: string;
   /** Bytes asked for. */
   readonly requested: number;
@@ -71,25 +94,28 @@ export class VramBudgetExceededError extends SchedulerError {
   /**
    * An error for `context` asking `requested` bytes when `available` could be given.
    *
-   * @param context the context that asked, or the name of the pool that asked
+   * @param context the context that asked (or its name), or `{ poolName: name }` for a standalone pool
    * @param requested bytes asked for
    * @param available bytes that could have been given (kept below `requested`)
    * @param options standard error options (`cause`)
    */
   constructor(
-    context: ExecutionContext | string,
+    context: ExecutionContext | string | PoolAsker,
     requested: number,
     available: number,
     options?: ErrorOptions,
   ) {
-    const name = typeof context === "string" ? context : context.name;
+    const pool = typeof context === "object" && "poolName" in context;
+    const name = typeof context === "string" ? context : pool ? context.poolName : context.name;
     // Refused means fewer than `requested` bytes could be given, whatever a layer estimated.
     const shown = Math.max(0, Math.min(available, requested - 1));
     super(
-      `Context "${name}" cannot allocate ${requested} bytes: ${shown} bytes available`,
+      `${
+        pool ? "Pool" : "Context"
+      } "${name}" cannot allocate ${requested} bytes: ${shown} bytes available`,
       options,
     );
-    this.context = typeof context === "string" ? undefined : context;
+    this.context = typeof context === "string" || pool ? undefined : context;
     this.contextName = name;
     this.requested = requested;
     this.available = shown;

@@ -12,7 +12,7 @@
 
 import { useDevice } from "./native/devices.ts";
 import type { EventRing, RingSlot } from "./event_ring.ts";
-import { destroyedError, type Owner } from "./lifetime.ts";
+import { destroyedError, type Liveness, type Owner } from "./lifetime.ts";
 import { drainCompletions, waitForCompletion } from "./native/completions.ts";
 import { lib } from "./native/loader.ts";
 import { Status } from "./native/status_codes.ts";
@@ -27,15 +27,17 @@ const msOut = new Float32Array(1);
 
 interface Abandoned {
   readonly native: number;
-  /** Weak: a dropped event must not keep a shut-down scheduler alive. */
-  readonly owner: WeakRef<Owner>;
+  /**
+   * Its owner's liveness, not the owner: a dropped event must not keep a
+   * shut-down scheduler alive, and a WeakRef would until the job ends.
+   */
+  readonly owner: Liveness;
 }
 
 /** Backstop for explicit events dropped without destroy(). */
 const abandoned = new FinalizationRegistry<Abandoned>(({ native, owner }) => {
-  // After a shutdown the handle is dead (and may name a new scheduler's
-  // event); a collected owner was shut down (the active one is referenced).
-  if (owner.deref()?.active) lib().sched_event_destroy(native);
+  // After a shutdown the handle is dead (and may name a new scheduler's event).
+  if (owner.active) lib().sched_event_destroy(native);
 });
 
 function createNative(owner: Owner, timing: boolean, device: number): number {
@@ -124,7 +126,7 @@ export class GpuEvent {
     }
     this.#native = createNative(owner, timing, device);
     this.timing = timing;
-    abandoned.register(this, { native: this.#native, owner: new WeakRef(owner) }, this);
+    abandoned.register(this, { native: this.#native, owner: owner.liveness }, this);
   }
 
   /**
@@ -177,7 +179,7 @@ export class GpuEvent {
       this.#slot = undefined;
       this.#native = native;
       this.#device = stream.device;
-      abandoned.register(this, { native, owner: new WeakRef(this.#owner) }, this);
+      abandoned.register(this, { native, owner: this.#owner.liveness }, this);
     } else if (stream.device !== this.#device) {
       // Another device's stream: a native event of that device replaces this
       // one. Waits already queued on the old one keep waiting on its last
@@ -187,7 +189,7 @@ export class GpuEvent {
       abandoned.unregister(this);
       this.#native = native;
       this.#device = stream.device;
-      abandoned.register(this, { native, owner: new WeakRef(this.#owner) }, this);
+      abandoned.register(this, { native, owner: this.#owner.liveness }, this);
       unwrap(lib().sched_event_destroy(old), "Cannot destroy an event");
     }
     unwrap(lib().sched_event_record(this.#native, target), doing);

@@ -19,7 +19,7 @@ import {
 } from "./native/devices.ts";
 import { SchedulerError } from "./errors.ts";
 import { GpuEvent } from "./event.ts";
-import type { Owned, Owner } from "./lifetime.ts";
+import type { Liveness, Owned, Owner } from "./lifetime.ts";
 import { missingDriverReason } from "./native/cuda_driver.ts";
 import { lib } from "./native/loader.ts";
 import { BackendId, Status } from "./native/status_codes.ts";
@@ -136,6 +136,8 @@ export class Scheduler implements Owner {
   #reservations = new WeakMap<Stream, object>();
   #nextStreamId = 1;
   #active = true;
+  /** `active`, as an object that events' finalizers may hold without holding the scheduler. */
+  #liveness = { active: true };
 
   /** @internal Use `initialize()`. */
   constructor(
@@ -199,6 +201,11 @@ export class Scheduler implements Owner {
   /** False once shut down. */
   get active(): boolean {
     return this.#active;
+  }
+
+  /** `active` as an object of its own, which holds no reference to the scheduler (see `Liveness`). */
+  get liveness(): Liveness {
+    return this.#liveness;
   }
 
   /** @internal */
@@ -357,6 +364,7 @@ export class Scheduler implements Owner {
   shutdown(): void {
     if (!this.#active) return;
     this.#active = false;
+    this.#liveness.active = false;
     for (const object of this.#live) object.invalidate();
     this.#live.clear();
     for (const unit of this.#units) unit.forget();

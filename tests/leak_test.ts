@@ -51,7 +51,10 @@ const LEFT_PER_CYCLE = 4 * MB;
  * last changes too, where 16 MiB flaked); the leaks this test is for are
  * megabytes per cycle (4 MiB of buffers left each cycle; 3.4 MiB per
  * partition layout on CUDA before the green-context fix), gigabytes over
- * the run.
+ * the run. Located in the third session (RELIABILITY.md, "RSS over host cycles and CUDA
+ * events"): glibc's arenas and V8's heap settling in the first ~100 cycles, level after; malloc's
+ * bytes in use stay flat. Schedulers kept alive within one V8 job, which this test's awaits end
+ * every cycle, are tests/retention_test.ts's.
  */
 const RSS_GROWTH_BOUND = 64 * MB;
 /** CUDA: how far free memory may drift from its start (driver bookkeeping). */

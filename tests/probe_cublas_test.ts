@@ -111,8 +111,10 @@ Deno.test("[probe] setGemmQos refuses bad values of every type, naming the optio
 // gemm and gemmAsync check their arguments with parseGemm before anything reaches cuBLAS; on
 // the host backend no Cublas handle exists, so the checks are driven directly here.
 probe("gemm's argument checks: sizes, types, leading dimensions, buffers, scalars", async () => {
-  const { parseGemm } = await import("../src/cublas/gemm_args.ts");
+  const { parseGemm: parseOn } = await import("../src/cublas/gemm_args.ts");
   const ctx = createContext("c", { maxVram: 64 * MB });
+  const parseGemm = (options: Parameters<typeof parseOn>[0], doing: string) =>
+    parseOn(options, doing, ctx.device);
   const m = 8, n = 4, k = 16;
   const a = ctx.alloc(m * k * 2), b = ctx.alloc(k * n * 2), c = ctx.alloc(m * n * 2);
   const ok = { m, n, k, a, b, c };

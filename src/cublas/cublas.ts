@@ -344,13 +344,14 @@ export class Cublas {
    * Queues C = alpha * op(A) * op(B) + beta * C on the context's stream
    * (column-major, as cuBLAS), accumulating in fp32.
    *
-   * @throws {TypeError | RangeError} for bad arguments (naming them), buffers too small, or sizes past int32
+   * @throws {TypeError | RangeError} for bad arguments (naming them), buffers too small, sizes past
+   *   int32, or a buffer of another device than the context's (a RangeError naming it and both devices)
    * @throws {NativeError} when cuBLAS refuses
    */
   gemm(options: GemmOptions): void {
     const doing = `Cannot queue a GEMM on context ${show(this.context.name)}`;
     this.#assertAlive(doing);
-    const g = parseGemm(options, doing);
+    const g = parseGemm(options, doing, this.context.device);
     const layout = ComputeLayout.peek(this.#sched, this.context.device);
     // Pieces of earlier gemmAsync calls still held go first: stream order.
     if (layout !== undefined) devices.get(layout)?.gate.flush(this);
@@ -392,7 +393,7 @@ export class Cublas {
     try {
       const doing = `Cannot queue a GEMM on context ${show(this.context.name)}`;
       this.#assertAlive(doing);
-      g = parseGemm(options, doing);
+      g = parseGemm(options, doing, this.context.device);
       layout = ComputeLayout.peek(this.#sched, this.context.device);
       if (
         layout === undefined || !layout.hasReservations ||

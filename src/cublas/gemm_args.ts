@@ -86,8 +86,12 @@ function requireFinite(value: unknown, option: string, doing: string, fallback: 
   return value;
 }
 
-/** @internal Checks every argument and that each matrix fits in its buffer. */
-export function parseGemm(options: GemmOptions, doing: string): ParsedGemm {
+/**
+ * @internal Checks every argument, that each matrix fits in its buffer and
+ * that every buffer is on `device` (the context's: cuBLAS launches there,
+ * and a pointer of another device is no address it can use).
+ */
+export function parseGemm(options: GemmOptions, doing: string, device: number): ParsedGemm {
   if (options === undefined) throw new TypeError(`${doing}: options are required`);
   const o = requireOptions<GemmOptions>(options, doing);
   const m = requireDimension(o.m, "m", doing);
@@ -106,6 +110,13 @@ export function parseGemm(options: GemmOptions, doing: string): ParsedGemm {
     const buf = o[name];
     if (!(buf instanceof PoolBlock)) {
       throw new TypeError(`${doing}: ${name} must be a device buffer, got ${show(buf)}`);
+    }
+    // A block's stream is always of its pool's device (MemoryPool.allocate checks it).
+    if (buf.stream.device !== device) {
+      throw new RangeError(
+        `${doing}: ${name} must be a buffer of the context's device ${device}, ` +
+          `got a buffer of device ${buf.stream.device}`,
+      );
     }
     const ldValue = (o as unknown as Record<string, unknown>)[ldName];
     const ld = ldValue === undefined ? rows : requireDimension(ldValue, ldName, doing);

@@ -267,7 +267,7 @@ export class MemoryPool implements Owned {
       );
     this.#state = {
       name: this.name,
-      errorContext: internals?.errorContext ?? this.name,
+      errorContext: internals?.errorContext ?? { poolName: this.name },
       enableEviction: this.enableEviction,
       alive: true,
       asleep: undefined,
@@ -279,7 +279,11 @@ export class MemoryPool implements Owned {
     this.#limit = new PoolLimit(this.quota, budget);
     this.#cache = new SizeClassCache(this.#order, (memory) => this.#releaseCached(memory));
     this.#stats = new PoolStatistics(this);
-    this.#copies = new HostCopies(this.name, () => this.#state.alive, () => scheduler.active);
+    this.#copies = new HostCopies(
+      this.#state.errorContext,
+      () => this.#state.alive,
+      () => scheduler.active,
+    );
     this.#evictor = new Evictor(recordOf, {
       source: this.#source,
       limit: this.#limit,
@@ -315,7 +319,8 @@ export class MemoryPool implements Owned {
   /**
    * A block of at least `size` bytes.
    *
-   * @throws {TypeError | RangeError} for a bad size or options
+   * @throws {TypeError | RangeError} for a bad size or options (a `RangeError` for a stream of
+   *   another device than the pool's)
    * @throws {VramBudgetExceededError} for a size above the quota, or when no room can be made
    *   under the quota or on the device
    */
@@ -334,7 +339,16 @@ export class MemoryPool implements Owned {
       if (opts.evictable !== undefined) {
         evictable = requireBoolean(opts.evictable, "evictable", doing);
       }
-      if (opts.stream !== undefined) stream = this.#requireOwnStream(opts.stream, doing, "stream");
+      if (opts.stream !== undefined) {
+        stream = this.#requireOwnStream(opts.stream, doing, "stream");
+        // The block's memory is on the pool's device: its copies, eviction and restore go there.
+        if (stream.device !== this.#device) {
+          throw new RangeError(
+            `${doing}: stream must be a stream of the pool's device ${this.#device}, ` +
+              `got stream ${stream.id} of device ${stream.device}`,
+          );
+        }
+      }
     }
     const state = this.#state;
     if (!state.alive) this.#assertAlive("allocate");

@@ -15,7 +15,8 @@
  * @module
  */
 
-import { VramBudgetExceededError } from "../errors.ts";
+import { type PoolAsker, VramBudgetExceededError } from "../errors.ts";
+import type { ExecutionContext } from "../context/execution_context.ts";
 import { pinnedAlloc, pinnedFree, pinnedRefused } from "../native/memory.ts";
 import type { Stream } from "../stream.ts";
 
@@ -34,7 +35,7 @@ export interface HostCopy {
  * import { HostCopies } from "./host_copies.ts";
  * import assert from "node:assert/strict";
  * const sched = initialize({ backend: "host" });
- * const copies = new HostCopies("pool", () => true, () => sched.active);
+ * const copies = new HostCopies({ poolName: "pool" }, () => true, () => sched.active);
  * const copy = copies.take(4096);
  * copies.returnWhenDone(copy, sched.createStream());
  * await new Promise((resolve) => setTimeout(resolve, 10));
@@ -44,7 +45,8 @@ export interface HostCopy {
  * ```
  */
 export class HostCopies {
-  #name: string;
+  /** Who a refusal names as asking: the pool's context, or the standalone pool. */
+  #asker: ExecutionContext | PoolAsker;
   #spare = new Map<number, HostCopy[]>();
   #spareBytes = 0;
   /** Bytes taken and not yet back (evicted blocks, and copies still pending). */
@@ -57,8 +59,12 @@ export class HostCopies {
   #schedulerActive: () => boolean;
 
   /** Buffers for the pool `name`; the two callbacks say whether pool and scheduler live. */
-  constructor(name: string, poolAlive: () => boolean, schedulerActive: () => boolean) {
-    this.#name = name;
+  constructor(
+    asker: ExecutionContext | PoolAsker,
+    poolAlive: () => boolean,
+    schedulerActive: () => boolean,
+  ) {
+    this.#asker = asker;
     this.#poolAlive = poolAlive;
     this.#schedulerActive = schedulerActive;
   }
@@ -84,7 +90,7 @@ export class HostCopies {
     this.#trimSpares(bytes);
     const ptr = pinnedAlloc(bytes);
     if (!ptr) {
-      throw new VramBudgetExceededError(this.#name, bytes, 0, {
+      throw new VramBudgetExceededError(this.#asker, bytes, 0, {
         cause: pinnedRefused(bytes, "Cannot evict"),
       });
     }

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { SchedulerError, VramBudgetExceededError } from "../errors.ts";
+import { type PoolAsker, SchedulerError, VramBudgetExceededError } from "../errors.ts";
 import type { ExecutionContext } from "../context/execution_context.ts";
 import type { PoolBlock } from "../engine/pool_block.ts";
 import type { Stream } from "../stream.ts";
@@ -32,8 +32,8 @@ import type { SizeClassCache } from "./size_class_cache.ts";
 /** What the room maker reads of its pool, which may change in any pressure handler. */
 export interface PoolState {
   readonly name: string;
-  /** Who errors name as asking (a context, or the pool's name). */
-  readonly errorContext: ExecutionContext | string;
+  /** Who errors name as asking: a context, or a standalone pool (by name). */
+  readonly errorContext: ExecutionContext | PoolAsker;
   /** Whether evictable blocks may be evicted to make room. */
   readonly enableEviction: boolean;
   /** False once the pool is destroyed. */
