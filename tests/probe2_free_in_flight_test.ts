@@ -10,7 +10,7 @@
  * API.md and README.md only.
  */
 import assert from "node:assert/strict";
-import { createContext, getContextUsage, MB } from "../mod.ts";
+import { createContext, getContextUsage, MB, MemoryPool } from "../mod.ts";
 import { attempt, probe } from "./_probe.ts";
 
 probe(
@@ -50,4 +50,16 @@ probe("free() while a read or write is in flight never loses the bytes for good"
     buf.free();
   }
   assert.equal(getContextUsage(ctx).used, 0);
+});
+
+probe("pool.free(block) with the block's write in flight: freed once it completes", async () => {
+  const pool = new MemoryPool({ quota: 4 * MB });
+  const block = pool.allocate(1 * MB);
+  const writing = block.write(new Uint8Array(1 * MB).fill(2));
+  pool.free(block);
+  assert.equal(block.freed, true, "unusable at once");
+  await writing;
+  assert.equal(pool.stats().activeBlocks, 0);
+  assert.equal(pool.stats().allocatedBytes, 0);
+  pool.free(block); // idempotent
 });

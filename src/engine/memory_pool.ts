@@ -389,8 +389,7 @@ export class MemoryPool implements Owned {
     if (record.host !== this.#host) {
       throw new RangeError(`${doing}: block ${block.id} belongs to another pool`);
     }
-    if (block.freed) return; // idempotent, as block.free() is
-    this.#release(block, record);
+    block.free(); // idempotent, and deferred while its own transfers run, as block.free() is
   }
 
   /** Releases every cached byte back to the device. */
