@@ -511,3 +511,41 @@ backendTest(
   },
   { hostMemory: 256 * MB },
 );
+
+backendTest(
+  "an allocation past maxVram outright still calls the pressure handlers, then is refused whatever they say",
+  () => {
+    const a = createContext("a", { maxVram: 16 * MB });
+    const kept = a.alloc(4 * MB, { evictable: true });
+    const seen: [string, number, number][] = [];
+    const off = onMemoryPressure((ctx, requested, available) => {
+      seen.push([ctx.name, requested, available]);
+      return true;
+    });
+    try {
+      assert.throws(() => a.alloc(32 * MB), isBudgetError(a));
+      assert.deepEqual(seen, [["a", 32 * MB, 12 * MB]]);
+      assert.equal(
+        kept.state,
+        "resident",
+        "nothing is evicted for a request no room could satisfy",
+      );
+      const thrower = onMemoryPressure(() => {
+        throw new Error("shed load");
+      });
+      try {
+        assert.throws(
+          () => a.alloc(32 * MB),
+          (e) =>
+            isBudgetError(a)(e) && (e as Error).cause instanceof Error &&
+            ((e as Error).cause as Error).message === "shed load",
+        );
+      } finally {
+        thrower();
+      }
+    } finally {
+      off();
+    }
+  },
+  { hostMemory: 128 * MB },
+);

@@ -154,8 +154,4 @@ probe(
     assert.equal(counters("a").allocationFailures, errors.length);
   },
   {},
-  // Fails now: a restore refused for lack of room throws VramBudgetExceededError naming the
-  // context but is not counted (only ExecutionContext.alloc counts; the restore path is in
-  // src/engine/memory_pool.ts, the fixes helper's area this session).
-  { ignore: true },
 );

@@ -170,6 +170,7 @@ export class ExecutionContext {
         },
         makeBlock: (...block) => new DeviceBuffer(this, ...block),
         errorContext: this,
+        refused: (error) => void this.#refused(error),
         // A GUARANTEED context is promised every allocation up to maxVram: no rounding slack.
         exactSizes: spec.qos === QoSPolicy.GUARANTEED,
       },
@@ -259,9 +260,15 @@ export class ExecutionContext {
     }
     if (this.#sleep.sleeping) this.#sleep.assertAwake(`Cannot allocate in context "${this.name}"`);
     if (bytes > this.maxVram) {
-      throw this.#refused(
-        new VramBudgetExceededError(this, bytes, this.maxVram - this.#pool.allocatedBytes),
-      );
+      // Past the budget however much is freed: the handlers still hear of it (API.md: an
+      // allocation past the budget first calls them), then it is refused whatever they say.
+      const available = this.maxVram - this.#pool.allocatedBytes;
+      try {
+        this.#host.pressure(this, bytes, available);
+      } catch (error) {
+        throw error instanceof VramBudgetExceededError ? this.#refused(error) : error;
+      }
+      throw this.#refused(new VramBudgetExceededError(this, bytes, available));
     }
     try {
       return this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;

@@ -74,6 +74,12 @@ export interface PoolInternals {
   /** Who errors name as asking (the ExecutionContext of a context's pool). */
   errorContext?: ExecutionContext;
   /**
+   * Told of each refused restore that a user's access asked for (`ptr`,
+   * `read`, `write`, `resident()` of an evicted block), before it is thrown:
+   * the context counts it as an allocation failure, as a refused `alloc`.
+   */
+  refused?: (error: VramBudgetExceededError) => void;
+  /**
    * Exact sizes instead of size classes (GUARANTEED contexts): every block
    * occupies exactly the bytes asked for, so allocations whose sizes sum to
    * the quota always fit.
@@ -191,6 +197,7 @@ export class MemoryPool implements Owned {
   #staging: StagingArea;
   #host: BlockHost;
   #makeBlock: NonNullable<PoolInternals["makeBlock"]>;
+  #refusedHook: PoolInternals["refused"];
   /** Alive, asleep and names: what the layers read of the pool. */
   #state: { -readonly [K in keyof PoolState]: PoolState[K] };
   #inflight = new Set<Promise<void>>();
@@ -274,6 +281,7 @@ export class MemoryPool implements Owned {
     };
     this.#exact = internals?.exactSizes ?? false;
     this.#makeBlock = internals?.makeBlock ?? ((...args) => new PoolBlock(...args));
+    this.#refusedHook = internals?.refused;
     // The layers, bottom up (see the module notes).
     this.#source = new DeviceSource(space, this.#order, () => this.#letFreesLand());
     this.#limit = new PoolLimit(this.quota, budget);
@@ -616,7 +624,13 @@ export class MemoryPool implements Owned {
       ensureResident: (block, record) => {
         this.#assertUsable(block);
         if (record.state === "resident") return record.memory!.ptr;
-        const ptr = this.#restore(block, record);
+        let ptr: Deno.PointerObject;
+        try {
+          ptr = this.#restore(block, record);
+        } catch (error) {
+          if (error instanceof VramBudgetExceededError) this.#refusedHook?.(error);
+          throw error;
+        }
         if (this.#state.asleep !== undefined) {
           // A pressure handler of the restore put the context to sleep; its sleep moves it out again.
           throw new SchedulerError(`Cannot use block ${block.id}: ${this.#state.asleep}`);
