@@ -459,7 +459,7 @@ export function initialize(options?: InitializeOptions): Scheduler {
   const status = lib().sched_init_devices(backendId, deviceId, hostDevices, BigInt(hostMemory));
   if (status === Status.ALREADY_INITIALIZED) {
     throw new SchedulerError(
-      `${INIT}: another thread of this process (a Worker) holds the scheduler and is still running: ${lastError()}`,
+      `${INIT}: another thread of this process (the main thread or a Worker) holds the scheduler and is still running: ${lastError()}`,
     );
   }
   unwrap(status, `${INIT} (${backend} backend)`);
