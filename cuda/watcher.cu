@@ -176,6 +176,10 @@ static bool sweep(void) {
       watch_item *it = q->head;
       q->head = it->next;
       if (q->head == NULL) q->tail = NULL;
+      /* Items are recycled: a completed armed item may come back as a later head of this queue,
+       * and `armed == head` would then skip arming it, so the watcher slept past its completion
+       * (a hang seen on the H200 about once in 40 runs of examples/model_swap.ts). */
+      if (q->armed == it) q->armed = NULL;
       if (err == cudaSuccess) {
         completions_push(it->token, SCHED_OK);
         give_back(it);
