@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { stagedRead, stagedWrite, StagingArea } from "../src/engine/staging.ts";
 import { nativeCounts } from "../src/native/debug_counts.ts";
-import { backendTest, gate, hold, lib, randomBytes } from "./_helpers.ts";
+import { backendTest, gate, hold, lib, randomBytes, spin } from "./_helpers.ts";
 
 backendTest("waitEvent(b, recordEvent(a)) 100,000 times keeps native events flat", async () => {
   const llm = createContext("llm", { maxVram: 4 * MB });
@@ -197,3 +197,44 @@ Deno.test("sched_completions_wake ends a parked wait; debug counts are zero when
   const counts = nativeCounts();
   assert.ok(Object.values(counts).every((n) => n === 0), JSON.stringify(counts));
 });
+
+backendTest(
+  "an await queued right after another completes still resolves (the watcher re-arms recycled items)",
+  async (sched) => {
+    // On CUDA, a wait's marker item is recycled when it completes. The watcher once kept a
+    // completed item as its queue's "armed" head; when the item came back as a later head of the
+    // same queue it was never armed, and that await hung (1 run in 40 of examples/model_swap.ts
+    // on the H200). The pattern: a long wait A (armed: the watcher sleeps), a short wait B behind
+    // it, and a new wait C queued as soon as A resolves, taking A's item, while B completes in the
+    // watcher's spin window. B's length varies so some iteration lands in that window.
+    const backend = sched.backend;
+    const stream = sched.createStream();
+    try {
+      for (let i = 0; i < 200; i++) {
+        spin(backend, stream.handle, 1);
+        const a = stream.synchronize();
+        spin(backend, stream.handle, 0.01 + (i % 25) * 0.01);
+        const b = stream.synchronize();
+        await a;
+        spin(backend, stream.handle, 1);
+        const c = stream.synchronize();
+        await settlesOrHangs(Promise.all([b, c]), `iteration ${i}`);
+      }
+    } finally {
+      stream.destroy();
+    }
+  },
+);
+
+/**
+ * Resolves as `done` does, or rejects when it has not settled after 20 s: a wait the watcher
+ * lost never settles, and the test should fail rather than hang the run (not a speed bound:
+ * each wait here is about a millisecond of device work).
+ */
+function settlesOrHangs(done: Promise<unknown>, what: string): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const lost = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: an await never resolved`)), 20_000);
+  });
+  return Promise.race([done, lost]).finally(() => clearTimeout(timer));
+}
