@@ -11,26 +11,11 @@
  */
 import assert from "node:assert/strict";
 import { cudaSkipReason } from "./_helpers.ts";
+import { DENO, envPassThrough, type Outcome, runSkip } from "./_subprocess.ts";
 
-const DENO = "deno";
-const runGranted = Deno.permissions.querySync({ name: "run", command: DENO }).state === "granted";
-const runSkip = runGranted ? undefined : "needs --allow-run";
 const dir = decodeURIComponent(new URL("./probe2_process/", import.meta.url).pathname);
 const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const RUNS = 2;
-
-interface Outcome {
-  code: number;
-  signal: Deno.Signal | null;
-  stdout: string;
-  stderr: string;
-}
-
-function envPassThrough(): Record<string, string> {
-  const state = Deno.permissions.querySync({ name: "env", variable: "GPUSCHED_LIB" }).state;
-  const lib = state === "granted" ? Deno.env.get("GPUSCHED_LIB") : undefined;
-  return lib ? { GPUSCHED_LIB: lib } : {};
-}
 
 async function run(script: string, args: string[]): Promise<Outcome> {
   const out = await new Deno.Command(DENO, {

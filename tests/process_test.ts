@@ -15,10 +15,8 @@
 
 import assert from "node:assert/strict";
 import { cudaSkipReason } from "./_helpers.ts";
+import { DENO, envPassThrough, type Outcome, runSkip } from "./_subprocess.ts";
 
-const DENO = "deno";
-const runGranted = Deno.permissions.querySync({ name: "run", command: DENO }).state === "granted";
-const runSkip = runGranted ? undefined : "needs --allow-run";
 /** Runs of the scenarios that crashed in about half of the runs before the fix. */
 const RUNS = 8;
 /** Runs of the others (they guard the same mechanism from other endings). */
@@ -26,19 +24,6 @@ const FEW_RUNS = 4;
 const PARALLEL = 4;
 const dir = decodeURIComponent(new URL("./process/", import.meta.url).pathname);
 const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
-
-interface Outcome {
-  code: number;
-  signal: Deno.Signal | null;
-  stdout: string;
-  stderr: string;
-}
-
-function envPassThrough(): Record<string, string> {
-  const state = Deno.permissions.querySync({ name: "env", variable: "GPUSCHED_LIB" }).state;
-  const lib = state === "granted" ? Deno.env.get("GPUSCHED_LIB") : undefined;
-  return lib ? { GPUSCHED_LIB: lib } : {};
-}
 
 /**
  * Runs `script` with `args`; with `signal`, sends it once the child printed
