@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createContext, MB, QoSPolicy, SchedulerError } from "../mod.ts";
+import { createContext, type DeviceBuffer, MB, QoSPolicy, SchedulerError } from "../mod.ts";
 import { Cublas, cublasCandidates, setGemmQos } from "../src/cublas/mod.ts";
 import { backendTest } from "./_helpers.ts";
 
@@ -81,23 +81,45 @@ function reference(m: number, n: number, k: number, a: Float32Array, b: Float32A
   return c;
 }
 
+/**
+ * The CUDA GEMM tests' setup: a BEST_EFFORT context with fp32 operands A
+ * (m x k, filled from `step` and `period`) and B (k x n) written, C
+ * allocated, the CPU reference product, and a GUARANTEED owner holding a
+ * compute reservation.
+ */
+async function gemmFixture(step: number, period: number) {
+  const ctx = createContext("be", { maxVram: 256 * MB, qos: QoSPolicy.BEST_EFFORT });
+  const owner = createContext("owner", {
+    maxVram: 64 * MB,
+    qos: QoSPolicy.GUARANTEED,
+    compute: 0.25,
+  });
+  const [m, n, k] = [64, 512, 96];
+  const a = Float32Array.from({ length: m * k }, (_, i) => ((i * step) % period) / period - 0.5);
+  const b = Float32Array.from({ length: k * n }, (_, i) => ((i * 5) % 11) / 11 - 0.5);
+  const want = reference(m, n, k, a, b);
+  const da = ctx.alloc(a.byteLength), db = ctx.alloc(b.byteLength), dc = ctx.alloc(m * n * 4);
+  await da.write(a);
+  await db.write(b);
+  return { ctx, owner, m, n, k, a, want, da, db, dc };
+}
+
+/** Largest |C - scale * want| over C read back from `dc`. */
+async function maxError(dc: DeviceBuffer, want: Float32Array, scale = 1): Promise<number> {
+  const got = new Float32Array(want.length);
+  await dc.read(got);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    worst = Math.max(worst, Math.abs(got[i]! - scale * want[i]!));
+  }
+  return worst;
+}
+
 backendTest(
   "on CUDA, gemm matches a CPU reference, sliced or not, and checks its arguments",
   async (sched) => {
     if (sched.backend !== "cuda") return;
-    const ctx = createContext("be", { maxVram: 256 * MB, qos: QoSPolicy.BEST_EFFORT });
-    const owner = createContext("owner", {
-      maxVram: 64 * MB,
-      qos: QoSPolicy.GUARANTEED,
-      compute: 0.25,
-    });
-    const [m, n, k] = [64, 512, 96];
-    const a = Float32Array.from({ length: m * k }, (_, i) => ((i * 7) % 13) / 13 - 0.5);
-    const b = Float32Array.from({ length: k * n }, (_, i) => ((i * 5) % 11) / 11 - 0.5);
-    const want = reference(m, n, k, a, b);
-    const da = ctx.alloc(a.byteLength), db = ctx.alloc(b.byteLength), dc = ctx.alloc(m * n * 4);
-    await da.write(a);
-    await db.write(b);
+    const { ctx, owner, m, n, k, a, want, da, db, dc } = await gemmFixture(7, 13);
     const blas = Cublas.for(ctx);
     assert.equal(Cublas.for(ctx), blas, "one handle per context");
     // Whole, in pieces of 128 columns (the owner idle, but no borrowing), and borrowed.
@@ -109,10 +131,7 @@ backendTest(
       setGemmQos(before);
       assert.equal(blas.pieces - pieces, pieceFlops === 0 ? 1 : n / 128);
       assert.equal(blas.borrowedPieces - borrowed, borrow ? 1 : 0);
-      const got = new Float32Array(m * n);
-      await dc.read(got);
-      let worst = 0;
-      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+      const worst = await maxError(dc, want);
       assert.ok(worst < 1e-3, `max error ${worst} (pieces of ${pieceFlops} FLOPs)`);
     }
     assert.throws(
@@ -146,31 +165,13 @@ backendTest(
   "on CUDA, gemmAsync through the launch gate keeps stream order with gemm, and destroy rejects held pieces",
   async (sched) => {
     if (sched.backend !== "cuda") return;
-    const ctx = createContext("be", { maxVram: 256 * MB, qos: QoSPolicy.BEST_EFFORT });
-    const owner = createContext("owner", {
-      maxVram: 64 * MB,
-      qos: QoSPolicy.GUARANTEED,
-      compute: 0.25,
-    });
-    const [m, n, k] = [64, 512, 96];
-    const a = Float32Array.from({ length: m * k }, (_, i) => ((i * 3) % 17) / 17 - 0.5);
-    const b = Float32Array.from({ length: k * n }, (_, i) => ((i * 5) % 11) / 11 - 0.5);
-    const want = reference(m, n, k, a, b);
-    const da = ctx.alloc(a.byteLength), db = ctx.alloc(b.byteLength), dc = ctx.alloc(m * n * 4);
+    const { ctx, owner, m, n, k, a, want, da, db, dc } = await gemmFixture(3, 17);
     const oa = owner.alloc(a.byteLength), oc = owner.alloc(m * m * 4);
-    await da.write(a);
-    await db.write(b);
     const blas = Cublas.for(ctx);
     const ownerBlas = Cublas.for(owner);
     const ownerWork = () =>
       ownerBlas.gemm({ m, n: m, k, a: oa, b: oa, c: oc, type: "fp32", transB: true });
-    const worst = async (scale: number) => {
-      const got = new Float32Array(m * n);
-      await dc.read(got);
-      let w = 0;
-      for (let i = 0; i < got.length; i++) w = Math.max(w, Math.abs(got[i]! - scale * want[i]!));
-      return w;
-    };
+    const worst = (scale: number) => maxError(dc, want, scale);
     const before = setGemmQos({});
     try {
       // The owner active (its own GEMM, a long idle window): one piece of 128 columns at a time.
