@@ -44,6 +44,15 @@ export function caught(fn: () => unknown): unknown {
   assert.fail("expected a throw");
 }
 
+/** `fn()`'s result, or what it threw: for calls where either outcome is allowed. */
+export function outcome(fn: () => unknown): unknown {
+  try {
+    return fn();
+  } catch (error) {
+    return error;
+  }
+}
+
 /** Awaits `fn()`, expecting a rejection (or a throw); returns the reason. */
 export async function rejected(fn: () => unknown): Promise<unknown> {
   try {

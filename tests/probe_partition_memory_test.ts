@@ -26,6 +26,7 @@ import {
   assertBudgetRefusal,
   BAD_VALUES,
   caught,
+  outcome,
   probe,
   rejected,
 } from "./_probe.ts";
@@ -211,14 +212,8 @@ probe("a handler that deletes the partition during an allocation in it", () => {
     }
     return true;
   });
-  let result: unknown;
-  try {
-    result = a.alloc(8 * MB);
-  } catch (error) {
-    result = error;
-  } finally {
-    off();
-  }
+  const result = outcome(() => a.alloc(8 * MB)); // allowed to succeed or be refused
+  off();
   // Either the delete is refused while contexts live in the partition, or the allocation
   // decides afresh; in no case may a context hold more than the limit it was promised while
   // the partition exists.
@@ -306,14 +301,8 @@ probe("a pressure handler that puts the asker to sleep", async () => {
     if (ctx === a && slept === undefined) slept = a.sleep();
     return true;
   });
-  let result: unknown;
-  try {
-    result = a.alloc(8 * MB);
-  } catch (error) {
-    result = error;
-  } finally {
-    off();
-  }
+  const result = outcome(() => a.alloc(8 * MB)); // allowed to succeed or be refused
+  off();
   // No context of the partition holds more than its limit at any time.
   assert.ok(getContextUsage(a).used <= 16 * MB);
   await slept?.catch(() => {});
