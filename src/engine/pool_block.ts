@@ -159,22 +159,20 @@ export class PoolBlock {
     this.stream = stream;
   }
 
-  /** Transfers (write, read, copyFrom either side) in flight on this block, each holding a pin. */
-  #transfers = 0;
   /** free() was called while only its own transfers held it: released when the last ends. */
   #freeWhenDone = false;
 
+  // Each transfer (write, read, copyFrom either side) holds a pin while in flight; the record's
+  // pins are those and `pin()`'s (userPins), so the transfers in flight are pins - userPins.
   #pinTransfer(): void {
     this.#host.pin(this, this.#record);
-    this.#transfers++;
   }
 
   #unpinTransfer(): void {
-    this.#transfers--;
     const record = this.#record;
     if (record.state === "freed") return;
     this.#host.unpin(this, record);
-    if (this.#freeWhenDone && this.#transfers === 0) this.#host.release(this, record);
+    if (this.#freeWhenDone && record.pins === 0) this.#host.release(this, record);
   }
 
   #assertLive(doing: string): void {
@@ -304,7 +302,7 @@ export class PoolBlock {
   free(): void {
     const record = this.#record;
     if (record.state === "freed" || this.#freeWhenDone) return;
-    if (this.#transfers > 0 && record.userPins === 0 && record.pins === this.#transfers) {
+    if (record.pins > 0 && record.userPins === 0) { // only its own transfers hold it
       this.#freeWhenDone = true;
       return;
     }
