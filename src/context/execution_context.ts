@@ -259,18 +259,14 @@ export class ExecutionContext {
       this.#rejectSize(bytes);
     }
     if (this.#sleep.sleeping) this.#sleep.assertAwake(`Cannot allocate in context "${this.name}"`);
-    if (bytes > this.maxVram) {
-      // Past the budget however much is freed: the handlers still hear of it (API.md: an
-      // allocation past the budget first calls them), then it is refused whatever they say.
-      const available = this.maxVram - this.#pool.allocatedBytes;
-      try {
-        this.#host.pressure(this, bytes, available);
-      } catch (error) {
-        throw error instanceof VramBudgetExceededError ? this.#refused(error) : error;
-      }
-      throw this.#refused(new VramBudgetExceededError(this, bytes, available));
-    }
     try {
+      if (bytes > this.maxVram) {
+        // Past the budget however much is freed: the handlers still hear of it (API.md: an
+        // allocation past the budget first calls them), then it is refused whatever they say.
+        const available = this.maxVram - this.#pool.allocatedBytes;
+        this.#host.pressure(this, bytes, available);
+        throw new VramBudgetExceededError(this, bytes, available);
+      }
       return this.#pool.allocate(bytes, evictable ? EVICTABLE : undefined) as DeviceBuffer;
     } catch (error) {
       throw error instanceof VramBudgetExceededError ? this.#refused(error) : error;
