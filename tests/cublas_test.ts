@@ -119,7 +119,7 @@ backendTest(
   "on CUDA, gemm matches a CPU reference, sliced or not, and checks its arguments",
   async (sched) => {
     if (sched.backend !== "cuda") return;
-    const { ctx, owner, m, n, k, a, want, da, db, dc } = await gemmFixture(7, 13);
+    const { ctx, owner, m, n, k, want, da, db, dc } = await gemmFixture(7, 13);
     const blas = Cublas.for(ctx);
     assert.equal(Cublas.for(ctx), blas, "one handle per context");
     // Whole, in pieces of 128 columns (the owner idle, but no borrowing), and borrowed.
